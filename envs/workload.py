@@ -1,0 +1,40 @@
+"""What a search prunes: a trained model with its fixed data splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from hwmodels import Registry
+
+
+@dataclass
+class Workload:
+    """A trained network and the data splits a search uses.
+
+    Attributes:
+        name: registry name (``"digits-cnn"``).
+        model: the trained network, in eval mode, on CPU.
+        example_input: one batch (batch size 1) of the input shape, for inspection/export.
+        train: training split; BatchNorm re-estimation and fine-tuning draw from it.
+        holdout: split held out of the training data; the search reward is scored on it.
+        test: the test split; used only for final reports.
+        num_classes: number of output classes.
+        meta: provenance (recipe, cache key, measured test accuracy...).
+    """
+
+    name: str
+    model: nn.Module
+    example_input: torch.Tensor
+    train: Dataset
+    holdout: Dataset
+    test: Dataset
+    num_classes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+WORKLOADS: Registry[Workload] = Registry("model")

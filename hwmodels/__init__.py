@@ -1,0 +1,28 @@
+"""Analytic hardware cost models (numpy only, never torch).
+
+``get_hardware(preset, **overrides).cost(layer, mask) -> Cost``; presets are listed by
+``list_hardware()``.
+"""
+
+from hwmodels.base import HARDWARE, INDEX_FORMATS, HardwareModel, get_hardware, list_hardware
+from hwmodels.cost import COST_METRICS, METRIC_ALIASES, Cost, resolve_metric
+from hwmodels.layer import LayerSpec, unroll
+from hwmodels.registry import Registry
+
+# Importing the model modules registers their presets.
+from hwmodels import presets as _presets  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "COST_METRICS",
+    "HARDWARE",
+    "INDEX_FORMATS",
+    "METRIC_ALIASES",
+    "Cost",
+    "HardwareModel",
+    "LayerSpec",
+    "Registry",
+    "get_hardware",
+    "list_hardware",
+    "resolve_metric",
+    "unroll",
+]

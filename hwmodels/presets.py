@@ -1,0 +1,1 @@
+"""Imports every hardware-model module so that their presets are registered."""

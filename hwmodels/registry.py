@@ -1,0 +1,74 @@
+"""A small generic name -> factory registry shared by every pluggable part of hwprune.
+
+Workloads, pruning schemes, hardware presets, accuracy proxies and agents are all looked
+up by name, so that every configuration is plain strings and numbers that round-trip
+through YAML, ``gym.make`` keyword arguments and MLflow params.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to factories; unknown names raise ``KeyError`` with close matches.
+
+    Args:
+        kind: what the registry holds (``"scheme"``, ``"hardware preset"``...), used in
+            error messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+        self._help: dict[str, str] = {}
+
+    def register(
+        self, name: str, factory: Callable[..., T] | None = None, *, help: str = ""
+    ) -> Callable[..., T] | Callable[[Callable[..., T]], Callable[..., T]]:
+        """Register ``factory`` under ``name``; usable as a decorator when ``factory`` is None."""
+
+        def _add(fn: Callable[..., T]) -> Callable[..., T]:
+            if name in self._factories:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._factories[name] = fn
+            self._help[name] = help or (fn.__doc__ or "").strip().split("\n")[0]
+            return fn
+
+        return _add if factory is None else _add(factory)
+
+    def check(self, name: str) -> str:
+        """Return ``name`` if registered, else raise ``KeyError`` naming the valid choices."""
+        if name not in self._factories:
+            close = difflib.get_close_matches(name, list(self._factories), n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(
+                f"unknown {self.kind} {name!r}.{hint} Valid choices: {', '.join(self.names())}"
+            )
+        return name
+
+    def build(self, name: str, **kwargs: object) -> T:
+        """Instantiate the entry ``name`` with keyword arguments."""
+        return self._factories[self.check(name)](**kwargs)
+
+    def factory(self, name: str) -> Callable[..., T]:
+        """The factory registered under ``name``."""
+        return self._factories[self.check(name)]
+
+    def names(self) -> list[str]:
+        """Registered names, in registration order."""
+        return list(self._factories)
+
+    def describe(self) -> dict[str, str]:
+        """Name -> one-line description, for ``hwprune list``."""
+        return dict(self._help)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._factories
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)

@@ -1,0 +1,104 @@
+"""The pruning-scheme protocol and its registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwmodels import HardwareModel, LayerSpec, Registry
+
+
+class PruningScheme(ABC):
+    """A sparsity structure a hardware target can exploit, as pure mask functions.
+
+    ``levels(layer)`` lists the densities the scheme can realise on a layer (sorted,
+    ending at 1.0 = dense); ``mask(weight, density, layer)`` returns the bool keep-mask
+    of that density with the scheme's structure, keeping as much weight magnitude as the
+    structure allows. A layer the scheme does not apply to has the single level 1.0, and
+    the environment leaves it dense.
+    """
+
+    #: Registry name.
+    name: ClassVar[str] = "abstract"
+    #: Index format (``hwmodels.INDEX_FORMATS``) the hardware charges for this structure.
+    index_format: ClassVar[str] = "bitmask"
+
+    @abstractmethod
+    def levels(self, layer: LayerSpec) -> np.ndarray:
+        """Sorted feasible densities in (0, 1] for ``layer``; the last is 1.0."""
+
+    @abstractmethod
+    def mask(
+        self, weight: torch.Tensor, density: float, layer: LayerSpec, *, exact: bool = False
+    ) -> torch.Tensor:
+        """Bool keep-mask of ``weight``'s shape at ``density``.
+
+        A density that is not a level rounds down to the nearest level (the least level if
+        none is below); with ``exact=True`` it raises ``ValueError`` instead.
+        """
+
+    def masks_for_levels(
+        self, weight: torch.Tensor, layer: LayerSpec, levels: Sequence[float] | None = None
+    ) -> list[torch.Tensor]:
+        """Masks for several levels (default: all); subclasses rank once and threshold."""
+        levels = self.levels(layer) if levels is None else levels
+        return [self.mask(weight, float(d), layer) for d in levels]
+
+    def complete_masks(
+        self, model: nn.Module, masks: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Add the masks a structure implies on other parameters.
+
+        ``masks`` maps parameter names (``"features.0.weight"``) to keep-masks. Channel
+        pruning, for example, also masks the following BatchNorm's weight and bias so that
+        a removed channel really outputs zero. Default: unchanged.
+        """
+        return masks
+
+    def snap(self, density: float, layer: LayerSpec, *, exact: bool = False) -> float:
+        """The level used for a requested ``density``: the nearest at or below it."""
+        lv = self.levels(layer)
+        if not 0.0 < density <= 1.0:
+            raise ValueError(f"density {density} is outside (0, 1]")
+        idx = int(np.searchsorted(lv, density + 1e-9, side="right")) - 1
+        if exact and (idx < 0 or abs(lv[idx] - density) > 1e-9):
+            shown = ", ".join(f"{x:.4g}" for x in lv[:12]) + (", ..." if len(lv) > 12 else "")
+            raise ValueError(
+                f"density {density} is not a level of scheme {self.name!r} on layer "
+                f"{layer.name!r}; levels: {shown}"
+            )
+        return float(lv[max(idx, 0)])
+
+    def describe(self) -> dict[str, Any]:
+        """Scheme name and structural parameters (for logs and MLflow)."""
+        public = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {"name": self.name, "index_format": self.index_format, **public}
+
+
+SCHEMES: Registry[PruningScheme] = Registry("scheme")
+
+
+def get_scheme(
+    name: str, *, hardware: HardwareModel | None = None, **params: Any
+) -> PruningScheme:
+    """Build scheme ``name``; structural parameters default to ``hardware``'s.
+
+    Only the structural keys the scheme's factory accepts are taken from the hardware;
+    explicit ``params`` win.
+    """
+    factory = SCHEMES.factory(name)
+    defaults = hardware.structure() if hardware is not None else {}
+    accepted = getattr(factory, "structure_params", ())
+    merged = {k: v for k, v in defaults.items() if k in accepted}
+    merged.update(params)
+    return factory(**merged)
+
+
+def list_schemes() -> list[str]:
+    """Names of all registered schemes."""
+    return SCHEMES.names()

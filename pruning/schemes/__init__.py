@@ -1,0 +1,1 @@
+"""Scheme implementations; importing this package registers every scheme."""
