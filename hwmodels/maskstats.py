@@ -1,0 +1,90 @@
+"""Fast statistics of bool weight masks, shared by the cost models.
+
+A ResNet-50 has about 25 M weights; scoring a full set of masks must take milliseconds,
+so the hot reductions work on the mask's bytes viewed as 64-bit words (8 weights per
+word) instead of on one bool at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwmodels.layer import LayerSpec, unroll
+
+# Multiplying a word whose bytes are each 0 or 1 by this constant sums the bytes into
+# the top byte (no carry can occur: the sum is at most 8).
+_BYTE_SUM = np.uint64(0x0101010101010101)
+_SHIFT = np.uint64(56)
+
+
+def as_unrolled(mask: np.ndarray | None, layer: LayerSpec) -> np.ndarray | None:
+    """The mask as a C-contiguous bool ``(out_channels, K)`` matrix; None stays None."""
+    if mask is None:
+        return None
+    um = unroll(mask, layer)
+    if um.dtype != np.bool_:
+        um = um.astype(bool)
+    return np.ascontiguousarray(um)
+
+
+def _byte_sums(words: np.ndarray) -> np.ndarray:
+    """Per 64-bit word, the number of its bytes equal to 1 (bytes must be 0 or 1)."""
+    words = words * _BYTE_SUM
+    words >>= _SHIFT
+    return words
+
+
+def block_nnz(um: np.ndarray, g: int) -> np.ndarray:
+    """Non-zeros per row and per block of ``g`` consecutive columns: ``(rows, ceil(K/g))``.
+
+    The last block may be shorter than ``g`` (it is zero-padded, which adds nothing).
+    """
+    if g < 1:
+        raise ValueError(f"block size must be >= 1, got {g}")
+    rows, k = um.shape
+    nb = -(-k // g)
+    if nb * g != k:
+        padded = np.zeros((rows, nb * g), dtype=bool)
+        padded[:, :k] = um
+        um = padded
+    if g % 8 == 0 and g < 256:
+        # Add the g/8 words of each block bytewise (no byte exceeds g/8, the total stays
+        # under 256 so nothing carries), then sum the bytes of the result.
+        words = np.ascontiguousarray(um).view(np.uint64).reshape(rows * nb, g // 8)
+        acc = words[:, 0].copy()
+        for i in range(1, g // 8):
+            acc += words[:, i]
+        return _byte_sums(acc).view(np.int64).reshape(rows, nb)
+    return um.reshape(rows, nb, g).sum(axis=2, dtype=np.int64)
+
+
+def row_any(um: np.ndarray) -> np.ndarray:
+    """Bool per row: does the row hold any non-zero."""
+    rows, k = um.shape
+    if k % 8 == 0 and um.flags.c_contiguous:
+        return um.view(np.uint8).view(np.uint64).reshape(rows, k // 8).any(axis=1)
+    return um.any(axis=1)
+
+
+def col_any(um: np.ndarray) -> np.ndarray:
+    """Bool per column: does the column hold any non-zero."""
+    rows, k = um.shape
+    if k % 8 == 0 and um.flags.c_contiguous:
+        # OR the rows together 8 columns at a time, then look at the bytes again.
+        words = um.view(np.uint8).view(np.uint64).reshape(rows, k // 8)
+        return np.bitwise_or.reduce(words, axis=0).view(np.uint8).astype(bool)
+    return um.any(axis=0)
+
+
+def input_channels_kept(um: np.ndarray, layer: LayerSpec) -> np.ndarray:
+    """Bool per (group-local) input channel: does any kept weight read it."""
+    kk = layer.kernel[0] * layer.kernel[1]
+    return col_any(um).reshape(layer.in_channels // layer.groups, kk).any(axis=1)
+
+
+def grouped_col_any(um: np.ndarray, layer: LayerSpec) -> np.ndarray:
+    """``(groups, K)``: per group, which unrolled columns any of its output channels keep."""
+    g = layer.groups
+    if g == 1:
+        return col_any(um)[None, :]
+    return um.reshape(g, layer.out_channels // g, layer.fan_in).any(axis=1)
