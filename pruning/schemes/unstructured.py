@@ -1,0 +1,50 @@
+"""Unstructured magnitude pruning: the reference every structured scheme is compared with."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import torch
+
+from hwmodels import LayerSpec
+from pruning.base import SCHEMES
+from pruning.schemes._common import LeveledScheme, check_positive_int, grid_counts, magnitude
+
+
+class UnstructuredScheme(LeveledScheme):
+    """Keep the largest-magnitude weights of the layer, anywhere.
+
+    Levels are ``k / N`` (``N`` weights in the layer) for the counts ``k`` nearest to a grid
+    of ``steps`` equal steps (every ``k`` when ``N <= steps``); a level is exactly the
+    density of the mask. The mask at density ``d`` equals
+    ``torch.nn.utils.prune.l1_unstructured(amount=1 - d)`` (for weights without ties; ties
+    are broken towards the lower flat index). Masks are nested as the density falls.
+
+    Linear layers and 1x1 convolutions are pruned the same way: any weight may go.
+    Index format: a bitmask (one bit per weight).
+    """
+
+    name = "unstructured"
+    index_format = "bitmask"
+    structure_params: tuple[str, ...] = ()
+
+    def __init__(self, steps: int = 20) -> None:
+        super().__init__()
+        self.steps = check_positive_int("steps", steps)
+
+    def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:
+        counts = grid_counts(layer.params, self.steps)
+        return counts / layer.params, [int(k) for k in counts]
+
+    def _masks(
+        self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
+    ) -> list[torch.Tensor]:
+        flat = magnitude(weight).flatten()
+        order = torch.argsort(flat, descending=True, stable=True)
+        ranks = torch.empty_like(order)
+        ranks[order] = torch.arange(flat.numel(), device=flat.device)
+        return [(ranks < int(k)).view(weight.shape) for k in keys]
+
+
+SCHEMES.register("unstructured", UnstructuredScheme)
