@@ -28,7 +28,12 @@ INDEX_FORMATS: tuple[str, ...] = (
 
 # Structural parameters a pruning scheme takes from the hardware by default, so that the
 # structure pruned is the structure the hardware exploits.
-STRUCTURE_KEYS: tuple[str, ...] = ("group_size", "crossbar_size", "channel_multiple", "pattern_count")
+STRUCTURE_KEYS: tuple[str, ...] = (
+    "group_size",
+    "crossbar_size",
+    "channel_multiple",
+    "pattern_count",
+)
 
 
 class HardwareModel(ABC):

@@ -15,6 +15,10 @@ from hwmodels.layer import LayerSpec, unroll
 # the top byte (no carry can occur: the sum is at most 8).
 _BYTE_SUM = np.uint64(0x0101010101010101)
 _SHIFT = np.uint64(56)
+_SMALL_WORDS: dict[int, tuple[type, np.unsignedinteger, np.unsignedinteger]] = {
+    2: (np.uint16, np.uint16(0x0101), np.uint16(8)),
+    4: (np.uint32, np.uint32(0x01010101), np.uint32(24)),
+}
 
 
 def as_unrolled(mask: np.ndarray | None, layer: LayerSpec) -> np.ndarray | None:
@@ -55,6 +59,12 @@ def block_nnz(um: np.ndarray, g: int) -> np.ndarray:
         for i in range(1, g // 8):
             acc += words[:, i]
         return _byte_sums(acc).view(np.int64).reshape(rows, nb)
+    if g in _SMALL_WORDS:
+        # A block is one 2- or 4-byte word: sum its bytes the same way.
+        dtype, ones, shift = _SMALL_WORDS[g]
+        words = np.ascontiguousarray(um).view(dtype).ravel() * ones
+        words >>= shift
+        return words.astype(np.int64).reshape(rows, nb)
     return um.reshape(rows, nb, g).sum(axis=2, dtype=np.int64)
 
 
