@@ -1,0 +1,245 @@
+"""The ``hwprune`` command line: search, export, cost, list, profile-gpu."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Search hardware-aware pruning policies with reinforcement learning.",
+)
+console = Console()
+
+
+def _parse_overrides(items: list[str] | None, what: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, values parsed as YAML scalars (``0.5``, ``true``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{what} override {item!r} is not KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _fail(exc: Exception) -> None:
+    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def search(
+    model: str = typer.Option("digits-cnn", help="Workload (see `hwprune list`)."),
+    scheme: str = typer.Option("balanced", help="Pruning scheme."),
+    hardware: str = typer.Option("accel-kang-16", help="Hardware preset."),
+    metric: str = typer.Option("latency", help="Cost the budget is on: latency|energy|area|..."),
+    budget: float = typer.Option(0.5, help="Target cost ratio vs the dense network, in (0, 1]."),
+    agent: str = typer.Option("ddpg", help="Agent or baseline."),
+    episodes: int = typer.Option(300, help="Evaluated episodes."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same search)."),
+    experiment: str = typer.Option("hwprune", help="MLflow experiment."),
+    proxy: str = typer.Option("holdout", help="Accuracy proxy of the reward."),
+    reward: str = typer.Option("accuracy", help="Reward form."),
+    n_envs: int = typer.Option(1, "--n-envs", help="Parallel environments (subprocesses)."),
+    data: str = typer.Option(None, help="Data: digits (default), a CIFAR-10 or ImageFolder dir."),
+    checkpoint: Path = typer.Option(None, help="State-dict checkpoint of the model."),
+    finetune_steps: int = typer.Option(0, help="Fine-tune steps before export (0: none)."),
+    hp: list[str] = typer.Option(None, "--hp", help="Agent hyperparameter KEY=VALUE."),
+    scheme_param: list[str] = typer.Option(None, "--scheme-param", help="Scheme KEY=VALUE."),
+    hw_param: list[str] = typer.Option(None, "--hw-param", help="Hardware KEY=VALUE."),
+    export: Path = typer.Option(None, help="Also export the best pruned model to this dir."),
+    config: Path = typer.Option(None, help="YAML file of search settings (flags override)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Search a pruning policy; log everything to an MLflow run; print a summary."""
+    from tqdm import tqdm
+
+    from agents.search import SearchConfig, run_search
+
+    try:
+        settings: dict[str, Any] = {}
+        if config is not None:
+            settings = yaml.safe_load(config.read_text()) or {}
+            if not isinstance(settings, dict):
+                raise ValueError(f"config file {str(config)!r} is not a YAML mapping")
+        ctx = click_context()
+        explicit = {
+            name
+            for name, src in ctx.params.items()
+            if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+        }
+        flags = {
+            "model": model,
+            "scheme": scheme,
+            "hardware": hardware,
+            "metric": metric,
+            "budget": budget,
+            "agent": agent,
+            "episodes": episodes,
+            "seed": seed,
+            "experiment": experiment,
+            "proxy": proxy,
+            "reward": reward,
+            "n_envs": n_envs,
+            "data": data,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "finetune_steps": finetune_steps,
+        }
+        for key, value in flags.items():
+            if key in explicit or key not in settings:
+                settings[key] = value
+        for key, items, what in (
+            ("agent_params", hp, "--hp"),
+            ("scheme_params", scheme_param, "--scheme-param"),
+            ("hardware_params", hw_param, "--hw-param"),
+        ):
+            settings[key] = {**settings.get(key, {}), **_parse_overrides(items, what)}
+        valid = set(SearchConfig.__dataclass_fields__)
+        unknown = sorted(set(settings) - valid)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            )
+        cfg = SearchConfig(**settings)
+        cfg.validate()
+    except (KeyError, ValueError, FileNotFoundError, typer.BadParameter) as exc:
+        _fail(exc)
+
+    command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
+    bar = tqdm(total=cfg.episodes, desc="episodes", unit="ep", disable=not progress)
+    try:
+        result = run_search(cfg, command=command, export_dir=export, progress=bar.update)
+    except (KeyError, ValueError, FileExistsError) as exc:
+        bar.close()
+        _fail(exc)
+    bar.close()
+    _print_summary(cfg, result)
+
+
+def click_context():  # noqa: ANN201 - click's Context
+    """The click context of the running command (to tell flags from defaults)."""
+    import click
+
+    return click.get_current_context()
+
+
+def _print_summary(cfg: Any, result: Any) -> None:
+    s = result.summary()
+    table = Table(
+        title=f"{cfg.agent} vs uniform: {cfg.scheme} on {cfg.hardware}, "
+        f"{cfg.metric} budget {cfg.budget:g}"
+    )
+    for col in ("policy", "holdout acc", "test acc", "cost ratio", "density"):
+        table.add_column(col, justify="right")
+    for who in ("best", "uniform"):
+        table.add_row(
+            f"{cfg.agent} (best)" if who == "best" else "uniform",
+            f"{s[f'{who}_holdout_accuracy']:.4f}",
+            f"{s[f'{who}_test_accuracy']:.4f}",
+            f"{s[f'{who}_cost_ratio']:.4f}",
+            f"{s[f'{who}_density']:.4f}",
+        )
+    console.print(table)
+    console.print(f"episodes: {result.episodes}   best episode: {result.best.episode}")
+    console.print(f"MLflow run id: [bold]{result.run_id}[/]")
+    if result.export_dir is not None:
+        console.print(f"exported pruned model: {result.export_dir}")
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., help="MLflow run id of a search."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (must not exist)."),
+    force: bool = typer.Option(False, help="Replace an existing directory."),
+) -> None:
+    """Write the best pruned model of a search run to DIR (see README for the layout)."""
+    from pruning.export import read_manifest
+    from tracking import download_artifacts
+
+    if out.exists() and not force:
+        _fail(FileExistsError(f"{str(out)!r} exists; pass --force to replace it"))
+    try:
+        src = download_artifacts(run_id, "pruned_model")
+    except (KeyError, OSError) as exc:
+        _fail(exc)
+    try:
+        manifest = read_manifest(src)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    policy = manifest.get("policy", {})
+    test_acc = policy.get("test_accuracy", float("nan"))
+    console.print(
+        f"exported run {run_id} to {out}: test accuracy {test_acc:.4f}, "
+        f"cost ratio {policy.get('cost_ratio', float('nan')):.4f}; files: "
+        + ", ".join(manifest.get("files", {}).values())
+    )
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List models, schemes, hardware presets, accuracy proxies and agents."""
+    import agents.baselines  # noqa: F401  registers baselines
+    import agents.learners  # noqa: F401  registers learners
+    from agents.base import AGENTS
+    from envs import PROXIES, WORKLOADS, list_proxies, list_workloads
+    from hwmodels import HARDWARE
+    from pruning import SCHEMES
+
+    list_workloads(), list_proxies()
+    sections = {
+        "models": WORKLOADS.describe(),
+        "schemes": SCHEMES.describe(),
+        "hardware": HARDWARE.describe(),
+        "proxies": PROXIES.describe(),
+        "agents": AGENTS.describe(),
+    }
+    if as_json:
+        typer.echo(json.dumps(sections, indent=2))
+        return
+    for title, entries in sections.items():
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        for name, desc in entries.items():
+            table.add_row(name, desc)
+        console.print(table)
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules live beside this one (cost model and profiling tools)."""
+    from agents.commands.cost import cost_command
+    from agents.commands.profile_gpu import profile_gpu_command
+
+    app.command("cost")(cost_command)
+    app.command("profile-gpu")(profile_gpu_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import agents.baselines  # noqa: F401
+    import agents.learners  # noqa: F401
+
+    _register_optional_commands()
+    app()
+
+
+if __name__ == "__main__":
+    main()

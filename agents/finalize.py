@@ -1,0 +1,54 @@
+"""Turn a searched policy into a real pruned network and measure it on the test split."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from envs import PruningTask
+from envs.evaluation import accuracy, finetune, iter_batches, reestimate_batchnorm
+from pruning import apply_masks, make_permanent
+
+BN_BATCHES = 4
+BN_BATCH_SIZE = 128
+
+
+def bn_batches(task: PruningTask, *, n: int = BN_BATCHES, batch_size: int = BN_BATCH_SIZE) -> list:
+    """The fixed training batches used to re-estimate BatchNorm statistics."""
+    out = []
+    for batch in iter_batches(task.workload.train, batch_size=batch_size):
+        out.append(batch[0])
+        if len(out) == n:
+            break
+    return out
+
+
+def pruned_model(
+    task: PruningTask,
+    choice: Sequence[int],
+    *,
+    finetune_steps: int = 0,
+    finetune_lr: float = 0.01,
+    seed: int = 0,
+) -> nn.Module:
+    """A copy of the workload's model pruned by ``choice``, masks made permanent.
+
+    BatchNorm statistics are re-estimated on fixed training batches (as the holdout proxy
+    does); an optional short fine-tune keeps the masks fixed.
+    """
+    model = copy.deepcopy(task.workload.model).cpu()
+    apply_masks(model, task.masks(choice))
+    reestimate_batchnorm(model, bn_batches(task))
+    if finetune_steps > 0:
+        finetune(model, task.workload.train, steps=finetune_steps, lr=finetune_lr, seed=seed)
+        reestimate_batchnorm(model, bn_batches(task))
+    return make_permanent(model).eval()
+
+
+def test_accuracy(task: PruningTask, model: nn.Module) -> float:
+    """Accuracy on the workload's test split (final reports only)."""
+    with torch.inference_mode():
+        return accuracy(model, task.workload.test)

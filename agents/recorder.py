@@ -1,0 +1,95 @@
+"""Collects finished episodes, keeps the best feasible policy, and feeds logging sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class EpisodeSink(Protocol):
+    """Receives one dict of scalar metrics per finished episode (e.g. MLflow)."""
+
+    def write_episode(self, episode: int, metrics: dict[str, float]) -> None:
+        """Record the metrics of episode number ``episode`` (0-based)."""
+
+
+@dataclass
+class EpisodeRecord:
+    """Figures of one finished episode."""
+
+    episode: int
+    accuracy: float
+    reward: float
+    cost_ratio: float
+    density: float
+    budget: float
+    within_budget: bool
+    densities: dict[str, float]
+    choice: list[int]
+    cost: dict[str, float]
+
+    def scalars(self) -> dict[str, float]:
+        """The metrics logged per episode."""
+        return {
+            "reward": self.reward,
+            "accuracy": self.accuracy,
+            "cost_ratio": self.cost_ratio,
+            "density": self.density,
+            "budget": self.budget,
+        }
+
+
+@dataclass
+class EpisodeRecorder:
+    """Template for what happens at the end of every episode, whatever the agent.
+
+    SB3 agents reach it through ``agents.callbacks.RecorderCallback``; baselines call
+    ``record`` directly. ``best`` is the feasible episode with the highest accuracy
+    (lower cost ratio breaks ties); with several budgets, ``best_per_budget`` keeps one
+    per budget value.
+    """
+
+    sinks: Sequence[EpisodeSink] = ()
+    history: list[EpisodeRecord] = field(default_factory=list)
+    best: EpisodeRecord | None = None
+    best_per_budget: dict[float, EpisodeRecord] = field(default_factory=dict)
+
+    @property
+    def episodes(self) -> int:
+        """Number of episodes recorded."""
+        return len(self.history)
+
+    def record(self, info: dict[str, Any]) -> EpisodeRecord:
+        """Record a terminal ``info`` of ``LayerPruneEnv``; returns the record."""
+        rec = EpisodeRecord(
+            episode=len(self.history),
+            accuracy=float(info["accuracy"]),
+            reward=float(info["reward"]),
+            cost_ratio=float(info["cost_ratio"]),
+            density=float(info["density"]),
+            budget=float(info["budget"]),
+            within_budget=bool(info["within_budget"]),
+            densities=dict(info["densities"]),
+            choice=list(info["choice"]),
+            cost=dict(info["cost"]),
+        )
+        self.history.append(rec)
+        if rec.within_budget:
+            if _better(rec, self.best):
+                self.best = rec
+            key = round(rec.budget, 6)
+            if _better(rec, self.best_per_budget.get(key)):
+                self.best_per_budget[key] = rec
+        metrics = rec.scalars()
+        if self.best is not None:
+            metrics["best_accuracy"] = self.best.accuracy
+        for sink in self.sinks:
+            sink.write_episode(rec.episode, metrics)
+        return rec
+
+
+def _better(new: EpisodeRecord, old: EpisodeRecord | None) -> bool:
+    if old is None:
+        return True
+    return (new.accuracy, -new.cost_ratio) > (old.accuracy, -old.cost_ratio)

@@ -1,0 +1,297 @@
+"""The search loop: validate, build the task, run an agent, track it, export the result."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.base import get_agent, load_hyperparams
+from agents.baselines import uniform_choice
+from agents.finalize import pruned_model, test_accuracy
+from agents.recorder import EpisodeRecord, EpisodeRecorder
+from envs import REWARD_FORMS, LayerPruneEnv, PruningTask, make_env, make_task, validate_names
+from pruning.export import export_pruned
+from tracking import plots, search_run
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a search; plain values so it round-trips through YAML.
+
+    Attributes:
+        model: workload name (``hwprune list``). scheme / hardware: registry names.
+        metric: cost the budget is on (latency, energy, area, resources, memory, cycles).
+        budget: target cost ratio versus the dense network, in (0, 1].
+        agent: agent or baseline name. episodes: evaluated episodes.
+        proxy: accuracy proxy of the reward. reward: reward form.
+        n_envs: environments in parallel (subprocesses when > 1).
+        finetune_steps: SGD steps on the final pruned model before export (0: none).
+        *_params: overrides of scheme / hardware / agent / proxy parameters.
+    """
+
+    model: str = "digits-cnn"
+    scheme: str = "balanced"
+    hardware: str = "accel-kang-16"
+    metric: str = "latency"
+    budget: float = 0.5
+    agent: str = "ddpg"
+    episodes: int = 300
+    seed: int = 0
+    proxy: str = "holdout"
+    reward: str = "accuracy"
+    experiment: str = "hwprune"
+    n_envs: int = 1
+    data: str | None = None
+    checkpoint: str | None = None
+    finetune_steps: int = 0
+    scheme_params: dict[str, Any] = field(default_factory=dict)
+    hardware_params: dict[str, Any] = field(default_factory=dict)
+    agent_params: dict[str, Any] = field(default_factory=dict)
+    proxy_params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Fast checks of every name and range; raises before any long work."""
+        validate_names(
+            model=self.model,
+            scheme=self.scheme,
+            hardware=self.hardware,
+            metric=self.metric,
+            proxy=self.proxy,
+        )
+        load_hyperparams(self.agent, self.agent_params)
+        if not 0.0 < self.budget <= 1.0:
+            raise ValueError(f"budget {self.budget} is outside (0, 1]")
+        if self.reward not in REWARD_FORMS:
+            raise ValueError(
+                f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
+            )
+        for name in ("episodes", "n_envs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_steps < 0:
+            raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for YAML and MLflow params)."""
+        return dataclasses.asdict(self)
+
+    def task_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``envs.make_task``."""
+        return {
+            "model": self.model,
+            "scheme": self.scheme,
+            "hardware": self.hardware,
+            "metric": self.metric,
+            "data": self.data,
+            "checkpoint": self.checkpoint,
+            "seed": self.seed,
+            "scheme_params": self.scheme_params or None,
+            "hardware_params": self.hardware_params or None,
+        }
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``envs.make_env`` (picklable: names and numbers)."""
+        return {
+            **self.task_kwargs(),
+            "proxy": self.proxy,
+            "budget": self.budget,
+            "reward": self.reward,
+            "proxy_params": self.proxy_params or None,
+        }
+
+
+@dataclass
+class SearchResult:
+    """Outcome of a search, as logged in its MLflow run."""
+
+    run_id: str
+    best: EpisodeRecord
+    uniform: dict[str, Any]
+    best_test_accuracy: float
+    uniform_test_accuracy: float
+    episodes: int
+    export_dir: Path | None = None
+
+    def summary(self) -> dict[str, float]:
+        """The headline figures: best versus uniform at the same budget."""
+        return {
+            "best_holdout_accuracy": self.best.accuracy,
+            "best_test_accuracy": self.best_test_accuracy,
+            "best_cost_ratio": self.best.cost_ratio,
+            "best_density": self.best.density,
+            "uniform_holdout_accuracy": float(self.uniform["accuracy"]),
+            "uniform_test_accuracy": self.uniform_test_accuracy,
+            "uniform_cost_ratio": float(self.uniform["cost_ratio"]),
+            "uniform_density": float(self.uniform["density"]),
+        }
+
+
+def _env_factories(config: SearchConfig, env: LayerPruneEnv) -> list[Callable[[], LayerPruneEnv]]:
+    if config.n_envs == 1:
+        return [lambda: env]
+    return [functools.partial(make_env, **config.env_kwargs()) for _ in range(config.n_envs)]
+
+
+def _policy_json(task: PruningTask, rec: dict[str, Any] | EpisodeRecord, config: SearchConfig):
+    get = rec.get if isinstance(rec, dict) else lambda k: getattr(rec, k)
+    return {
+        "model": config.model,
+        "scheme": config.scheme,
+        "hardware": config.hardware,
+        "metric": task.metric,
+        "budget": float(get("budget")),
+        "holdout_accuracy": float(get("accuracy")),
+        "cost_ratio": float(get("cost_ratio")),
+        "density": float(get("density")),
+        "densities": dict(get("densities")),
+        "choice": list(get("choice")),
+        "cost": dict(get("cost")),
+    }
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    command: str | None = None,
+    export_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SearchResult:
+    """Run one search as an MLflow run and return its result.
+
+    Bad names, ranges and a budget below the least achievable cost raise before the run
+    starts; a failure inside the run marks it FAILED in MLflow.
+    """
+    config.validate()
+    if export_dir is not None and Path(export_dir).exists():
+        raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
+    agent = get_agent(config.agent, config.agent_params)
+    task = make_task(**config.task_kwargs())
+    env = make_env(task=task, **config.env_kwargs())  # validates the budget against the task
+    uniform = uniform_choice(task, config.budget)
+    if uniform is None:
+        raise ValueError(f"no uniform policy fits budget {config.budget}")
+    uniform_info = env.evaluate_choice(tuple(uniform))
+
+    run_name = f"{config.agent}-{config.scheme}-{config.hardware}-b{config.budget:g}"
+    with search_run(config.experiment, run_name=run_name) as run:
+        run.log_config(
+            {
+                **config.as_dict(),
+                "agent_hyperparams": load_hyperparams(config.agent, config.agent_params),
+                "hardware_resolved": task.hardware.describe(),
+                "scheme_resolved": task.scheme.describe(),
+                "decisions": len(task.decisions),
+                "min_cost_ratio": task.min_cost_ratio,
+            },
+            command=command,
+        )
+        run.log_metrics(
+            {
+                "uniform/holdout_accuracy": uniform_info["accuracy"],
+                "uniform/cost_ratio": uniform_info["cost_ratio"],
+                "uniform/density": uniform_info["density"],
+            }
+        )
+        run.log_json(_policy_json(task, uniform_info, config), "uniform_policy.json")
+
+        recorder = EpisodeRecorder(sinks=[run])
+        agent.search(
+            _env_factories(config, env),
+            episodes=config.episodes,
+            recorder=recorder,
+            seed=config.seed,
+            progress=progress,
+        )
+        run.flush()
+        best = recorder.best
+        if best is None:
+            raise RuntimeError("no episode ended within budget; this is a bug in the budget wall")
+
+        best_model = pruned_model(
+            task, best.choice, finetune_steps=config.finetune_steps, seed=config.seed
+        )
+        uniform_model = pruned_model(
+            task, uniform, finetune_steps=config.finetune_steps, seed=config.seed
+        )
+        best_test = test_accuracy(task, best_model)
+        uniform_test = test_accuracy(task, uniform_model)
+        run.log_metrics(
+            {
+                "best/holdout_accuracy": best.accuracy,
+                "best/test_accuracy": best_test,
+                "best/cost_ratio": best.cost_ratio,
+                "best/density": best.density,
+                "best/episode": best.episode,
+                "uniform/test_accuracy": uniform_test,
+                "dense/test_accuracy": float(task.workload.meta.get("test_accuracy", float("nan"))),
+            }
+        )
+        policy = _policy_json(task, best, config)
+        policy["test_accuracy"] = best_test
+        run.log_json(policy, "best_policy.json")
+        _log_plots(run, recorder, best, uniform_info, config)
+
+        manifest = {
+            "run_id": run.run_id,
+            "policy": policy,
+            "finetune_steps": config.finetune_steps,
+            "workload_meta": {k: v for k, v in task.workload.meta.items() if _plain(v)},
+        }
+        tmp = Path(tempfile.mkdtemp(prefix="hwprune-export-"))
+        try:
+            exported = export_pruned(
+                best_model,
+                task.workload.example_input,
+                tmp / "pruned_model",
+                scheme=task.scheme,
+                layers=task.layers,
+                manifest=manifest,
+            )
+            run.log_dir(exported, "pruned_model")
+            final_dir = None
+            if export_dir is not None:
+                final_dir = Path(export_dir)
+                final_dir.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(exported, final_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        return SearchResult(
+            run_id=run.run_id,
+            best=best,
+            uniform=uniform_info,
+            best_test_accuracy=best_test,
+            uniform_test_accuracy=uniform_test,
+            episodes=recorder.episodes,
+            export_dir=final_dir,
+        )
+
+
+def _plain(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool)) or v is None
+
+
+def _log_plots(run, recorder: EpisodeRecorder, best, uniform_info, config: SearchConfig) -> None:
+    acc = [r.accuracy for r in recorder.history]
+    running, top = [], float("-inf")
+    for r in recorder.history:
+        if r.within_budget:
+            top = max(top, r.accuracy)
+        running.append(top if top > float("-inf") else float("nan"))
+    title = f"{config.agent}: {config.scheme} on {config.hardware}, budget {config.budget:g}"
+    fig = plots.search_curve(acc, running, title=title)
+    run.log_figure(fig, "plots/search_curve.png")
+    plots.close(fig)
+    fig = plots.policy_bars(
+        {"best": best.densities, "uniform": uniform_info["densities"]}, title=title
+    )
+    run.log_figure(fig, "plots/policy.png")
+    plots.close(fig)

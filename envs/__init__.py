@@ -1,0 +1,67 @@
+"""The task an agent plays: workloads, accuracy proxies, the pruning environment.
+
+``gym.make("hwprune/LayerPrune-v0", model="digits-cnn", scheme="balanced",
+hardware="accel-kang-16", budget=0.5)`` builds a ``LayerPruneEnv``.
+"""
+
+import gymnasium as gym
+
+from envs.factory import ENV_ID, make_env, make_proxy, make_task, validate_names
+from envs.layer_prune_env import OBSERVATION_FEATURES, REWARD_FORMS, LayerPruneEnv
+from envs.proxy import PROXIES, AccuracyProxy
+from envs.task import Decision, PruningTask, build_task
+from envs.workload import WORKLOADS, Workload
+
+
+def get_workload(name: str, **kwargs: object) -> Workload:
+    """Build workload ``name`` (see ``envs.workloads.get_workload``)."""
+    from envs.workloads import get_workload as _get
+
+    return _get(name, **kwargs)
+
+
+def list_workloads() -> list[str]:
+    """Names of the registered workloads."""
+    import envs.workloads  # noqa: F401  registers them
+
+    return WORKLOADS.names()
+
+
+def get_proxy(name: str, **kwargs: object) -> AccuracyProxy:
+    """Build accuracy proxy ``name`` (see ``envs.proxies.get_proxy``)."""
+    from envs.proxies import get_proxy as _get
+
+    return _get(name, **kwargs)
+
+
+def list_proxies() -> list[str]:
+    """Names of the registered accuracy proxies."""
+    import envs.proxies  # noqa: F401  registers them
+
+    return PROXIES.names()
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="envs.factory:make_env")
+
+__all__ = [
+    "ENV_ID",
+    "OBSERVATION_FEATURES",
+    "PROXIES",
+    "REWARD_FORMS",
+    "WORKLOADS",
+    "AccuracyProxy",
+    "Decision",
+    "LayerPruneEnv",
+    "PruningTask",
+    "Workload",
+    "build_task",
+    "get_proxy",
+    "get_workload",
+    "list_proxies",
+    "list_workloads",
+    "make_env",
+    "make_proxy",
+    "make_task",
+    "validate_names",
+]

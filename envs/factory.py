@@ -1,0 +1,144 @@
+"""Build environments from plain names and numbers (what ``gym.make`` and configs carry)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from envs.layer_prune_env import LayerPruneEnv
+from envs.proxy import PROXIES, AccuracyProxy
+from envs.task import PruningTask, build_task
+from envs.workload import WORKLOADS, Workload
+from hwmodels import HARDWARE, get_hardware, resolve_metric
+from pruning import SCHEMES, get_scheme
+
+ENV_ID = "hwprune/LayerPrune-v0"
+
+
+def _frozen(d: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((d or {}).items()))
+
+
+def validate_names(
+    *, model: str, scheme: str, hardware: str, metric: str, proxy: str | None = None
+) -> None:
+    """Raise ``KeyError``/``ValueError`` naming the valid choices, before any long work."""
+    import envs.proxies  # noqa: F401  registers the proxies
+    import envs.workloads  # noqa: F401  registers the workloads
+
+    WORKLOADS.check(model)
+    SCHEMES.check(scheme)
+    HARDWARE.check(hardware)
+    resolve_metric(metric)
+    if proxy is not None:
+        PROXIES.check(proxy)
+
+
+@lru_cache(maxsize=8)
+def _cached_workload(model: str, data: str | None, checkpoint: str | None, seed: int) -> Workload:
+    from envs.workloads import get_workload
+
+    return get_workload(model, data=data, checkpoint=checkpoint, seed=seed)
+
+
+@lru_cache(maxsize=16)
+def _cached_task(
+    model: str,
+    scheme: str,
+    hardware: str,
+    metric: str,
+    data: str | None,
+    checkpoint: str | None,
+    seed: int,
+    scheme_params: tuple[tuple[str, Any], ...],
+    hardware_params: tuple[tuple[str, Any], ...],
+) -> PruningTask:
+    workload = _cached_workload(model, data, checkpoint, seed)
+    hw = get_hardware(hardware, **dict(hardware_params))
+    sch = get_scheme(scheme, hardware=hw, **dict(scheme_params))
+    if "index_format" in hw.describe() and "index_format" not in dict(hardware_params):
+        hw = hw.with_params(index_format=sch.index_format)
+    return build_task(workload, sch, hw, metric=metric)
+
+
+def make_task(
+    *,
+    model: str = "digits-cnn",
+    scheme: str = "balanced",
+    hardware: str = "accel-kang-16",
+    metric: str = "latency",
+    data: str | None = None,
+    checkpoint: str | None = None,
+    seed: int = 0,
+    scheme_params: dict[str, Any] | None = None,
+    hardware_params: dict[str, Any] | None = None,
+) -> PruningTask:
+    """The ``PruningTask`` for a setting given by names (memoised within the process).
+
+    The hardware charges the scheme's index format unless ``hardware_params`` sets one.
+    """
+    validate_names(model=model, scheme=scheme, hardware=hardware, metric=metric)
+    return _cached_task(
+        model,
+        scheme,
+        hardware,
+        resolve_metric(metric),
+        None if data is None else str(data),
+        None if checkpoint is None else str(checkpoint),
+        int(seed),
+        _frozen(scheme_params),
+        _frozen(hardware_params),
+    )
+
+
+def make_proxy(task: PruningTask, proxy: str = "holdout", **params: Any) -> AccuracyProxy:
+    """Accuracy proxy ``proxy`` bound to the task's workload."""
+    from envs.proxies import get_proxy
+
+    return get_proxy(proxy, workload=task.workload, **params)
+
+
+def make_env(
+    *,
+    model: str = "digits-cnn",
+    scheme: str = "balanced",
+    hardware: str = "accel-kang-16",
+    metric: str = "latency",
+    proxy: str = "holdout",
+    budget: float = 0.5,
+    budget_range: tuple[float, float] | None = None,
+    reward: str = "accuracy",
+    data: str | None = None,
+    checkpoint: str | None = None,
+    seed: int = 0,
+    scheme_params: dict[str, Any] | None = None,
+    hardware_params: dict[str, Any] | None = None,
+    proxy_params: dict[str, Any] | None = None,
+    task: PruningTask | None = None,
+    **env_kwargs: Any,
+) -> LayerPruneEnv:
+    """Entry point of ``gym.make(ENV_ID, ...)``: a ``LayerPruneEnv`` from names.
+
+    Pass a prebuilt ``task`` to share one across environments of a process.
+    """
+    validate_names(model=model, scheme=scheme, hardware=hardware, metric=metric, proxy=proxy)
+    if task is None:
+        task = make_task(
+            model=model,
+            scheme=scheme,
+            hardware=hardware,
+            metric=metric,
+            data=data,
+            checkpoint=checkpoint,
+            seed=seed,
+            scheme_params=scheme_params,
+            hardware_params=hardware_params,
+        )
+    return LayerPruneEnv(
+        task,
+        make_proxy(task, proxy, **(proxy_params or {})),
+        budget=budget,
+        budget_range=budget_range,
+        reward=reward,
+        **env_kwargs,
+    )

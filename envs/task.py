@@ -1,0 +1,203 @@
+"""Everything a search needs that does not depend on the agent's actions, computed once.
+
+A ``PruningTask`` holds, for each decision (a prunable layer, or a group of layers a
+scheme couples), the scheme's feasible density levels, the keep-mask at every level and
+the hardware cost at every level. The environment then only indexes these tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from envs.workload import Workload
+from hwmodels import Cost, HardwareModel, LayerSpec, resolve_metric
+from pruning import PruningScheme, inspect_model
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One step of an episode: layers that share a density, with per-level tables.
+
+    Attributes:
+        layers: the layers decided together (one, unless the scheme couples layers).
+        levels: feasible densities, ascending, the last is 1.0.
+        masks: ``masks[j][name]`` is the keep-mask of layer ``name`` at ``levels[j]``.
+        costs: ``costs[j]`` is the summed hardware ``Cost`` of the layers at ``levels[j]``.
+        metric: ``costs[j].get(metric)`` as an array, the value the budget is on.
+    """
+
+    layers: tuple[LayerSpec, ...]
+    levels: np.ndarray
+    masks: tuple[dict[str, torch.Tensor], ...]
+    costs: tuple[Cost, ...]
+    metric: np.ndarray
+
+    @property
+    def name(self) -> str:
+        """Name of the first layer (the group's representative)."""
+        return self.layers[0].name
+
+    @property
+    def params(self) -> int:
+        """Weights in the decision's layers."""
+        return sum(layer.params for layer in self.layers)
+
+
+@dataclass
+class PruningTask:
+    """Precomputed per-decision tables of masks and costs for one search setting.
+
+    Build it with ``build_task``. ``fixed_cost`` is the cost of layers the scheme leaves
+    dense (a single level); they are not decisions but count towards every total.
+    """
+
+    workload: Workload
+    scheme: PruningScheme
+    hardware: HardwareModel
+    metric: str
+    layers: list[LayerSpec]
+    decisions: list[Decision]
+    fixed_cost: Cost
+    fixed_layers: list[LayerSpec] = field(default_factory=list)
+
+    @property
+    def dense_cost(self) -> Cost:
+        """Cost of the unpruned network."""
+        return self.fixed_cost + sum((d.costs[-1] for d in self.decisions), Cost())
+
+    @property
+    def dense_metric(self) -> float:
+        """Budgeted metric of the unpruned network."""
+        return self.dense_cost.get(self.metric)
+
+    @property
+    def min_cost_ratio(self) -> float:
+        """Least achievable cost / dense cost (every decision at its cheapest level)."""
+        low = self.fixed_cost.get(self.metric) + sum(float(d.metric.min()) for d in self.decisions)
+        return low / self.dense_metric
+
+    def cost(self, choice: Sequence[int]) -> Cost:
+        """Network ``Cost`` of a choice (one level index per decision)."""
+        self._check(choice)
+        return self.fixed_cost + sum(
+            (d.costs[j] for d, j in zip(self.decisions, choice, strict=True)), Cost()
+        )
+
+    def cost_ratio(self, choice: Sequence[int]) -> float:
+        """Budgeted metric of ``choice`` relative to the dense network."""
+        return self.cost(choice).get(self.metric) / self.dense_metric
+
+    def densities(self, choice: Sequence[int]) -> dict[str, float]:
+        """Per-layer density of ``choice``, including the layers left dense."""
+        self._check(choice)
+        out = {layer.name: 1.0 for layer in self.fixed_layers}
+        for d, j in zip(self.decisions, choice, strict=True):
+            out.update({layer.name: float(d.levels[j]) for layer in d.layers})
+        return {layer.name: out[layer.name] for layer in self.layers}
+
+    def overall_density(self, choice: Sequence[int]) -> float:
+        """Share of all prunable weights kept."""
+        dens = self.densities(choice)
+        total = sum(layer.params for layer in self.layers)
+        return sum(dens[layer.name] * layer.params for layer in self.layers) / total
+
+    def masks(self, choice: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Parameter-name -> keep-mask dict of ``choice``, completed by the scheme."""
+        self._check(choice)
+        masks: dict[str, torch.Tensor] = {}
+        for d, j in zip(self.decisions, choice, strict=True):
+            if j != len(d.levels) - 1:
+                masks.update({f"{name}.weight": m for name, m in d.masks[j].items()})
+        return self.scheme.complete_masks(self.workload.model, masks)
+
+    def choice_for_densities(self, densities: dict[str, float]) -> list[int]:
+        """Level indices realising per-layer ``densities`` (rounded down to a level)."""
+        choice = []
+        for d in self.decisions:
+            want = densities.get(d.name)
+            if want is None:
+                raise KeyError(f"policy has no density for layer {d.name!r}")
+            idx = int(np.searchsorted(d.levels, float(want) + 1e-9, side="right")) - 1
+            choice.append(max(idx, 0))
+        return choice
+
+    def _check(self, choice: Sequence[int]) -> None:
+        if len(choice) != len(self.decisions):
+            raise ValueError(f"choice has {len(choice)} entries, task has {len(self.decisions)}")
+
+
+def _coupled_groups(
+    scheme: PruningScheme, workload: Workload, layers: list[LayerSpec]
+) -> list[list[str]]:
+    groups_fn = getattr(scheme, "coupled_groups", None)
+    if groups_fn is None:
+        return [[layer.name] for layer in layers]
+    return groups_fn(workload.model, workload.example_input, layers)
+
+
+def build_task(
+    workload: Workload,
+    scheme: PruningScheme,
+    hardware: HardwareModel,
+    *,
+    metric: str = "latency",
+) -> PruningTask:
+    """Inspect the workload's model and tabulate masks and costs for every level."""
+    metric = resolve_metric(metric)
+    layers = inspect_model(workload.model, workload.example_input)
+    by_name = {layer.name: layer for layer in layers}
+    modules = dict(workload.model.named_modules())
+    decisions: list[Decision] = []
+    fixed: list[LayerSpec] = []
+    fixed_cost = Cost()
+    for group in _coupled_groups(scheme, workload, layers):
+        members = tuple(by_name[n] for n in group)
+        levels = np.asarray(scheme.levels(members[0]), dtype=float)
+        if len(levels) < 2:
+            fixed.extend(members)
+            fixed_cost = fixed_cost + sum((hardware.cost(m, None) for m in members), Cost())
+            continue
+        per_member = {
+            m.name: scheme.masks_for_levels(modules[m.name].weight.detach(), m, levels)
+            for m in members
+        }
+        masks = tuple(
+            {name: per_member[name][j] for name in per_member} for j in range(len(levels))
+        )
+        costs = tuple(
+            sum(
+                (hardware.cost(m, masks[j][m.name].cpu().numpy()) for m in members),
+                Cost(),
+            )
+            for j in range(len(levels))
+        )
+        decisions.append(
+            Decision(
+                layers=members,
+                levels=levels,
+                masks=masks,
+                costs=costs,
+                metric=np.array([c.get(metric) for c in costs]),
+            )
+        )
+    if not decisions:
+        raise ValueError(
+            f"scheme {scheme.name!r} leaves every layer of {workload.name!r} dense: "
+            "nothing to search"
+        )
+    order = {layer.name: i for i, layer in enumerate(layers)}
+    decisions.sort(key=lambda d: order[d.name])
+    return PruningTask(
+        workload=workload,
+        scheme=scheme,
+        hardware=hardware,
+        metric=metric,
+        layers=layers,
+        decisions=decisions,
+        fixed_cost=fixed_cost,
+        fixed_layers=fixed,
+    )
