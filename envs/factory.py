@@ -104,7 +104,7 @@ def make_env(
     scheme: str = "balanced",
     hardware: str = "accel-kang-16",
     metric: str = "latency",
-    proxy: str = "holdout",
+    proxy: str | AccuracyProxy = "holdout",
     budget: float = 0.5,
     budget_range: tuple[float, float] | None = None,
     reward: str = "accuracy",
@@ -119,10 +119,14 @@ def make_env(
 ) -> LayerPruneEnv:
     """Entry point of ``gym.make(ENV_ID, ...)``: a ``LayerPruneEnv`` from names.
 
-    Pass a prebuilt ``task`` to share one across environments of a process.
+    Pass a prebuilt ``task`` to share one across environments of a process, and a bound
+    ``AccuracyProxy`` instead of a proxy name to reuse one.
     """
-    validate_names(model=model, scheme=scheme, hardware=hardware, metric=metric, proxy=proxy)
+    proxy_name = proxy if isinstance(proxy, str) else None
     if task is None:
+        validate_names(
+            model=model, scheme=scheme, hardware=hardware, metric=metric, proxy=proxy_name
+        )
         task = make_task(
             model=model,
             scheme=scheme,
@@ -134,9 +138,10 @@ def make_env(
             scheme_params=scheme_params,
             hardware_params=hardware_params,
         )
+    bound = proxy if proxy_name is None else make_proxy(task, proxy_name, **(proxy_params or {}))
     return LayerPruneEnv(
         task,
-        make_proxy(task, proxy, **(proxy_params or {})),
+        bound,
         budget=budget,
         budget_range=budget_range,
         reward=reward,

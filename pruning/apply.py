@@ -73,12 +73,22 @@ class MaskSwitcher:
         for key, module in self._installed.items():
             if key not in masks:
                 getattr(module, _split(key)[1] + "_mask").fill_(1)
+                _refresh(module, _split(key)[1])
         for key, mask in masks.items():
             module = self._installed.get(key)
             if module is None:
                 apply_masks(self.model, {key: mask})
                 self._installed[key] = _module(self.model, _split(key)[0])
             else:
-                buf = getattr(module, _split(key)[1] + "_mask")
+                attr = _split(key)[1]
+                buf = getattr(module, attr + "_mask")
                 buf.copy_(mask.to(device=buf.device, dtype=buf.dtype))
+                _refresh(module, attr)
         return self.model
+
+
+def _refresh(module: nn.Module, attr: str) -> None:
+    """Recompute ``module.<attr>`` now, as torch's forward pre-hook would on the next call."""
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, prune.BasePruningMethod) and hook._tensor_name == attr:
+            setattr(module, attr, hook.apply_mask(module))

@@ -1,0 +1,68 @@
+"""Shared fixtures: an isolated MLflow store and a tiny generated workload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from envs.proxy import AccuracyProxy
+from envs.workload import Workload
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_mlflow(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test session logs to its own temporary MLflow store."""
+    import os
+
+    store = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+
+
+class KeptMagnitudeProxy(AccuracyProxy):
+    """Test double: the share of total |weight| the masks keep (cheap, deterministic)."""
+
+    name = "kept-magnitude"
+
+    def __init__(self, workload: Workload) -> None:
+        super().__init__(workload)
+        self._params = dict(workload.model.named_parameters())
+        self._total = sum(float(p.detach().abs().sum()) for p in self._params.values())
+
+    def evaluate(self, masks: dict[str, torch.Tensor]) -> float:
+        lost = sum(float((self._params[k].detach().abs() * ~m).sum()) for k, m in masks.items())
+        return 1.0 - lost / self._total
+
+
+def tiny_cnn() -> nn.Module:
+    """Three convs (one with BN) and a linear layer on 1x8x8 inputs."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    ).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_workload() -> Workload:
+    """A randomly initialised tiny CNN with generated data (no training, no files)."""
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    gen = np.random.default_rng(0)
+    x = torch.as_tensor(gen.normal(size=(64, 1, 8, 8)), dtype=torch.float32)
+    y = torch.as_tensor(gen.integers(0, 10, size=64))
+    return Workload("tiny", model, x[:1], (x, y), (x, y), (x, y), 10)
+
+
+@pytest.fixture
+def kept_magnitude_proxy(tiny_workload: Workload) -> KeptMagnitudeProxy:
+    """The cheap test proxy bound to the tiny workload."""
+    return KeptMagnitudeProxy(tiny_workload)
