@@ -98,3 +98,9 @@ def grouped_col_any(um: np.ndarray, layer: LayerSpec) -> np.ndarray:
     if g == 1:
         return col_any(um)[None, :]
     return um.reshape(g, layer.out_channels // g, layer.fan_in).any(axis=1)
+
+
+def segment_any(um: np.ndarray, size: int) -> np.ndarray:
+    """``(rows, ceil(K/size))``: does each row hold a non-zero in each segment of ``size``."""
+    k = um.shape[1]
+    return np.logical_or.reduceat(um, np.arange(0, k, size), axis=1)
