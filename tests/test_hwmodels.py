@@ -11,6 +11,7 @@ import pytest
 
 from hwmodels import COST_METRICS, INDEX_FORMATS, Cost, LayerSpec, get_hardware, list_hardware
 from hwmodels.base import STRUCTURE_KEYS
+from hwmodels.maskstats import block_nnz, col_any, row_any, segment_any
 from hwmodels.zoo import random_mask
 
 LAYERS = [
@@ -25,14 +26,6 @@ PRESETS = list_hardware()
 
 def _values(cost: Cost) -> list[float]:
     return [cost.get(m) for m in COST_METRICS]
-
-
-def test_presets_registered() -> None:
-    for name in (
-        "accel-kang-8",
-        "accel-kang-16",
-    ):
-        assert name in PRESETS
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -116,3 +109,41 @@ def test_unknown_preset_and_parameter() -> None:
         get_hardware("accel-kang-61")
     with pytest.raises(ValueError, match="unknown parameter"):
         get_hardware(PRESETS[0], not_a_param=1)
+
+
+def test_all_required_presets_registered() -> None:
+    expected = {
+        "accel-kang-8",
+        "accel-kang-16",
+        "systolic-32",
+        "systolic-128",
+        "reram-128",
+        "reram-256",
+        "gpu-jetson-tx2",
+        "gpu-h100",
+        "flops",
+    }
+    assert expected <= set(PRESETS)
+
+
+def test_flops_counts_kept_macs_and_params() -> None:
+    hw = get_hardware("flops")
+    layer = LAYERS[0]  # 48 x 32 x 3 x 3 on 14 x 14 outputs
+    mask = np.zeros(layer.weight_shape, dtype=bool)
+    mask[:, 0, 0, 0] = True  # 48 weights
+    cost = hw.cost(layer, mask)
+    assert cost.cycles == 48 * 196 and cost.resources == 48 and cost.memory_bytes == 48 * 4
+    assert hw.cost(layer).cycles == layer.macs
+
+
+@pytest.mark.parametrize("g", [1, 2, 3, 4, 8, 16, 24, 32])
+def test_block_nnz_matches_reference(g: int) -> None:
+    rng = np.random.default_rng(g)
+    for k in (5, 16, 33, 147):
+        um = rng.random((6, k)) < 0.4
+        nb = -(-k // g)
+        reference = np.pad(um, ((0, 0), (0, nb * g - k))).reshape(6, nb, g).sum(axis=2)
+        np.testing.assert_array_equal(block_nnz(um, g), reference)
+        np.testing.assert_array_equal(segment_any(um, g), reference > 0)
+        np.testing.assert_array_equal(row_any(um), um.any(axis=1))
+        np.testing.assert_array_equal(col_any(um), um.any(axis=0))
