@@ -61,6 +61,32 @@ def rank_descending(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return ranks
 
 
+def top_masks(scores: torch.Tensor, quotas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Keep the ``quota`` largest entries along the last axis, for several quotas at once.
+
+    ``scores`` is sorted once; each quota (an int tensor broadcastable to
+    ``scores.shape[:-1] + (1,)``, every entry in ``1..scores.shape[-1]``) becomes a
+    threshold, so many levels cost one sort plus one comparison each. When a tie straddles
+    a threshold, exact ranks (ties to the lower index) are used, so counts stay exact.
+    """
+    values = torch.sort(scores, dim=-1, descending=True).values
+    size = scores.shape[-1]
+    ranks: torch.Tensor | None = None
+    out = []
+    for quota in quotas:
+        q = quota.to(scores.device).expand(*scores.shape[:-1], 1)
+        threshold = values.gather(-1, q - 1)
+        # A threshold keeps exactly its quota unless the next value ties with it.
+        following = values.gather(-1, q.clamp(max=size - 1))
+        if bool(((threshold == following) & (q < size)).any()):
+            if ranks is None:
+                ranks = rank_descending(scores)
+            out.append(ranks < q)
+        else:
+            out.append(scores >= threshold)
+    return out
+
+
 def bits_for(count: int) -> int:
     """Bits of an index into ``count`` choices (0 when there is a single choice)."""
     return math.ceil(math.log2(count)) if count > 1 else 0
@@ -122,3 +148,18 @@ class LeveledScheme(PruningScheme):
         else:
             keys = [self._key(d, layer, False) for d in levels]
         return self._masks(weight, layer, keys)
+
+
+def kernel_magnitudes(weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
+    """``|weight|`` as one row per ``kh x kw`` kernel: ``(Cout * Cin/groups, kh * kw)``."""
+    kh, kw = layer.kernel
+    return magnitude(weight).reshape(-1, kh * kw)
+
+
+def best_shapes(absw: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+    """Index of the shape (row of bool ``shapes``) keeping the most magnitude, per row.
+
+    Ties go to the earliest shape, so a dictionary ordered by preference breaks them.
+    """
+    scores = absw @ shapes.to(device=absw.device, dtype=absw.dtype).T
+    return torch.argmax(scores, dim=1)

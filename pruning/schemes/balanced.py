@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from hwmodels import LayerSpec
 from pruning.base import SCHEMES
-from pruning.schemes._common import LeveledScheme, check_positive_int, magnitude, rank_descending
+from pruning.schemes._common import LeveledScheme, check_positive_int, magnitude, top_masks
 
 
 def last_group_quota(n: int, group_size: int, fan_in: int) -> int:
@@ -61,28 +61,22 @@ class BalancedScheme(LeveledScheme):
             dens.setdefault(balanced_density(n, self.group_size, layer.fan_in), n)
         return np.array(list(dens)), list(dens.values())
 
-    def group_ranks(self, weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
-        """Rank of each weight within its group, ``(Cout, G, m)``; padding ranks last."""
-        m, fan_in = self.group_size, layer.fan_in
-        groups = math.ceil(fan_in / m)
-        absw = magnitude(weight).reshape(layer.out_channels, fan_in)
-        # -1 is below every magnitude, so the padding of a short group never ranks high.
-        padded = F.pad(absw, (0, groups * m - fan_in), value=-1.0)
-        return rank_descending(padded.view(layer.out_channels, groups, m))
-
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
     ) -> list[torch.Tensor]:
         m, fan_in = self.group_size, layer.fan_in
-        ranks = self.group_ranks(weight, layer)
-        out = []
+        groups = math.ceil(fan_in / m)
+        absw = magnitude(weight).reshape(layer.out_channels, fan_in)
+        # -1 is below every magnitude: the padding of a short last group is never kept.
+        padded = F.pad(absw, (0, groups * m - fan_in), value=-1.0)
+        quotas = []
         for n in keys:
-            quota = torch.full((ranks.shape[1], 1), int(n), device=ranks.device)
+            quota = torch.full((groups, 1), int(n), dtype=torch.long)
             if fan_in % m:
                 quota[-1] = last_group_quota(int(n), m, fan_in)
-            keep = (ranks < quota).view(layer.out_channels, -1)[:, :fan_in]
-            out.append(keep.reshape(weight.shape))
-        return out
+            quotas.append(quota)
+        keeps = top_masks(padded.view(layer.out_channels, groups, m), quotas)
+        return [k.view(layer.out_channels, -1)[:, :fan_in].reshape(weight.shape) for k in keeps]
 
 
 SCHEMES.register("balanced", BalancedScheme)

@@ -9,7 +9,13 @@ import torch
 
 from hwmodels import LayerSpec
 from pruning.base import SCHEMES
-from pruning.schemes._common import LeveledScheme, check_positive_int, grid_counts, magnitude
+from pruning.schemes._common import (
+    LeveledScheme,
+    check_positive_int,
+    grid_counts,
+    magnitude,
+    top_masks,
+)
 
 
 class UnstructuredScheme(LeveledScheme):
@@ -40,11 +46,9 @@ class UnstructuredScheme(LeveledScheme):
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
     ) -> list[torch.Tensor]:
-        flat = magnitude(weight).flatten()
-        order = torch.argsort(flat, descending=True, stable=True)
-        ranks = torch.empty_like(order)
-        ranks[order] = torch.arange(flat.numel(), device=flat.device)
-        return [(ranks < int(k)).view(weight.shape) for k in keys]
+        flat = magnitude(weight).reshape(1, -1)
+        quotas = [torch.tensor([[int(k)]]) for k in keys]
+        return [keep.view(weight.shape) for keep in top_masks(flat, quotas)]
 
 
 SCHEMES.register("unstructured", UnstructuredScheme)
