@@ -1,0 +1,189 @@
+"""``hwprune cost``: per-layer and total hardware cost of a model, dense and pruned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hwmodels import COST_METRICS, HardwareModel, LayerSpec, get_hardware
+
+console = Console()
+
+
+def load_policy(path: Path) -> dict[str, float]:
+    """Densities of a policy file ``{"densities": {layer_name: density}}``.
+
+    Names may be module names (``features.0``) or parameter names (``features.0.weight``).
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"policy file {str(path)!r} does not exist") from exc
+    densities = data.get("densities") if isinstance(data, dict) else None
+    if not isinstance(densities, dict):
+        raise ValueError(f"policy file {str(path)!r} has no 'densities' object")
+    out: dict[str, float] = {}
+    for name, value in densities.items():
+        d = float(value)
+        if not 0.0 < d <= 1.0:
+            raise ValueError(f"policy density {d} for layer {name!r} is outside (0, 1]")
+        out[name.removesuffix(".weight")] = d
+    return out
+
+
+def _with_scheme_format(hw: HardwareModel, index_format: str) -> HardwareModel:
+    """The hardware charging the scheme's index format, where the model has one."""
+    try:
+        return hw.with_params(index_format=index_format)
+    except ValueError:
+        return hw  # this model charges no index metadata
+
+
+def compute_costs(
+    *,
+    model: str,
+    hardware: str,
+    scheme: str | None = None,
+    density: float | None = None,
+    policy: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Per-layer and total costs of workload ``model`` on ``hardware``, dense and pruned.
+
+    Layers named in ``policy`` get their density there, the others ``density`` (or stay
+    dense). Returns a JSON-ready dict: ``layers`` (name, kind, density, dense, pruned cost
+    dicts) and ``total`` (network costs, dense and pruned).
+    """
+    hw = get_hardware(hardware)  # KeyError naming the presets, before any long work
+    if density is not None and not 0.0 < density <= 1.0:
+        raise ValueError(f"density {density} is outside (0, 1]")
+    if scheme is None and (density is not None or policy):
+        raise ValueError("--density and --policy need a --scheme to build the masks")
+    from envs import get_workload
+    from pruning import get_scheme, inspect_model
+
+    sch = get_scheme(scheme, hardware=hw) if scheme is not None else None
+    pruned_hw = _with_scheme_format(hw, sch.index_format) if sch is not None else hw
+    workload = get_workload(model)
+    layers = inspect_model(workload.model, workload.example_input)
+    policy = dict(policy or {})
+    unknown = sorted(set(policy) - {layer.name for layer in layers})
+    if unknown:
+        valid = ", ".join(layer.name for layer in layers)
+        raise KeyError(f"policy names unknown layer(s) {', '.join(unknown)}; layers: {valid}")
+    masks = []
+    for layer in layers:
+        d = policy.get(layer.name, density if density is not None else 1.0)
+        if sch is None or d >= 1.0:
+            masks.append(None)
+            continue
+        weight = workload.model.get_submodule(layer.name).weight.detach().cpu()
+        masks.append(sch.mask(weight, d, layer).cpu().numpy().astype(bool))
+    rows = []
+    for layer, mask in zip(layers, masks, strict=True):
+        kept = 1.0 if mask is None else float(mask.mean())
+        rows.append(
+            {
+                "name": layer.name,
+                "kind": layer.kind,
+                "shape": _shape(layer),
+                "density": kept,
+                "dense": hw.cost(layer, None).as_dict(),
+                "pruned": pruned_hw.cost(layer, mask).as_dict(),
+            }
+        )
+    return {
+        "model": model,
+        "hardware": hw.describe(),
+        "scheme": None if sch is None else sch.describe(),
+        "layers": rows,
+        "total": {
+            "dense": hw.network_cost(layers, None).as_dict(),
+            "pruned": pruned_hw.network_cost(layers, masks).as_dict(),
+        },
+    }
+
+
+def _shape(layer: LayerSpec) -> str:
+    k = "x".join(map(str, layer.kernel))
+    group = f" g{layer.groups}" if layer.groups > 1 else ""
+    hw = f"{layer.out_hw[0]}x{layer.out_hw[1]}"
+    return f"{layer.in_channels}->{layer.out_channels} k{k}{group} @{hw}"
+
+
+# How each metric is shown: (header, scale, format).
+_SHOW: dict[str, tuple[str, float, str]] = {
+    "cycles": ("cycles", 1.0, "{:,.0f}"),
+    "latency_s": ("latency ms", 1e3, "{:.4g}"),
+    "energy_j": ("energy uJ", 1e6, "{:.4g}"),
+    "area_mm2": ("area mm2", 1.0, "{:.4g}"),
+    "resources": ("resources", 1.0, "{:,.0f}"),
+    "memory_bytes": ("memory KiB", 1 / 1024, "{:,.1f}"),
+}
+
+
+def _fmt(metric: str, value: float) -> str:
+    _, scale, fmt = _SHOW[metric]
+    return fmt.format(value * scale)
+
+
+def render(result: dict[str, Any], out: Console = console) -> None:
+    """Print the per-layer table and the totals (dense, pruned, ratio)."""
+    title = f"{result['model']} on {result['hardware']['name']}"
+    if result["scheme"]:
+        title += f", scheme {result['scheme']['name']}"
+    table = Table(title=title, title_justify="left")
+    for col in ("layer", "shape", "density"):
+        table.add_column(col)
+    for metric in ("cycles", "latency_s", "energy_j", "resources", "memory_bytes"):
+        table.add_column(_SHOW[metric][0], justify="right")
+    table.add_column("latency vs dense", justify="right")
+    for row in result["layers"]:
+        dense_lat = row["dense"]["latency_s"]
+        ratio = row["pruned"]["latency_s"] / dense_lat if dense_lat else float("nan")
+        table.add_row(
+            row["name"],
+            row["shape"],
+            f"{row['density']:.3f}",
+            *(_fmt(m, row["pruned"][m]) for m in ("cycles", "latency_s", "energy_j")),
+            *(_fmt(m, row["pruned"][m]) for m in ("resources", "memory_bytes")),
+            f"{ratio:.3f}",
+        )
+    out.print(table)
+    totals = Table(title="network totals", title_justify="left")
+    for col in ("metric", "dense", "pruned", "pruned / dense"):
+        totals.add_column(col, justify="right" if col != "metric" else "left")
+    for metric in COST_METRICS:
+        d, p = result["total"]["dense"][metric], result["total"]["pruned"][metric]
+        totals.add_row(
+            _SHOW[metric][0], _fmt(metric, d), _fmt(metric, p), f"{p / d:.4f}" if d else "-"
+        )
+    out.print(totals)
+
+
+def cost_command(
+    model: str = typer.Option("digits-cnn", help="Workload (see `hwprune list`)."),
+    hardware: str = typer.Option("accel-kang-16", help="Hardware preset."),
+    scheme: str | None = typer.Option(None, help="Pruning scheme of the masks."),
+    density: float | None = typer.Option(None, help="Density of every layer, in (0, 1]."),
+    policy: Path | None = typer.Option(None, help='Policy JSON {"densities": {layer: d}}.'),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Hardware cost of a model per layer and in total, dense and pruned."""
+    try:
+        densities = load_policy(policy) if policy is not None else None
+        result = compute_costs(
+            model=model, hardware=hardware, scheme=scheme, density=density, policy=densities
+        )
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        console.print(f"[bold red]error:[/] {msg}")
+        raise typer.Exit(2) from exc
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        render(result)
