@@ -81,3 +81,113 @@ class RandomAgent(SearchAgent):
             recorder.record(info)
             if progress is not None:
                 progress(1)
+
+
+def _move_for_saving(costs: np.ndarray, current: int, saving: float) -> int | None:
+    """The highest level below ``current`` whose cost saving is at least ``saving``.
+
+    ``None`` if the decision is already at its cheapest level; the cheapest level if no
+    level saves that much.
+    """
+    if current == 0:
+        return None
+    for j in range(current - 1, -1, -1):
+        if costs[current] - costs[j] >= saving - 1e-12:
+            return j
+    return int(np.argmin(costs[:current]))
+
+
+@AGENTS.register("greedy", help="start dense, prune the cheapest-accuracy layer step by step")
+class GreedyAgent(SearchAgent):
+    """Greedy layer-wise descent from the dense network, then a fill-up of unused budget.
+
+    Descent: from the dense choice, every round evaluates, for each decision, the
+    candidate that lowers only that decision by the smallest step saving at least
+    ``gap / rounds_left`` of the budgeted cost (one level when episodes are plentiful, a
+    bigger jump when the episode limit would otherwise end the descent above budget), and
+    keeps the candidate with the least proxy-accuracy loss per unit of cost saved. It stops
+    once the cost is within budget. Fill-up: while episodes remain, every round evaluates
+    raising each decision by one level where the result stays within budget and keeps the
+    best one if it improves accuracy.
+
+    Every proxy evaluation is one episode (``env.evaluate_choice`` + ``recorder.record``);
+    it never exceeds ``episodes``. Intermediate choices of the descent are over budget and
+    are recorded as such (``within_budget=False``); the recorder keeps only feasible bests.
+    If the limit ends the descent above budget, nothing feasible is recorded.
+    """
+
+    name = "greedy"
+
+    def search(
+        self,
+        env_fns: list[EnvFactory],
+        *,
+        episodes: int,
+        recorder: EpisodeRecorder,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Run the descent and the fill-up within ``episodes`` evaluations."""
+        if episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
+        env = env_fns[0]()
+        env.reset(seed=seed)
+        task = env.task
+        budget = env.budget
+        dense = task.dense_metric
+        costs = [d.metric / dense for d in task.decisions]
+        used = 0
+
+        def evaluate(choice: list[int]) -> dict:
+            nonlocal used
+            used += 1
+            info = env.evaluate_choice(tuple(choice))
+            recorder.record(info)
+            if progress is not None:
+                progress(1)
+            return info
+
+        current = [len(d.levels) - 1 for d in task.decisions]
+        info = evaluate(current)
+        acc, ratio = info["accuracy"], info["cost_ratio"]
+        # Descent.
+        while ratio > budget + 1e-9 and used < episodes:
+            movable = [i for i, j in enumerate(current) if j > 0]
+            if not movable:
+                break
+            rounds_left = max((episodes - used) // len(movable), 1)
+            step = (ratio - budget) / rounds_left
+            best: tuple[float, list[int], dict] | None = None
+            for i in movable:
+                if used >= episodes:
+                    break
+                j = _move_for_saving(costs[i], current[i], step)
+                assert j is not None
+                cand = list(current)
+                cand[i] = j
+                cinfo = evaluate(cand)
+                saved = max(ratio - cinfo["cost_ratio"], 1e-12)
+                score = (acc - cinfo["accuracy"]) / saved
+                if best is None or score < best[0]:
+                    best = (score, cand, cinfo)
+            if best is None:
+                break
+            _, current, info = best
+            acc, ratio = info["accuracy"], info["cost_ratio"]
+        # Fill-up of budget left unused by the last (possibly large) step.
+        while ratio <= budget + 1e-9 and used < episodes:
+            best = None
+            for i, j in enumerate(current):
+                if j == len(task.decisions[i].levels) - 1 or used >= episodes:
+                    continue
+                cand = list(current)
+                cand[i] = j + 1
+                if task.cost_ratio(cand) > budget + 1e-9:
+                    continue  # cheap check on the cost tables; no evaluation spent
+                cinfo = evaluate(cand)
+                if cinfo["accuracy"] > acc and (best is None or cinfo["accuracy"] > best[1]):
+                    best = (cand, cinfo["accuracy"], cinfo)
+            if best is None:
+                break
+            current, acc, info = best
+            ratio = info["cost_ratio"]

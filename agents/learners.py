@@ -1,11 +1,27 @@
-"""Learning agents built on Stable-Baselines3, all driven by one search loop."""
+"""Learning agents built on Stable-Baselines3, all driven by one search loop.
+
+Every agent plays the same ``LayerPruneEnv`` episodes and reports them to the same
+``EpisodeRecorder``; what differs is the SB3 algorithm and its hyperparameters
+(``agents/hyperparams/<name>.yml``). Two agent-side options shared by all of them:
+
+- ``action_range: wall`` maps the action ``[-1, 1]`` onto the densities the budget wall
+  still allows at this step (read from the observation), instead of the layer's whole
+  range; near a tight budget most of the whole range snaps to one level, so the agent
+  would otherwise get no signal from most of its action space. ``layer`` keeps the env's
+  own mapping (AMC's).
+- ``reward_baseline`` / ``reward_scale``: the terminal reward minus a moving average of
+  past rewards (AMC's variance reduction), times a scale, so that accuracy differences of
+  a fraction of a percent are not lost in the critic's noise.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from stable_baselines3 import DDPG
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
@@ -14,6 +30,193 @@ from agents.callbacks import RecorderCallback
 from agents.noise import DecayingNormalNoise
 from agents.recorder import EpisodeRecorder
 from agents.wrappers import MovingAverageBaseline
+from envs import OBSERVATION_FEATURES, LayerPruneEnv
+
+ACTION_RANGES: tuple[str, ...] = ("wall", "layer")
+
+_LO = OBSERVATION_FEATURES.index("min_density")
+_HI = OBSERVATION_FEATURES.index("max_density")
+
+
+class WallRangeAction(gym.Wrapper):
+    """Maps the action ``[-1, 1]`` onto the densities the budget wall allows at this step.
+
+    The wall's least and greatest allowed densities are observation features; the wrapped
+    action asks for ``lo + (a + 1) / 2 * (hi - lo)``, which the env then snaps to the
+    nearest allowed level. Observations, rewards and ``info`` pass through unchanged.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._obs: np.ndarray | None = None
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset the env and remember the first observation's wall bounds."""
+        obs, info = self.env.reset(**kwargs)
+        self._obs = obs
+        return obs, info
+
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Translate the action into the env's density mapping, then step."""
+        if self._obs is None:
+            raise RuntimeError("step() before reset()")
+        lo, hi = float(self._obs[_LO]), float(self._obs[_HI])
+        a = float(np.clip(np.asarray(action, dtype=float).reshape(-1)[0], -1.0, 1.0))
+        density = lo + (a + 1.0) / 2.0 * (hi - lo)
+        base: LayerPruneEnv = self.env.unwrapped  # type: ignore[assignment]
+        obs, reward, terminated, truncated, info = self.env.step(base.action_for_density(density))
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+class ScaleReward(gym.RewardWrapper):
+    """Multiplies rewards by a constant (``info["reward"]`` keeps the raw value)."""
+
+    def __init__(self, env: gym.Env, scale: float = 1.0) -> None:
+        super().__init__(env)
+        self.scale = float(scale)
+
+    def reward(self, reward: float) -> float:
+        """The scaled reward."""
+        return float(reward) * self.scale
+
+
+def wrap_env(
+    env: gym.Env,
+    *,
+    action_range: str = "layer",
+    reward_baseline: bool = False,
+    baseline_decay: float = 0.95,
+    reward_scale: float = 1.0,
+) -> gym.Env:
+    """The agent-side wrappers around one env (see the module docstring)."""
+    if action_range not in ACTION_RANGES:
+        raise ValueError(
+            f"unknown action_range {action_range!r}; valid choices: {', '.join(ACTION_RANGES)}"
+        )
+    if action_range == "wall":
+        env = WallRangeAction(env)
+    if reward_baseline:
+        env = MovingAverageBaseline(env, decay=baseline_decay)
+    if reward_scale != 1.0:
+        env = ScaleReward(env, scale=reward_scale)
+    return env
+
+
+class _Wrapped:
+    """Picklable factory: ``wrap_env(fn(), **options)`` (for subprocess envs)."""
+
+    def __init__(self, fn: EnvFactory, options: dict[str, Any]) -> None:
+        self.fn = fn
+        self.options = options
+
+    def __call__(self) -> gym.Env:
+        return wrap_env(self.fn(), **self.options)
+
+
+def make_vec_env(
+    env_fns: list[EnvFactory],
+    *,
+    reward_baseline: bool,
+    baseline_decay: float,
+    action_range: str = "layer",
+    reward_scale: float = 1.0,
+) -> VecEnv:
+    """One env in-process, several in subprocesses, each with the agent-side wrappers."""
+    options = {
+        "action_range": action_range,
+        "reward_baseline": reward_baseline,
+        "baseline_decay": baseline_decay,
+        "reward_scale": reward_scale,
+    }
+    wrapped = [_Wrapped(fn, options) for fn in env_fns]
+    if len(wrapped) == 1:
+        return DummyVecEnv(wrapped)
+    return SubprocVecEnv(wrapped, start_method="spawn")
+
+
+def _warmup_episodes(hp: dict[str, Any], episodes: int) -> int:
+    """Random-action episodes before learning: the YAML value, at most a third of the run."""
+    return max(1, min(int(hp["warmup_episodes"]), max(episodes // 3, 1)))
+
+
+def _noise(hp: dict[str, Any], seed: int) -> DecayingNormalNoise | None:
+    sigma = float(hp.get("noise_sigma", 0.0))
+    if sigma <= 0:
+        return None
+    return DecayingNormalNoise(
+        size=1,
+        sigma=sigma,
+        decay=float(hp["noise_decay"]),
+        min_sigma=float(hp["noise_min_sigma"]),
+        seed=seed,
+    )
+
+
+class SB3Agent(SearchAgent):
+    """Shared search loop of the SB3 agents: build, learn until N episodes are recorded.
+
+    After ``search`` the trained algorithm is kept in ``self.model``; ``policy_choice``
+    then plays its deterministic policy (no exploration noise) at a given budget.
+    """
+
+    model: BaseAlgorithm | None = None
+
+    def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
+        """The SB3 algorithm for ``venv`` (``n_steps`` decisions per episode)."""
+        raise NotImplementedError
+
+    def _wrap_options(self) -> dict[str, Any]:
+        hp = self.hyperparams
+        return {
+            "reward_baseline": bool(hp.get("reward_baseline", False)),
+            "baseline_decay": float(hp.get("reward_baseline_decay", 0.95)),
+            "action_range": str(hp.get("action_range", "layer")),
+            "reward_scale": float(hp.get("reward_scale", 1.0)),
+        }
+
+    def search(
+        self,
+        env_fns: list[EnvFactory],
+        *,
+        episodes: int,
+        recorder: EpisodeRecorder,
+        seed: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Train on the envs until ``episodes`` episodes have been recorded."""
+        if episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
+        venv = make_vec_env(env_fns, **self._wrap_options())
+        try:
+            venv.seed(seed)
+            n_steps = int(venv.get_attr("n_steps")[0])
+            model = self.build(venv, n_steps, episodes, seed)
+            callback = RecorderCallback(recorder, episodes, progress)
+            # Margin: episodes of parallel envs finish together, PPO finishes a rollout.
+            total = (episodes + venv.num_envs) * n_steps
+            model.learn(total_timesteps=total, callback=callback)
+            self.model = model
+        finally:
+            venv.close()
+
+    def policy_choice(self, env: LayerPruneEnv, *, budget: float) -> dict[str, Any]:
+        """Terminal ``info`` of the trained deterministic policy on ``env`` at ``budget``.
+
+        ``env`` is a plain ``LayerPruneEnv`` (the agent-side wrappers are added here).
+        Raises ``RuntimeError`` before ``search`` has trained a model.
+        """
+        if self.model is None:
+            raise RuntimeError(f"agent {self.name!r} has no trained model; call search() first")
+        options = self._wrap_options()
+        options.update(reward_baseline=False, reward_scale=1.0)
+        wrapped = wrap_env(env, **options)
+        obs, _ = wrapped.reset(options={"budget": float(budget)})
+        done, info = False, {}
+        while not done:
+            action, _ = self.model.predict(obs, deterministic=True)
+            obs, _, done, _, info = wrapped.step(action)
+        return info
 
 
 class AMCDDPG(DDPG):
@@ -33,91 +236,148 @@ class AMCDDPG(DDPG):
             group["lr"] = group["lr"] * self.actor_lr_scale
 
 
-def make_vec_env(
-    env_fns: list[EnvFactory], *, reward_baseline: bool, baseline_decay: float
-) -> VecEnv:
-    """One env in-process, several in subprocesses; optional AMC reward baseline."""
+class AMCTD3(TD3):
+    """TD3 with separate actor and critic learning rates (as ``AMCDDPG``)."""
 
-    def wrap(fn: EnvFactory) -> Callable[[], Any]:
-        if not reward_baseline:
-            return fn
-        return lambda: MovingAverageBaseline(fn(), decay=baseline_decay)
+    def __init__(self, *args: Any, actor_lr_scale: float = 0.1, **kwargs: Any) -> None:
+        self.actor_lr_scale = float(actor_lr_scale)
+        super().__init__(*args, **kwargs)
 
-    wrapped = [wrap(fn) for fn in env_fns]
-    if len(wrapped) == 1:
-        return DummyVecEnv(wrapped)
-    return SubprocVecEnv(wrapped, start_method="spawn")
-
-
-class SB3Agent(SearchAgent):
-    """Shared search loop of the SB3 agents: build, learn until N episodes are recorded."""
-
-    def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
-        """The SB3 algorithm for ``venv`` (``n_steps`` decisions per episode)."""
-        raise NotImplementedError
-
-    def search(
-        self,
-        env_fns: list[EnvFactory],
-        *,
-        episodes: int,
-        recorder: EpisodeRecorder,
-        seed: int = 0,
-        progress: Callable[[int], None] | None = None,
-    ) -> None:
-        """Train on the envs until ``episodes`` episodes have been recorded."""
-        hp = self.hyperparams
-        venv = make_vec_env(
-            env_fns,
-            reward_baseline=bool(hp.get("reward_baseline", False)),
-            baseline_decay=float(hp.get("reward_baseline_decay", 0.95)),
-        )
-        try:
-            venv.seed(seed)
-            n_steps = int(venv.get_attr("n_steps")[0])
-            model = self.build(venv, n_steps, episodes, seed)
-            callback = RecorderCallback(recorder, episodes, progress)
-            # Extra margin: episodes of parallel envs finish together.
-            total = (episodes + venv.num_envs) * n_steps
-            model.learn(total_timesteps=total, callback=callback)
-        finally:
-            venv.close()
+    def _update_learning_rate(self, optimizers: Any) -> None:
+        super()._update_learning_rate(optimizers)
+        for group in self.actor.optimizer.param_groups:
+            group["lr"] = group["lr"] * self.actor_lr_scale
 
 
 @AGENTS.register("ddpg", help="DDPG with AMC's recipe (warm-up, decaying noise, gamma 1)")
 class DDPGAgent(SB3Agent):
     """DDPG as in AMC: random warm-up episodes, then Gaussian exploration noise decaying per
     episode, discount 1.0 with the episode's terminal reward reaching every step through
-    n-step returns, actor and critic 300-300 MLPs, tau 0.01, batch 64."""
+    n-step returns over the episode length, actor and critic MLPs, tau 0.01, batch 64."""
 
     name = "ddpg"
 
     def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
         """AMC-configured DDPG on ``venv``."""
         hp = self.hyperparams
-        warmup = min(int(hp["warmup_episodes"]), max(episodes // 3, 1))
-        noise = DecayingNormalNoise(
-            size=1,
-            sigma=float(hp["noise_sigma"]),
-            decay=float(hp["noise_decay"]),
-            min_sigma=float(hp["noise_min_sigma"]),
-            seed=seed,
-        )
         return AMCDDPG(
             "MlpPolicy",
             venv,
             learning_rate=float(hp["critic_learning_rate"]),
             actor_lr_scale=float(hp["actor_learning_rate"]) / float(hp["critic_learning_rate"]),
             buffer_size=int(hp["buffer_size"]),
-            learning_starts=warmup * n_steps,
+            learning_starts=_warmup_episodes(hp, episodes) * n_steps,
             batch_size=int(hp["batch_size"]),
             tau=float(hp["tau"]),
             gamma=float(hp["gamma"]),
             train_freq=int(hp["train_freq"]),
             gradient_steps=int(hp["gradient_steps"]),
-            action_noise=noise,
+            action_noise=_noise(hp, seed),
             n_steps=n_steps,
             policy_kwargs={"net_arch": list(hp["net_arch"])},
+            seed=seed,
+            device="cpu",
+            verbose=0,
+        )
+
+
+@AGENTS.register("td3", help="TD3: twin critics, delayed actor, AMC-style warm-up and noise")
+class TD3Agent(SB3Agent):
+    """TD3 (twin critics, delayed actor updates, target policy smoothing) with the same
+    episode structure as ``ddpg``: random warm-up episodes, decaying Gaussian exploration
+    noise, gamma 1 and n-step returns over the episode length."""
+
+    name = "td3"
+
+    def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
+        """TD3 on ``venv``."""
+        hp = self.hyperparams
+        return AMCTD3(
+            "MlpPolicy",
+            venv,
+            learning_rate=float(hp["critic_learning_rate"]),
+            actor_lr_scale=float(hp["actor_learning_rate"]) / float(hp["critic_learning_rate"]),
+            buffer_size=int(hp["buffer_size"]),
+            learning_starts=_warmup_episodes(hp, episodes) * n_steps,
+            batch_size=int(hp["batch_size"]),
+            tau=float(hp["tau"]),
+            gamma=float(hp["gamma"]),
+            train_freq=int(hp["train_freq"]),
+            gradient_steps=int(hp["gradient_steps"]),
+            action_noise=_noise(hp, seed),
+            policy_delay=int(hp["policy_delay"]),
+            target_policy_noise=float(hp["target_policy_noise"]),
+            target_noise_clip=float(hp["target_noise_clip"]),
+            n_steps=n_steps,
+            policy_kwargs={"net_arch": list(hp["net_arch"])},
+            seed=seed,
+            device="cpu",
+            verbose=0,
+        )
+
+
+@AGENTS.register("sac", help="SAC: entropy-regularised stochastic policy, n-step returns")
+class SACAgent(SB3Agent):
+    """SAC with automatic entropy tuning. Exploration comes from its stochastic policy
+    (no added noise) after random warm-up episodes; gamma 1 and n-step returns over the
+    episode length carry the terminal reward to every step."""
+
+    name = "sac"
+
+    def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
+        """SAC on ``venv``."""
+        hp = self.hyperparams
+        return SAC(
+            "MlpPolicy",
+            venv,
+            learning_rate=float(hp["learning_rate"]),
+            buffer_size=int(hp["buffer_size"]),
+            learning_starts=_warmup_episodes(hp, episodes) * n_steps,
+            batch_size=int(hp["batch_size"]),
+            tau=float(hp["tau"]),
+            gamma=float(hp["gamma"]),
+            train_freq=int(hp["train_freq"]),
+            gradient_steps=int(hp["gradient_steps"]),
+            ent_coef=hp["ent_coef"],
+            target_entropy=hp["target_entropy"],
+            n_steps=n_steps,
+            policy_kwargs={"net_arch": list(hp["net_arch"])},
+            seed=seed,
+            device="cpu",
+            verbose=0,
+        )
+
+
+@AGENTS.register("ppo", help="PPO: on-policy, rollouts of whole episodes, Monte-Carlo returns")
+class PPOAgent(SB3Agent):
+    """PPO whose rollouts hold ``rollout_episodes`` whole episodes (``n_steps`` is a multiple
+    of the episode length), gamma 1 and GAE lambda 1, so each step's advantage is the
+    episode's terminal reward minus the critic's value estimate."""
+
+    name = "ppo"
+
+    def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
+        """PPO on ``venv``."""
+        hp = self.hyperparams
+        rollout = max(1, int(hp["rollout_episodes"])) * n_steps
+        batch = min(int(hp["batch_size"]), rollout * venv.num_envs)
+        return PPO(
+            "MlpPolicy",
+            venv,
+            learning_rate=float(hp["learning_rate"]),
+            n_steps=rollout,
+            batch_size=batch,
+            n_epochs=int(hp["n_epochs"]),
+            gamma=float(hp["gamma"]),
+            gae_lambda=float(hp["gae_lambda"]),
+            clip_range=float(hp["clip_range"]),
+            ent_coef=float(hp["ent_coef"]),
+            vf_coef=float(hp["vf_coef"]),
+            max_grad_norm=float(hp["max_grad_norm"]),
+            policy_kwargs={
+                "net_arch": list(hp["net_arch"]),
+                "log_std_init": float(hp["log_std_init"]),
+            },
             seed=seed,
             device="cpu",
             verbose=0,

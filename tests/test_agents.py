@@ -1,0 +1,177 @@
+"""Contract tests of every registered search agent on a tiny generated task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from agents.base import AGENTS, get_agent, list_agents, load_hyperparams
+from agents.baselines import uniform_choice
+from agents.learners import SB3Agent, wrap_env
+from agents.recorder import EpisodeRecorder
+from envs import LayerPruneEnv, PruningTask, build_task
+from envs.proxy import AccuracyProxy
+from envs.workload import Workload
+from hwmodels import get_hardware
+from pruning import get_scheme
+
+EPISODES = 40
+BUDGET = 0.55
+
+
+class MagnitudeProxy(AccuracyProxy):
+    """Cheap deterministic score: the share of absolute weight each layer keeps, averaged
+    with a convex penalty so that pruning one layer hard is worse than spreading it."""
+
+    name = "magnitude-test"
+
+    def evaluate(self, masks: dict[str, torch.Tensor]) -> float:
+        scores = []
+        for name, param in self.workload.model.named_parameters():
+            if not name.endswith("weight") or param.dim() < 2:
+                continue
+            w = param.detach().abs()
+            kept = w[masks[name]].sum() / w.sum() if name in masks else torch.tensor(1.0)
+            scores.append(float(kept) ** 2)
+        return sum(scores) / len(scores)
+
+
+def tiny_task() -> PruningTask:
+    """Four prunable layers, balanced pruning on the Kang accelerator."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    ).eval()
+    x = torch.randn(32, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 10, (32,), generator=gen)
+    workload = Workload("tiny", model, x[:1], train=(x, y), holdout=(x, y), test=(x, y), num_classes=10)
+    hw = get_hardware("accel-kang-16")
+    return build_task(workload, get_scheme("balanced", hardware=hw), hw)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small MLPs train several times faster on one thread on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def task() -> PruningTask:
+    return tiny_task()
+
+
+def env_fn(task: PruningTask, **kwargs: object):
+    proxy = MagnitudeProxy(task.workload)
+    kwargs.setdefault("budget", BUDGET)
+    return lambda: LayerPruneEnv(task, proxy, **kwargs)
+
+
+def fast_agent(name: str):
+    """The agent with its YAML defaults, warm-up shortened to fit the tiny runs."""
+    hp = load_hyperparams(name)
+    overrides = {"warmup_episodes": 5} if "warmup_episodes" in hp else {}
+    if "rollout_episodes" in hp:
+        overrides["rollout_episodes"] = 4
+    return get_agent(name, overrides)
+
+
+def test_registry_has_rl_agents_and_baselines() -> None:
+    for name in ("ddpg", "td3", "sac", "ppo", "uniform", "random", "greedy"):
+        assert name in AGENTS
+
+
+def test_hyperparams_reject_unknown_key() -> None:
+    with pytest.raises(ValueError, match="unknown hyperparameter 'nope'.*valid"):
+        load_hyperparams("td3", {"nope": 1})
+
+
+def test_wrap_env_rejects_unknown_action_range(task: PruningTask) -> None:
+    with pytest.raises(ValueError, match="unknown action_range 'bogus'.*wall"):
+        wrap_env(env_fn(task)(), action_range="bogus")
+
+
+@pytest.mark.parametrize("name", list_agents())
+def test_agent_records_episodes_within_budget(name: str, task: PruningTask) -> None:
+    recorder = EpisodeRecorder()
+    fast_agent(name).search([env_fn(task)], episodes=EPISODES, recorder=recorder, seed=1)
+    if name in ("uniform", "greedy"):  # deterministic: they may stop early
+        assert 1 <= recorder.episodes <= EPISODES
+    else:
+        assert recorder.episodes == EPISODES
+    assert recorder.best is not None and recorder.best.within_budget
+    assert recorder.best.cost_ratio <= BUDGET + 1e-9
+    if name != "greedy":  # greedy's descent records its over-budget intermediate choices
+        assert all(r.within_budget for r in recorder.history)
+        assert all(r.cost_ratio <= BUDGET + 1e-9 for r in recorder.history)
+
+
+@pytest.mark.parametrize("name", list_agents())
+def test_agent_same_seed_same_trajectory(name: str, task: PruningTask) -> None:
+    runs = []
+    for _ in range(2):
+        recorder = EpisodeRecorder()
+        fast_agent(name).search([env_fn(task)], episodes=25, recorder=recorder, seed=3)
+        runs.append([tuple(r.choice) for r in recorder.history])
+    assert runs[0] == runs[1]
+
+
+def test_learned_agents_explore(task: PruningTask) -> None:
+    """A seed changes the trajectory of every stochastic agent (the check above can fail)."""
+    for name in ("random", "ddpg", "td3", "sac", "ppo"):
+        choices = []
+        for seed in (0, 1):
+            recorder = EpisodeRecorder()
+            fast_agent(name).search([env_fn(task)], episodes=12, recorder=recorder, seed=seed)
+            choices.append([tuple(r.choice) for r in recorder.history])
+        assert choices[0] != choices[1], name
+
+
+def test_greedy_respects_episode_limit_and_ends_within_budget(task: PruningTask) -> None:
+    for limit in (3, 9, 60):
+        recorder = EpisodeRecorder()
+        get_agent("greedy").search([env_fn(task)], episodes=limit, recorder=recorder)
+        assert recorder.episodes <= limit
+        if limit >= 9:  # enough rounds to reach the budget (4 decisions, jumps if needed)
+            assert recorder.best is not None
+            assert recorder.best.cost_ratio <= BUDGET + 1e-9
+
+
+def test_greedy_at_least_as_good_as_uniform(task: PruningTask) -> None:
+    env = env_fn(task)()
+    uniform = env.evaluate_choice(tuple(uniform_choice(task, BUDGET)))
+    recorder = EpisodeRecorder()
+    get_agent("greedy").search([env_fn(task)], episodes=80, recorder=recorder)
+    assert recorder.best.accuracy >= uniform["accuracy"] - 0.05
+
+
+def test_policy_choice_needs_training(task: PruningTask) -> None:
+    agent = fast_agent("td3")
+    assert isinstance(agent, SB3Agent)
+    with pytest.raises(RuntimeError, match="no trained model"):
+        agent.policy_choice(env_fn(task)(), budget=BUDGET)
+
+
+def test_wall_range_action_spans_allowed_levels(task: PruningTask) -> None:
+    """With action_range=wall, -1 and +1 give the least and greatest allowed level."""
+    env = env_fn(task)()
+    wrapped = wrap_env(env, action_range="wall")
+    obs, _ = wrapped.reset(seed=0)
+    allowed, _ = env._bounds(0)
+    levels = task.decisions[0].levels
+    for action, want in ((-1.0, levels[allowed].min()), (1.0, levels[allowed].max())):
+        wrapped.reset(seed=0)
+        wrapped.step([action])
+        assert env._prev == pytest.approx(want)
