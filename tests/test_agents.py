@@ -54,7 +54,9 @@ def tiny_task() -> PruningTask:
     ).eval()
     x = torch.randn(32, 1, 8, 8, generator=gen)
     y = torch.randint(0, 10, (32,), generator=gen)
-    workload = Workload("tiny", model, x[:1], train=(x, y), holdout=(x, y), test=(x, y), num_classes=10)
+    workload = Workload(
+        "tiny", model, x[:1], train=(x, y), holdout=(x, y), test=(x, y), num_classes=10
+    )
     hw = get_hardware("accel-kang-16")
     return build_task(workload, get_scheme("balanced", hardware=hw), hw)
 
