@@ -9,7 +9,7 @@ import numpy as np
 from hwmodels.base import HARDWARE, HardwareModel
 from hwmodels.cost import Cost
 from hwmodels.layer import LayerSpec
-from hwmodels.maskstats import as_unrolled
+from hwmodels.maskstats import MaskStats
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ class FlopsModel(HardwareModel):
 
     def cost(self, layer: LayerSpec, mask: np.ndarray | None = None) -> Cost:
         """Every kept weight is one MAC per output position, however it is placed."""
-        um = as_unrolled(mask, layer)
-        nnz = layer.params if um is None else int(np.count_nonzero(um))
+        nnz = MaskStats(layer, mask).nnz
         macs = float(nnz * layer.output_pixels)
         return Cost(
             cycles=macs,

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwmodels.base import INDEX_FORMATS
-from hwmodels.layer import LayerSpec
-from hwmodels.maskstats import input_channels_kept, row_any
+from hwmodels.maskstats import MaskStats
 
 
 def check_index_format(fmt: str) -> str:
@@ -48,27 +47,26 @@ class Storage:
 
 def storage(
     fmt: str,
-    layer: LayerSpec,
-    um: np.ndarray | None,
-    nnz: int,
+    stats: MaskStats,
     *,
     group_size: int = 16,
     pattern_count: int = 8,
-    tile: int = 128,
+    tile_rows: int = 128,
+    tile_cols: int = 128,
 ) -> Storage:
-    """Values and metadata bits of ``layer`` stored in format ``fmt``.
+    """Values and metadata bits of ``stats.layer`` under its mask, stored in format ``fmt``.
 
     Args:
         fmt: one of ``hwmodels.INDEX_FORMATS``.
-        layer: the layer.
-        um: unrolled ``(out_channels, K)`` bool mask, or None for dense.
-        nnz: number of kept weights (``um.sum()``, passed in because callers have it).
+        stats: the layer's mask statistics (``MaskStats``; its mask None means dense).
         group_size: m of the n-of-m format (the activation block of the hardware).
         pattern_count: size of the per-layer pattern dictionary (pattern-id format).
-        tile: crossbar side for the crossbar-table format.
+        tile_rows: entries of K per tile of the crossbar-table format.
+        tile_cols: output channels per tile of the crossbar-table format.
     """
     check_index_format(fmt)
-    if nnz >= layer.params:
+    layer, nnz = stats.layer, stats.nnz
+    if stats.dense:
         # Nothing to index: a fully dense layer is stored dense whatever the format, so a
         # dense mask costs exactly what ``None`` costs.
         fmt = "dense"
@@ -88,25 +86,19 @@ def storage(
         kernels = cout * (layer.in_channels // layer.groups)
         return Storage(nnz, kernels * index_bits(pattern_count))
     if fmt == "channel":
-        if um is None:
-            kept_out, kept_in = cout, layer.in_channels // layer.groups
-        else:
-            kept_out = int(row_any(um).sum())
-            kept_in = int(input_channels_kept(um, layer).sum())
+        kept_out = int(stats.out_kept.sum())
+        kept_in = int(stats.in_kept.max(initial=0))
         kk = layer.kernel[0] * layer.kernel[1]
         meta = kept_out * index_bits(cout) + kept_in * index_bits(layer.in_channels)
         return Storage(kept_out * kept_in * kk, meta)
     # crossbar-table: one entry (row block, column block) per non-empty tile, plus a
     # column index per used column so that recombined outputs find their channel.
-    n_rb, n_cb = -(-k // tile), -(-cout // tile)
-    if um is None:
-        tiles, cols = n_rb * n_cb, n_rb * cout
-    else:
-        pad = np.zeros((n_cb * tile, n_rb * tile), dtype=bool)
-        pad[:cout, :k] = um
-        blocks = pad.reshape(n_cb, tile, n_rb, tile)
-        used_cols = blocks.any(axis=3)  # (n_cb, tile, n_rb)
-        tiles = int(used_cols.any(axis=1).sum())
-        cols = int(used_cols.sum())
-    meta = tiles * (index_bits(n_rb) + index_bits(n_cb)) + cols * index_bits(tile)
+    n_rb, n_cb = -(-k // tile_rows), -(-cout // tile_cols)
+    used_cols = stats.segments(tile_rows)  # (cout, row block): column used in that tile
+    cols = int(np.count_nonzero(used_cols))
+    pad = n_cb * tile_cols - cout
+    if pad:
+        used_cols = np.concatenate([used_cols, np.zeros((pad, n_rb), dtype=bool)])
+    tiles = int(np.count_nonzero(used_cols.reshape(n_cb, tile_cols, n_rb).any(axis=1)))
+    meta = tiles * (index_bits(n_rb) + index_bits(n_cb)) + cols * index_bits(tile_cols)
     return Storage(nnz, meta)

@@ -34,7 +34,7 @@ from hwmodels.cost import Cost
 from hwmodels.formats import check_index_format, storage
 from hwmodels.latency_table import STEPS, load_latency_table
 from hwmodels.layer import LayerSpec
-from hwmodels.maskstats import as_unrolled, grouped_col_any
+from hwmodels.maskstats import MaskStats
 
 # (Mt, Nt, thread blocks per SM, fraction of the SM's peak the tile reaches). Bigger
 # tiles reuse operands better; smaller ones fill more SMs. *Assumed* menu, in the spirit
@@ -131,16 +131,12 @@ class GpuModel(HardwareModel):
 
     def kept_channels(self, layer: LayerSpec, mask: np.ndarray | None) -> tuple[int, int]:
         """(output, input) channels per group that survive: whole zero channels go."""
-        g = layer.groups
-        cin_g, cout_g = layer.in_channels // g, layer.out_channels // g
-        um = as_unrolled(mask, layer)
-        if um is None:
-            return cout_g, cin_g
-        k2 = layer.kernel[0] * layer.kernel[1]
+        return self._kept(MaskStats(layer, mask))
+
+    @staticmethod
+    def _kept(stats: MaskStats) -> tuple[int, int]:
         # A grouped kernel runs every group with one shape: the widest group sets it.
-        cout = int(um.reshape(g, cout_g, layer.fan_in).any(axis=2).sum(axis=1).max())
-        cin = int(grouped_col_any(um, layer).reshape(g, cin_g, k2).any(axis=2).sum(axis=1).max())
-        return cout, cin
+        return int(stats.out_kept.max()), int(stats.in_kept.max())
 
     def compute_s(self, layer: LayerSpec, cout: int, cin: int) -> tuple[float, float, int]:
         """(seconds, FMAs executed including padding, SMs busy) of the best tile."""
@@ -168,7 +164,8 @@ class GpuModel(HardwareModel):
     def cost(self, layer: LayerSpec, mask: np.ndarray | None = None) -> Cost:
         """Latency (measured table or analytic roofline), energy and storage of ``layer``."""
         p = self.params
-        cout, cin = self.kept_channels(layer, mask)
+        stats = MaskStats(layer, mask)
+        cout, cin = self._kept(stats)
         g = layer.groups
         compute, executed, sms = self.compute_s(layer, cout, cin)
         elements = (
@@ -184,9 +181,7 @@ class GpuModel(HardwareModel):
                 layer, cout * g, cin * g, step=p.table_step
             )
             latency = latency if measured is None else measured
-        um = as_unrolled(mask, layer)
-        nnz = layer.params if um is None else int(np.count_nonzero(um))
-        st = storage(p.index_format, layer, um, nnz)
+        st = storage(p.index_format, stats)
         energy = (
             p.static_power_w * latency
             + (executed * p.fma_pj + dram_bytes * p.dram_pj_per_byte) * 1e-12

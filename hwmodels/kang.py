@@ -25,7 +25,7 @@ from hwmodels.cost import Cost
 from hwmodels.energy import energy_table
 from hwmodels.formats import check_index_format, storage
 from hwmodels.layer import LayerSpec
-from hwmodels.maskstats import as_unrolled, block_nnz
+from hwmodels.maskstats import MaskStats, block_nnz
 
 SparsityMode = Literal["skip", "gate"]
 SPARSITY_MODES: tuple[str, ...] = ("skip", "gate")
@@ -129,8 +129,8 @@ class KangAccelerator(HardwareModel):
     def cost(self, layer: LayerSpec, mask: np.ndarray | None = None) -> Cost:
         """Cycles, latency, energy and weight storage of ``layer`` under ``mask``."""
         p = self.params
-        um = as_unrolled(mask, layer)
-        nnz = layer.params if um is None else int(np.count_nonzero(um))
+        stats = MaskStats(layer, mask)
+        um, nnz = stats.um, stats.nnz
         positions = layer.output_pixels
         passes = self._passes(layer)
         n_blocks = -(-layer.fan_in // p.group_size) * passes * layer.groups
@@ -142,14 +142,7 @@ class KangAccelerator(HardwareModel):
             cycles_pp, blocks_pp = dense_cycles, n_blocks
         cycles = float(cycles_pp * positions)
 
-        st = storage(
-            p.index_format,
-            layer,
-            um,
-            nnz,
-            group_size=p.group_size,
-            pattern_count=p.pattern_count,
-        )
+        st = storage(p.index_format, stats, group_size=p.group_size, pattern_count=p.pattern_count)
         weight_bytes = st.nbytes(p.weight_bits)
         in_bytes = (
             layer.batch * layer.in_channels * layer.in_hw[0] * layer.in_hw[1] * p.act_bits / 8

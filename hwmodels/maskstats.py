@@ -7,6 +7,8 @@ word) instead of on one bool at a time.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from hwmodels.layer import LayerSpec, unroll
@@ -104,3 +106,63 @@ def segment_any(um: np.ndarray, size: int) -> np.ndarray:
     """``(rows, ceil(K/size))``: does each row hold a non-zero in each segment of ``size``."""
     k = um.shape[1]
     return np.logical_or.reduceat(um, np.arange(0, k, size), axis=1)
+
+
+class MaskStats:
+    """Reductions of one layer's mask, each computed at most once per cost call.
+
+    Several parts of a model (cycles, storage) need the same reductions (non-zeros, kept
+    rows and columns); caching them here keeps a network's cost to one pass per reduction.
+    ``um`` None means dense.
+    """
+
+    def __init__(self, layer: LayerSpec, mask: np.ndarray | None) -> None:
+        self.layer = layer
+        self.um = as_unrolled(mask, layer)
+        self._segments: dict[int, np.ndarray] = {}
+
+    @cached_property
+    def nnz(self) -> int:
+        """Kept weights."""
+        return self.layer.params if self.um is None else int(np.count_nonzero(self.um))
+
+    @cached_property
+    def dense(self) -> bool:
+        """True when every weight is kept."""
+        return self.nnz == self.layer.params
+
+    @cached_property
+    def out_kept(self) -> np.ndarray:
+        """``(groups,)`` kept output channels per group."""
+        layer, g = self.layer, self.layer.groups
+        if self.um is None:
+            return np.full(g, layer.out_channels // g)
+        return row_any(self.um).reshape(g, -1).sum(axis=1)
+
+    @cached_property
+    def grouped_cols(self) -> np.ndarray:
+        """``(groups, K)``: unrolled columns each group still reads (um must not be None)."""
+        return grouped_col_any(self.um, self.layer)
+
+    @cached_property
+    def k_kept(self) -> np.ndarray:
+        """``(groups,)`` unrolled columns (entries of K) per group some kept weight uses."""
+        if self.um is None:
+            return np.full(self.layer.groups, self.layer.fan_in)
+        return self.grouped_cols.sum(axis=1)
+
+    @cached_property
+    def in_kept(self) -> np.ndarray:
+        """``(groups,)`` input channels per group that some kept weight reads."""
+        layer, g = self.layer, self.layer.groups
+        cin_g = layer.in_channels // g
+        if self.um is None:
+            return np.full(g, cin_g)
+        k2 = layer.kernel[0] * layer.kernel[1]
+        return self.grouped_cols.reshape(g, cin_g, k2).any(axis=2).sum(axis=1)
+
+    def segments(self, size: int) -> np.ndarray:
+        """``segment_any(um, size)``, cached per size (um must not be None)."""
+        if size not in self._segments:
+            self._segments[size] = segment_any(self.um, size)
+        return self._segments[size]

@@ -38,7 +38,7 @@ from hwmodels.cost import Cost
 from hwmodels.energy import HOROWITZ_45NM
 from hwmodels.formats import check_index_format, storage
 from hwmodels.layer import LayerSpec
-from hwmodels.maskstats import as_unrolled, grouped_col_any, segment_any
+from hwmodels.maskstats import MaskStats
 
 Grain = Literal["crossbar", "column", "channel"]
 GRAINS: tuple[str, ...] = ("crossbar", "column", "channel")
@@ -203,20 +203,17 @@ class ReramCrossbar(HardwareModel):
 
     def mapping(self, layer: LayerSpec, mask: np.ndarray | None = None) -> Mapping:
         """Logical crossbar usage of ``layer`` under ``mask`` with the model's grain."""
-        um = as_unrolled(mask, layer)
+        return self._mapping(MaskStats(layer, mask))
+
+    def _mapping(self, stats: MaskStats) -> Mapping:
+        layer, p = stats.layer, self.params
         g = layer.groups
-        cin_g, cout_g = layer.in_channels // g, layer.out_channels // g
-        if um is None:
-            return self._mnsim(layer, np.full(g, cin_g), np.full(g, cout_g))
-        p = self.params
-        if p.grain == "channel":
-            k2 = layer.kernel[0] * layer.kernel[1]
-            cin = grouped_col_any(um, layer).reshape(g, cin_g, k2).any(axis=2).sum(axis=1)
-            cout = um.reshape(g, cout_g, layer.fan_in).any(axis=2).sum(axis=1)
-            return self._mnsim(layer, cin, cout)
+        cout_g = layer.out_channels // g
+        if stats.um is None or p.grain == "channel":
+            return self._mnsim(layer, stats.in_kept, stats.out_kept)
         rpb = self.row_block(layer)
         heights = np.minimum(rpb, layer.fan_in - rpb * np.arange(_ceil(layer.fan_in, rpb)))
-        hit = segment_any(um, rpb).reshape(g, cout_g, -1)  # (group, out channel, row block)
+        hit = stats.segments(rpb).reshape(g, cout_g, -1)  # (group, out channel, row block)
         if p.grain == "column":
             surviving = hit.sum(axis=1)  # (group, row block)
             xbs = _ceil(surviving, p.xb_cols)
@@ -246,7 +243,8 @@ class ReramCrossbar(HardwareModel):
     def _layer(self, layer: LayerSpec, mask: np.ndarray | None) -> tuple[Cost, float]:
         """The layer's cost and the time of one output pixel (for pipeline fill)."""
         p = self.params
-        mp = self.mapping(layer, mask)
+        stats = MaskStats(layer, mask)
+        mp = self._mapping(stats)
         copies, slices = p.copies, p.input_slices
         reads = layer.output_pixels * slices  # crossbar reads per tile
         conversions = reads * mp.used_cols * copies
@@ -255,9 +253,13 @@ class ReramCrossbar(HardwareModel):
         pixel_s = slices * (p.read_latency_s + adc_steps / p.adc_rate_hz) if mp.crossbars else 0.0
         latency = layer.output_pixels * pixel_s
 
-        um = as_unrolled(mask, layer)
-        nnz = layer.params if um is None else int(np.count_nonzero(um))
-        st = storage(p.index_format, layer, um, nnz, tile=p.xb_rows)
+        # The crossbar table indexes the tiles of this very mapping.
+        st = storage(
+            p.index_format,
+            stats,
+            tile_rows=self.row_block(layer),
+            tile_cols=self.col_block(layer),
+        )
         cell_bytes = mp.cells * p.weight_bits / 8
         # Inputs and outputs pass through an SRAM buffer once per output pixel.
         buffer_bits = layer.output_pixels * (layer.fan_in + layer.out_channels) * p.act_bits

@@ -30,7 +30,7 @@ from hwmodels.cost import Cost
 from hwmodels.energy import energy_table
 from hwmodels.formats import check_index_format, storage
 from hwmodels.layer import LayerSpec
-from hwmodels.maskstats import as_unrolled, block_nnz, grouped_col_any
+from hwmodels.maskstats import MaskStats, block_nnz
 
 Dataflow = Literal["ws", "os"]
 DATAFLOWS: tuple[str, ...] = ("ws", "os")
@@ -128,31 +128,24 @@ class SystolicArray(HardwareModel):
             out["group_size"] = nm[1]
         return out
 
-    def effective_gemm(
-        self, layer: LayerSpec, um: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def effective_gemm(self, stats: MaskStats) -> tuple[np.ndarray, np.ndarray]:
         """Per group, (K rows, N columns) left once all-zero rows and columns are dropped.
 
         In n:m mode a mask satisfying the pattern streams ``ceil(K / m) * n`` rows of K
         (or fewer, when whole rows are also empty).
         """
-        g = layer.groups
-        cout_g = layer.out_channels // g
-        if um is None:
-            return np.full(g, layer.fan_in), np.full(g, cout_g)
-        n_kept = um.reshape(g, cout_g, layer.fan_in).any(axis=2).sum(axis=1)
-        k_kept = grouped_col_any(um, layer).sum(axis=1)
+        layer, um = stats.layer, stats.um
+        k_kept, n_kept = stats.k_kept, stats.out_kept
         nm = parse_nm(self.params.nm_sparsity)
-        if nm is not None and int(block_nnz(um, nm[1]).max(initial=0)) <= nm[0]:
+        if um is not None and nm is not None and int(block_nnz(um, nm[1]).max()) <= nm[0]:
             k_kept = np.minimum(k_kept, -(-layer.fan_in // nm[1]) * nm[0])
         return k_kept, n_kept
 
     def cost(self, layer: LayerSpec, mask: np.ndarray | None = None) -> Cost:
         """Cycles (SCALE-Sim folds), latency, energy and storage of ``layer``."""
         p = self.params
-        um = as_unrolled(mask, layer)
-        nnz = layer.params if um is None else int(np.count_nonzero(um))
-        k_eff, n_eff = self.effective_gemm(layer, um)
+        stats = MaskStats(layer, mask)
+        k_eff, n_eff = self.effective_gemm(stats)
         m = layer.output_pixels
         m_arr = np.full_like(k_eff, m)
         if p.dataflow == "ws":
@@ -178,7 +171,7 @@ class SystolicArray(HardwareModel):
         macs = m * executed
 
         nm = parse_nm(p.nm_sparsity)
-        st = storage(p.index_format, layer, um, nnz, group_size=nm[1] if nm else 16)
+        st = storage(p.index_format, stats, group_size=nm[1] if nm else 16)
         weight_bytes = st.nbytes(p.weight_bits)
         in_bytes = (
             layer.batch * layer.in_channels * layer.in_hw[0] * layer.in_hw[1] * p.act_bits / 8
