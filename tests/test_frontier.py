@@ -1,0 +1,92 @@
+"""The budget-conditioned agent and the accuracy-versus-cost front."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+import torch
+from test_agents import MagnitudeProxy, fast_agent, tiny_task
+
+from agents.frontier import frontier_points, run_frontier
+from agents.recorder import EpisodeRecorder
+from agents.search import SearchConfig
+from envs import LayerPruneEnv
+
+RANGE = (0.4, 0.8)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["td3", "ppo"])
+def test_budget_conditioned_policy_within_budget(name: str) -> None:
+    task = tiny_task()
+    proxy = MagnitudeProxy(task.workload)
+    env = LayerPruneEnv(task, proxy, budget=RANGE[1], budget_range=RANGE)
+    agent = fast_agent(name)
+    recorder = EpisodeRecorder()
+    agent.search([lambda: env], episodes=40, recorder=recorder, seed=0)
+    budgets = {round(r.budget, 6) for r in recorder.history}
+    assert len(budgets) > 10  # episodes really drew their budgets from the range
+    assert all(RANGE[0] <= b <= RANGE[1] for b in budgets)
+    grid = [0.4, 0.5, 0.6, 0.7, 0.8]
+    for b in grid:
+        info = agent.policy_choice(env, budget=b)
+        assert info["budget"] == pytest.approx(b)
+        assert info["cost_ratio"] <= b + 1e-9
+    front = frontier_points(agent, env, recorder, grid)
+    assert [p.budget for p in front] == grid
+    assert all(p.cost_ratio <= p.budget + 1e-9 for p in front)
+    # The front takes the better of the policy and the episodes, so it never falls below.
+    for p in front:
+        assert p.accuracy >= (p.policy_accuracy or 0.0)
+        assert p.accuracy >= (p.episode_accuracy or 0.0)
+    accs = [p.accuracy for p in front]
+    assert accs == sorted(accs)  # a larger budget never loses the smaller one's policies
+
+
+def test_run_frontier_rejects_bad_range() -> None:
+    with pytest.raises(ValueError, match="0 < low < high <= 1"):
+        run_frontier(SearchConfig(), (0.8, 0.4))
+    with pytest.raises(ValueError, match="points must be >= 2"):
+        run_frontier(SearchConfig(), (0.4, 0.8), points=1)
+
+
+def test_run_frontier_logs_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through MLflow, with the tiny task standing in for a named workload."""
+    import agents.frontier as frontier
+
+    task = tiny_task()
+    monkeypatch.setattr(frontier, "make_task", lambda **_: task)
+    monkeypatch.setattr(
+        frontier,
+        "make_env",
+        lambda *, task, budget, budget_range, reward, **_: LayerPruneEnv(
+            task, MagnitudeProxy(task.workload), budget=budget, budget_range=budget_range
+        ),
+    )
+    monkeypatch.setattr(SearchConfig, "validate", lambda self: None)
+    config = SearchConfig(
+        agent="ddpg", episodes=30, agent_params={"warmup_episodes": 5}, experiment="front-test"
+    )
+    result = run_frontier(config, RANGE, points=3)
+    assert result.episodes == 30
+    assert len(result.points) == 3
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    client = mlflow.tracking.MlflowClient()
+    history = client.get_metric_history(result.run_id, "front/accuracy")
+    assert [m.step for m in history] == [0, 1, 2]
+    path = client.download_artifacts(result.run_id, "front.json")
+    with open(path) as fh:
+        front = json.load(fh)
+    assert [p["budget"] for p in front["points"]] == pytest.approx([0.4, 0.6, 0.8])
+    names = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert "plots/front.png" in names
