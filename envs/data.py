@@ -1,0 +1,363 @@
+"""Datasets for workloads: bundled digits, CIFAR-10 directories, ImageFolders, synthetic.
+
+Every source is split the same way: a fixed, stratified test split (the source's own
+test split where it has one), and a *search-holdout* split carved out of the training
+data. The network is trained on ``train`` only, so the holdout is unseen data the search
+reward can be scored on; ``test`` is only for final reports.
+
+In-memory sources are :class:`ImageSplit` objects: they keep the images at their native
+resolution (digits are 8x8) and resize, replicate channels and normalise per batch, so a
+224x224 view of the digits costs no memory until a batch is asked for.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Subset
+
+#: Seed of every split (fixed: a search's holdout must be the same in every run).
+SPLIT_SEED = 0
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Names ``data=`` accepts besides a directory path.
+BUILTIN_SOURCES = ("digits", "synthetic")
+
+
+class ImageSplit(Dataset):
+    """An in-memory image split, resized/normalised on access.
+
+    Args:
+        images: ``(N, C, h, w)`` tensor at native resolution, values in [0, 1] (float) or
+            [0, 255] (uint8).
+        labels: ``(N,)`` int64 class indices.
+        size: output ``(H, W)``; bilinear interpolation when it differs from ``(h, w)``.
+        channels: output channels; a 1-channel source is replicated to 3 if asked.
+        mean, std: per-output-channel normalisation constants.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        size: tuple[int, int],
+        channels: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
+        if images.dim() != 4 or images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"images must be (N, C, H, W) with N = len(labels); got {tuple(images.shape)} "
+                f"and {tuple(labels.shape)}"
+            )
+        src_c = int(images.shape[1])
+        if channels != src_c and src_c != 1:
+            raise ValueError(f"cannot turn {src_c}-channel images into {channels} channels")
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean/std need {channels} values, got {len(mean)}/{len(std)}")
+        self.images = images
+        self.labels = labels.long()
+        self.size = (int(size[0]), int(size[1]))
+        self.channels = int(channels)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x, y = self.batch(torch.tensor([index]))
+        return x[0], int(y[0])
+
+    def batch(self, indices: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Processed ``(images, labels)`` for ``indices``, vectorised."""
+        x = self.images[indices]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        if x.shape[1] != self.channels:
+            x = x.expand(-1, self.channels, -1, -1)
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return ((x - mean) / std).contiguous(), self.labels[indices]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one processed image."""
+        return (self.channels, *self.size)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (max label + 1)."""
+        return int(self.labels.max()) + 1 if len(self) else 0
+
+
+@dataclass
+class Splits:
+    """The three splits of a data source, and what produced them."""
+
+    train: Dataset
+    holdout: Dataset
+    test: Dataset
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    source: str
+    """Provenance string (``"digits"``, ``"cifar10:/path"``...), part of cache keys."""
+
+
+def stratified_split(
+    labels: np.ndarray, *, size: int | float, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(rest, taken)`` with ``taken`` a stratified sample of ``size`` items."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    rest, taken = train_test_split(idx, test_size=size, stratify=labels, random_state=seed)
+    return np.sort(rest), np.sort(taken)
+
+
+def _make_splits(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    train_idx: np.ndarray,
+    holdout_idx: np.ndarray,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    size: tuple[int, int],
+    channels: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    source: str,
+) -> Splits:
+    def mk(x: torch.Tensor, y: torch.Tensor) -> ImageSplit:
+        return ImageSplit(x, y, size=size, channels=channels, mean=mean, std=std)
+
+    ti, hi = torch.from_numpy(train_idx), torch.from_numpy(holdout_idx)
+    train = mk(images[ti], labels[ti])
+    return Splits(
+        train=train,
+        holdout=mk(images[hi], labels[hi]),
+        test=mk(test_images, test_labels),
+        num_classes=int(max(labels.max(), test_labels.max())) + 1,
+        input_shape=train.input_shape,
+        source=source,
+    )
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def load_digits_splits(
+    *,
+    size: int = 16,
+    channels: int = 1,
+    test_size: int = 360,
+    holdout_size: int = 300,
+) -> Splits:
+    """scikit-learn's bundled 8x8 digits (1,797 images), upsampled to ``size``.
+
+    Splits (stratified, seed :data:`SPLIT_SEED`): ``test_size`` test images; of the rest,
+    ``holdout_size`` form the search holdout and the others (1,137 by default) the
+    training split. Normalised with the training split's mean and std. Nothing is
+    downloaded: the data ships with scikit-learn.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    trainval, test = stratified_split(bunch.target, size=test_size)
+    tr, ho = stratified_split(bunch.target[trainval], size=holdout_size)
+    tr, ho = trainval[tr], trainval[ho]
+    mean, std = _channel_stats(x[torch.from_numpy(tr)])
+    t = torch.from_numpy(test)
+    return _make_splits(
+        x,
+        y,
+        tr,
+        ho,
+        x[t],
+        y[t],
+        size=(size, size),
+        channels=channels,
+        mean=mean * channels,
+        std=std * channels,
+        source="digits",
+    )
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        return pickle.load(fh, encoding="latin1")
+
+
+def is_cifar10_dir(path: Path) -> bool:
+    """Whether ``path`` holds CIFAR-10's python batches (``data_batch_*``, ``test_batch``)."""
+    return (path / "test_batch").is_file() and any(path.glob("data_batch_*"))
+
+
+def load_cifar10_splits(
+    path: str | Path,
+    *,
+    size: int = 32,
+    holdout_size: int | None = None,
+) -> Splits:
+    """CIFAR-10 from a directory of the python pickle batches, as distributed.
+
+    ``data_batch_*`` are the training data (``holdout_size`` of them, stratified, form the
+    search holdout; default 5,000 as in AMC, at most a tenth of the training data);
+    ``test_batch`` is the test split. The pickles are
+    the official distribution; only load files you trust (pickle can run code).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"CIFAR-10 directory {str(root)!r} does not exist")
+    if not is_cifar10_dir(root):
+        raise ValueError(
+            f"{str(root)!r} is not a CIFAR-10 python directory: expected data_batch_1.."
+            "data_batch_5 and test_batch"
+        )
+
+    def load(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for f in files:
+            d = _unpickle(f)
+            xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d["labels"], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    x, y = load(sorted(root.glob("data_batch_*")))
+    xt, yt = load([root / "test_batch"])
+    if holdout_size is None:
+        holdout_size = min(5000, len(y) // 10)
+    tr, ho = stratified_split(y.numpy(), size=holdout_size)
+    return _make_splits(
+        x,
+        y,
+        tr,
+        ho,
+        xt,
+        yt,
+        size=(size, size),
+        channels=3,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        source=f"cifar10:{root.resolve()}",
+    )
+
+
+def load_imagefolder_splits(
+    path: str | Path,
+    *,
+    size: int = 224,
+    holdout_size: int | float = 0.1,
+    test_size: int | float = 0.2,
+) -> Splits:
+    """An ImageFolder directory (one sub-directory per class).
+
+    If ``path`` has ``train/`` and ``test/`` (or ``val/``) sub-directories they are the
+    training and test data; otherwise one folder is split (``test_size``, stratified).
+    The holdout (``holdout_size``, stratified) is carved out of the training data. Images
+    are resized (shorter side) and centre-cropped to ``size`` and normalised with the
+    ImageNet constants; they are read from disk on access.
+    """
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"image directory {str(root)!r} does not exist")
+    tf = transforms.Compose(
+        [
+            transforms.Resize(size),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    try:
+        if (root / "train").is_dir() and test_dir is not None:
+            full = ImageFolder(str(root / "train"), transform=tf)
+            test: Dataset = ImageFolder(str(test_dir), transform=tf)
+            if test.classes != full.classes:
+                raise ValueError(
+                    f"train and {test_dir.name} folders of {str(root)!r} have different classes"
+                )
+            trainval = np.arange(len(full))
+        else:
+            full = ImageFolder(str(root), transform=tf)
+            rest, te = stratified_split(np.asarray(full.targets), size=test_size)
+            test = Subset(full, te.tolist())
+            trainval = rest
+    except FileNotFoundError as exc:  # torchvision's message for an empty / bad tree
+        raise ValueError(f"{str(root)!r} is not an ImageFolder directory: {exc}") from exc
+    targets = np.asarray(full.targets)[trainval]
+    tr, ho = stratified_split(targets, size=holdout_size)
+    return Splits(
+        train=Subset(full, trainval[tr].tolist()),
+        holdout=Subset(full, trainval[ho].tolist()),
+        test=test,
+        num_classes=len(full.classes),
+        input_shape=(3, size, size),
+        source=f"imagefolder:{root.resolve()}",
+    )
+
+
+def make_synthetic_splits(
+    *,
+    input_shape: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+    train_size: int = 512,
+    holdout_size: int = 128,
+    test_size: int = 128,
+    noise: float = 0.6,
+    seed: int = SPLIT_SEED,
+) -> Splits:
+    """Generated, learnable, class-conditional images of ``input_shape`` (for tests).
+
+    Each class has a smooth random prototype (4x4 noise upsampled); a sample is its
+    class prototype plus Gaussian pixel noise of std ``noise``. Deterministic in ``seed``.
+    """
+    c, h, w = input_shape
+    if min(input_shape) < 1 or num_classes < 2:
+        raise ValueError(
+            f"synthetic data needs a positive input shape and >= 2 classes, got "
+            f"{input_shape} and {num_classes}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    protos = F.interpolate(
+        torch.randn(num_classes, c, 4, 4, generator=g), size=(h, w), mode="bilinear"
+    )
+    n = train_size + holdout_size + test_size
+    y = torch.arange(n) % num_classes
+    y = y[torch.randperm(n, generator=g)]
+    x = protos[y] + noise * torch.randn(n, c, h, w, generator=g)
+    a, b = train_size, train_size + holdout_size
+
+    def mk(sl: slice) -> ImageSplit:
+        return ImageSplit(x[sl], y[sl], size=(h, w), channels=c, mean=(0.0,) * c, std=(1.0,) * c)
+
+    return Splits(
+        train=mk(slice(0, a)),
+        holdout=mk(slice(a, b)),
+        test=mk(slice(b, n)),
+        num_classes=num_classes,
+        input_shape=(c, h, w),
+        source=f"synthetic:{c}x{h}x{w}:{num_classes}:{seed}",
+    )

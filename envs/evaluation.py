@@ -1,0 +1,221 @@
+"""Accuracy, BatchNorm re-estimation and (fine-)tuning, shared by proxies, benchmarks, reports.
+
+Datasets may be :class:`envs.data.ImageSplit` (vectorised fast path), any map-style
+``Dataset`` of ``(image, label)`` (a ``DataLoader`` is used), or a pair of tensors
+``(images, labels)`` already processed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from envs.data import ImageSplit
+
+DataLike = Dataset | tuple[torch.Tensor, torch.Tensor]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``/``"cuda[:i]"`` as given.
+
+    Raises ``ValueError`` for an unknown name, or ``"cuda"`` on a machine without CUDA.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        return torch.device(device)
+    raise ValueError(f"unknown device {device!r}; valid choices: {', '.join(DEVICES)}")
+
+
+def _length(data: DataLike) -> int:
+    return int(data[1].shape[0]) if isinstance(data, tuple) else len(data)  # type: ignore[arg-type]
+
+
+def _take(data: DataLike, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, tuple):
+        return data[0][idx], data[1][idx]
+    if isinstance(data, ImageSplit):
+        return data.batch(idx)
+    items = [data[int(i)] for i in idx]
+    return torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+
+
+def iter_batches(
+    data: DataLike,
+    *,
+    batch_size: int = 256,
+    indices: torch.Tensor | None = None,
+    num_workers: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(images, labels)`` batches of ``data`` in order (or of ``indices``), on CPU."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    idx = torch.arange(_length(data)) if indices is None else indices
+    if isinstance(data, (tuple, ImageSplit)):
+        for start in range(0, len(idx), batch_size):
+            yield _take(data, idx[start : start + batch_size])
+        return
+    # Generic datasets (ImageFolder) decode from disk: let a DataLoader parallelise that.
+    sub = torch.utils.data.Subset(data, idx.tolist())
+    yield from DataLoader(sub, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+def dataset_tensors(
+    data: DataLike, *, limit: int | None = None, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` (default: all) processed images and labels as two tensors."""
+    n = _length(data) if limit is None else min(limit, _length(data))
+    xs, ys = zip(*iter_batches(data, indices=torch.arange(n), batch_size=512), strict=True)
+    dev = resolve_device(device)
+    return torch.cat(xs).to(dev), torch.cat(ys).to(dev)
+
+
+def accuracy(
+    model: nn.Module,
+    dataset: DataLike,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset``, in eval and inference mode.
+
+    The model's training flag is restored afterwards; the model must already be on
+    ``device``.
+    """
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        with torch.inference_mode():
+            for x, y in iter_batches(dataset, batch_size=batch_size):
+                pred = model(x.to(dev, non_blocking=True)).argmax(1)
+                correct += int((pred.cpu() == y).sum())
+                total += int(y.shape[0])
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("cannot compute accuracy on an empty dataset")
+    return correct / total
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of ``model``."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def reestimate_batchnorm(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]],
+    *,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """Re-estimate BatchNorm running statistics on ``batches`` (EagleEye's adaptive BN).
+
+    Resets every BN layer's statistics, switches them to a cumulative average
+    (``momentum=None``) so every batch counts equally, forwards the batches in train
+    mode without gradients, then restores each layer's momentum and returns the model in
+    eval mode. ``batches`` yields input tensors or ``(inputs, labels)`` pairs. A model
+    without BatchNorm is returned unchanged (in eval mode).
+    """
+    bns = batchnorm_layers(model)
+    if not bns:
+        return model.eval()
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    seen = 0
+    try:
+        with torch.no_grad():
+            for b in batches:
+                x = b[0] if isinstance(b, (tuple, list)) else b
+                model(x.to(dev, non_blocking=True))
+                seen += 1
+    finally:
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+        model.eval()
+    if seen == 0:
+        raise ValueError("reestimate_batchnorm needs at least one batch")
+    return model
+
+
+def finetune(
+    model: nn.Module,
+    train: DataLike,
+    *,
+    steps: int,
+    lr: float = 0.01,
+    batch_size: int = 64,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "constant",
+    label_smoothing: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> nn.Module:
+    """Train ``model`` for ``steps`` SGD steps on ``train``; returns it in eval mode.
+
+    Batches are drawn epoch by epoch from a permutation seeded by ``seed``, so the same
+    call gives the same result. ``schedule`` is ``"constant"`` or ``"cosine"`` (decay to
+    0 over ``steps``). Parameters reparametrised by ``torch.nn.utils.prune`` (``*_orig``
+    times a ``*_mask`` buffer) receive zero gradient where masked, so pruned weights stay
+    pruned: fine-tuning with masks held fixed needs nothing special.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}; valid choices: constant, cosine")
+    if steps == 0:
+        return model.eval()
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
+    )
+    sched = (
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+        if schedule == "cosine"
+        else None
+    )
+    gen = torch.Generator().manual_seed(seed)
+    n = _length(train)
+    if n == 0:
+        raise ValueError("cannot fine-tune on an empty dataset")
+    per_epoch = max(1, n // batch_size)  # drop the ragged last batch: BN needs > 1 sample
+    model.train()
+    step = 0
+    while step < steps:
+        perm = torch.randperm(n, generator=gen)
+        for b in range(per_epoch):
+            if step >= steps:
+                break
+            x, y = _take(train, perm[b * batch_size : (b + 1) * batch_size])
+            loss = F.cross_entropy(
+                model(x.to(dev, non_blocking=True)),
+                y.to(dev, non_blocking=True),
+                label_smoothing=label_smoothing,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            step += 1
+    return model.eval()
