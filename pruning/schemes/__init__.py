@@ -1,5 +1,5 @@
 """Scheme implementations; importing this package registers every scheme."""
 
-from pruning.schemes import balanced, crossbar, ikr, pattern, unstructured
+from pruning.schemes import balanced, channel, crossbar, ikr, pattern, unstructured
 
-__all__ = ["balanced", "crossbar", "ikr", "pattern", "unstructured"]
+__all__ = ["balanced", "channel", "crossbar", "ikr", "pattern", "unstructured"]
