@@ -41,6 +41,7 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def search(
+    ctx: typer.Context,
     model: str = typer.Option("digits-cnn", help="Workload (see `hwprune list`)."),
     scheme: str = typer.Option("balanced", help="Pruning scheme."),
     hardware: str = typer.Option("accel-kang-16", help="Hardware preset."),
@@ -56,6 +57,7 @@ def search(
     data: str = typer.Option(None, help="Data: digits (default), a CIFAR-10 or ImageFolder dir."),
     checkpoint: Path = typer.Option(None, help="State-dict checkpoint of the model."),
     finetune_steps: int = typer.Option(0, help="Fine-tune steps before export (0: none)."),
+    threads: int = typer.Option(1, help="Torch threads per process."),
     hp: list[str] = typer.Option(None, "--hp", help="Agent hyperparameter KEY=VALUE."),
     scheme_param: list[str] = typer.Option(None, "--scheme-param", help="Scheme KEY=VALUE."),
     hw_param: list[str] = typer.Option(None, "--hw-param", help="Hardware KEY=VALUE."),
@@ -74,7 +76,6 @@ def search(
             settings = yaml.safe_load(config.read_text()) or {}
             if not isinstance(settings, dict):
                 raise ValueError(f"config file {str(config)!r} is not a YAML mapping")
-        ctx = click_context()
         explicit = {
             name
             for name, src in ctx.params.items()
@@ -96,6 +97,7 @@ def search(
             "data": data,
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "finetune_steps": finetune_steps,
+            "threads": threads,
         }
         for key, value in flags.items():
             if key in explicit or key not in settings:
@@ -126,13 +128,6 @@ def search(
         _fail(exc)
     bar.close()
     _print_summary(cfg, result)
-
-
-def click_context():  # noqa: ANN201 - click's Context
-    """The click context of the running command (to tell flags from defaults)."""
-    import click
-
-    return click.get_current_context()
 
 
 def _print_summary(cfg: Any, result: Any) -> None:

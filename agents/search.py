@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
@@ -32,6 +35,8 @@ class SearchConfig:
         proxy: accuracy proxy of the reward. reward: reward form.
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
+        threads: torch intra-op threads. 1 by default: the networks are small, and a
+            contended thread pool made evaluations 40x slower on a busy 2-core machine.
         *_params: overrides of scheme / hardware / agent / proxy parameters.
     """
 
@@ -50,6 +55,7 @@ class SearchConfig:
     data: str | None = None
     checkpoint: str | None = None
     finetune_steps: int = 0
+    threads: int = 1
     scheme_params: dict[str, Any] = field(default_factory=dict)
     hardware_params: dict[str, Any] = field(default_factory=dict)
     agent_params: dict[str, Any] = field(default_factory=dict)
@@ -71,7 +77,7 @@ class SearchConfig:
             raise ValueError(
                 f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
             )
-        for name in ("episodes", "n_envs"):
+        for name in ("episodes", "n_envs", "threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.finetune_steps < 0:
@@ -172,6 +178,28 @@ def run_search(
     config.validate()
     if export_dir is not None and Path(export_dir).exists():
         raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
+    with torch_threads(config.threads):
+        return _run_search(config, command=command, export_dir=export_dir, progress=progress)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_search(
+    config: SearchConfig,
+    *,
+    command: str | None,
+    export_dir: str | Path | None,
+    progress: Callable[[int], None] | None,
+) -> SearchResult:
     agent = get_agent(config.agent, config.agent_params)
     task = make_task(**config.task_kwargs())
     env = make_env(task=task, **config.env_kwargs())  # validates the budget against the task

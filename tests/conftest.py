@@ -16,6 +16,8 @@ def _isolated_mlflow(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test session logs to its own temporary MLflow store."""
     import os
 
+    # Tests run two processes on two cores: one torch thread each avoids oversubscription.
+    torch.set_num_threads(1)
     store = tmp_path_factory.mktemp("mlflow")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
 

@@ -1,0 +1,114 @@
+"""End to end: a tracked search on digits-cnn, its MLflow run, the export, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from agents import SearchConfig, run_search
+from agents.cli import _register_optional_commands, app
+from envs import get_workload
+from envs.evaluation import accuracy
+from pruning.export import load_exported, read_manifest
+
+runner = CliRunner()
+_register_optional_commands()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One short DDPG search on digits-cnn, exported."""
+    out = tmp_path_factory.mktemp("export") / "model"
+    config = SearchConfig(episodes=24, seed=1, experiment="test-search")
+    result = run_search(config, command="pytest", export_dir=out)
+    return config, result, out
+
+
+@pytest.mark.slow
+def test_search_is_within_budget_and_logged(finished):
+    config, result, _ = finished
+    assert result.episodes == 24
+    assert result.best.within_budget and result.best.cost_ratio <= config.budget + 1e-9
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["scheme"] == "balanced" and run.data.params["budget"] == "0.5"
+    for key in ("best/holdout_accuracy", "best/test_accuracy", "uniform/holdout_accuracy"):
+        assert key in run.data.metrics
+    history = mlflow.tracking.MlflowClient().get_metric_history(result.run_id, "episode/accuracy")
+    assert len(history) == 24
+    artifacts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(result.run_id)}
+    assert {"best_policy.json", "config.yaml", "command.txt", "pruned_model", "plots"} <= artifacts
+
+
+@pytest.mark.slow
+def test_best_is_at_least_as_good_as_any_recorded_episode(finished):
+    _, result, _ = finished
+    policy = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/best_policy.json")
+    assert policy["holdout_accuracy"] == pytest.approx(result.best.accuracy)
+    assert set(policy["densities"]) >= {"features.0"} or len(policy["densities"]) >= 7
+
+
+@pytest.mark.slow
+def test_export_loads_and_reproduces_recorded_test_accuracy(finished, tmp_path):
+    _, result, out = finished
+    manifest = read_manifest(out)
+    recorded = mlflow.get_run(result.run_id).data.metrics["best/test_accuracy"]
+    workload = get_workload("digits-cnn")
+    program = load_exported(out)
+    assert accuracy(program, workload.test) == pytest.approx(recorded)
+    # The plain state dict loads safely into the original architecture, same accuracy.
+    model = get_workload("digits-cnn").model
+    model.load_state_dict(torch.load(out / "state_dict.pt", weights_only=True))
+    assert accuracy(model, workload.test) == pytest.approx(recorded)
+    assert manifest["parameters"]["nonzero"] < manifest["parameters"]["total"]
+    # `hwprune export` writes the same model from the run id.
+    dest = tmp_path / "again"
+    res = runner.invoke(app, ["export", result.run_id, "--out", str(dest)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((dest / "manifest.json").read_text())["run_id"] == result.run_id
+    assert accuracy(load_exported(dest), workload.test) == pytest.approx(recorded)
+
+
+def test_export_of_unknown_run_fails_clearly(tmp_path):
+    res = runner.invoke(app, ["export", "0123456789abcdef", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    assert "no MLflow run '0123456789abcdef'" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scheme", "balancd"], "Did you mean 'balanced'"),
+        (["--hardware", "nope"], "unknown hardware preset 'nope'"),
+        (["--model", "resnet-9000"], "unknown model 'resnet-9000'"),
+        (["--agent", "dqn"], "unknown agent 'dqn'"),
+        (["--budget", "1.5"], "budget 1.5 is outside (0, 1]"),
+        (["--budget", "0"], "budget 0.0 is outside (0, 1]"),
+        (["--metric", "speed"], "unknown cost metric 'speed'"),
+        (["--hp", "bogus=1"], "unknown hyperparameter 'bogus'"),
+        (["--budget", "0.01"], "least achievable cost ratio"),
+    ],
+)
+def test_search_rejects_bad_input_before_any_run(args, message, tmp_path):
+    before = len(mlflow.search_runs(search_all_experiments=True))
+    res = runner.invoke(app, ["search", "--episodes", "2", *args, "--export", str(tmp_path / "e")])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+    assert len(mlflow.search_runs(search_all_experiments=True)) == before
+    assert not (tmp_path / "e").exists()
+
+
+def test_list_names_every_registry():
+    res = runner.invoke(app, ["list", "--json"])
+    assert res.exit_code == 0, res.output
+    listing = json.loads(res.output)
+    assert "digits-cnn" in listing["models"]
+    assert {"balanced", "unstructured"} <= set(listing["schemes"])
+    assert "accel-kang-16" in listing["hardware"]
+    assert {"ddpg", "uniform"} <= set(listing["agents"])
+    assert "holdout" in listing["proxies"]
