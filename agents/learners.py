@@ -219,34 +219,31 @@ class SB3Agent(SearchAgent):
         return info
 
 
-class AMCDDPG(DDPG):
-    """DDPG whose actor learns at its own rate (AMC: actor 1e-4, critic 1e-3).
+class _ActorLRScale:
+    """Mixin: the actor learns at its own rate (AMC: actor 1e-4, critic 1e-3).
 
     SB3 drives both optimisers from one schedule; the actor's rate is that schedule
     times ``actor_lr_scale``.
     """
 
-    def __init__(self, *args: Any, actor_lr_scale: float = 0.1, **kwargs: Any) -> None:
-        self.actor_lr_scale = float(actor_lr_scale)
-        super().__init__(*args, **kwargs)
-
-    def _update_learning_rate(self, optimizers: Any) -> None:
-        super()._update_learning_rate(optimizers)
-        for group in self.actor.optimizer.param_groups:
-            group["lr"] = group["lr"] * self.actor_lr_scale
-
-
-class AMCTD3(TD3):
-    """TD3 with separate actor and critic learning rates (as ``AMCDDPG``)."""
+    actor: Any
 
     def __init__(self, *args: Any, actor_lr_scale: float = 0.1, **kwargs: Any) -> None:
         self.actor_lr_scale = float(actor_lr_scale)
         super().__init__(*args, **kwargs)
 
     def _update_learning_rate(self, optimizers: Any) -> None:
-        super()._update_learning_rate(optimizers)
+        super()._update_learning_rate(optimizers)  # type: ignore[misc]
         for group in self.actor.optimizer.param_groups:
             group["lr"] = group["lr"] * self.actor_lr_scale
+
+
+class AMCDDPG(_ActorLRScale, DDPG):
+    """DDPG with separate actor and critic learning rates."""
+
+
+class AMCTD3(_ActorLRScale, TD3):
+    """TD3 with separate actor and critic learning rates."""
 
 
 @AGENTS.register("ddpg", help="DDPG with AMC's recipe (warm-up, decaying noise, gamma 1)")
