@@ -154,19 +154,31 @@ def build_task(
     decisions: list[Decision] = []
     fixed: list[LayerSpec] = []
     fixed_cost = Cost()
-    for group in _coupled_groups(scheme, workload, layers):
+    groups = _coupled_groups(scheme, workload, layers)
+    grouped = {name for group in groups for name in group}
+    # Layers in no group (e.g. outputs a scheme cannot prune consistently) stay dense.
+    frozen = [layer for layer in layers if layer.name not in grouped]
+    fixed.extend(frozen)
+    fixed_cost = fixed_cost + sum((hardware.cost(m, None) for m in frozen), Cost())
+    for group in groups:
         members = tuple(by_name[n] for n in group)
         levels = np.asarray(scheme.levels(members[0]), dtype=float)
         if len(levels) < 2:
             fixed.extend(members)
             fixed_cost = fixed_cost + sum((hardware.cost(m, None) for m in members), Cost())
             continue
-        per_member = {
-            m.name: scheme.masks_for_levels(modules[m.name].weight.detach(), m, levels)
-            for m in members
-        }
+        weights = [modules[m.name].weight.detach() for m in members]
+        group_fn = getattr(scheme, "group_masks_for_levels", None)
+        if len(members) > 1 and group_fn is not None:
+            # Coupled layers keep the same channels: one ranking over the whole group.
+            by_level = group_fn(weights, list(members), levels)
+        else:
+            per_member = [
+                scheme.masks_for_levels(w, m, levels) for w, m in zip(weights, members, strict=True)
+            ]
+            by_level = [[pm[j] for pm in per_member] for j in range(len(levels))]
         masks = tuple(
-            {name: per_member[name][j] for name in per_member} for j in range(len(levels))
+            {m.name: by_level[j][i] for i, m in enumerate(members)} for j in range(len(levels))
         )
         costs = tuple(
             sum(
