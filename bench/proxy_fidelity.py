@@ -1,0 +1,292 @@
+"""How well do the accuracy proxies rank pruning policies? (Kendall's tau vs fine-tuned accuracy)
+
+For each network (digits-cnn; resnet20 trained on digits upsampled to 32x32), scheme
+(``balanced``, ``unstructured``) and budget (fraction of the prunable weights kept), it
+draws random feasible policies (per-layer densities from ``scheme.levels(layer)``, with a
+random spread between layers, totalling at most the budget), scores each with every proxy
+and compares with the *truth*: the test accuracy after a real fine-tune of the masked
+network (``--epochs`` epochs, default per network; cosine SGD, masks held fixed, then
+BatchNorm re-estimation).
+Reports Kendall's tau and the median time per proxy evaluation; prints a table and writes
+``bench/results/proxy_fidelity.json``.
+
+    python bench/proxy_fidelity.py            # full run (30 policies per budget)
+    python bench/proxy_fidelity.py --quick    # 8 policies per budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from envs.evaluation import (  # noqa: E402
+    accuracy,
+    finetune,
+    iter_batches,
+    reestimate_batchnorm,
+)
+from envs.proxies import get_proxy  # noqa: E402
+from envs.workload import Workload  # noqa: E402
+from envs.workloads import get_workload  # noqa: E402
+from pruning import MaskSwitcher, get_scheme, inspect_model  # noqa: E402
+
+#: Proxy label -> (registry name, parameters).
+PROXY_SET: dict[str, tuple[str, dict[str, Any]]] = {
+    "holdout": ("holdout", {}),
+    "holdout-raw": ("holdout", {"bn_batches": 0}),
+    "finetune": ("finetune", {"steps": 10}),
+    "weight-energy": ("weight-energy", {}),
+    "weight-energy-params": ("weight-energy", {"sensitivity": "params"}),
+}
+
+#: Per network: budgets (kept share of the prunable weights), fine-tune epochs of the truth,
+#: overrides of the finetune proxy. resnet20 at 32x32 costs ~65x digits-cnn per image on
+#: CPU, so it gets one budget, a 1-epoch truth and a cheaper finetune proxy to keep the
+#: full run near 10 minutes on 2 cores.
+NETWORKS: dict[str, dict[str, Any]] = {
+    "digits-cnn": {"budgets": [0.3, 0.15], "epochs": 2, "finetune": {}},
+    "resnet20": {"budgets": [0.2], "epochs": 1, "finetune": {"steps": 5, "batch_size": 32}},
+}
+
+
+def sample_policy(
+    rng: np.random.Generator,
+    levels: list[np.ndarray],
+    sizes: np.ndarray,
+    budget: float,
+    *,
+    spread: float = 0.6,
+    tol: float = 0.06,
+) -> list[float] | None:
+    """Per-layer levels with a random allocation whose kept share is in [budget-tol, budget].
+
+    Layer ``l`` gets ``snap(c * z_l)`` with ``z_l`` log-normal (sigma ``spread``) and the
+    largest scale ``c`` that keeps the total within budget (bisection; the total is
+    monotone in ``c``). None when the levels cannot land within ``tol`` of the budget.
+    """
+    z = rng.lognormal(0.0, spread, size=len(levels))
+
+    def snapped(c: float) -> np.ndarray:
+        out = []
+        for lv, zl in zip(levels, z, strict=True):
+            i = int(np.searchsorted(lv, min(c * zl, 1.0) + 1e-9, side="right")) - 1
+            out.append(lv[max(i, 0)])
+        return np.asarray(out)
+
+    def share(c: float) -> float:
+        return float((snapped(c) * sizes).sum() / sizes.sum())
+
+    lo, hi = 0.0, 2.0 / float(z.min())
+    if share(lo) > budget:
+        return None
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if share(mid) <= budget else (lo, mid)
+    dens = snapped(lo)
+    achieved = float((dens * sizes).sum() / sizes.sum())
+    return [float(d) for d in dens] if achieved >= budget - tol else None
+
+
+def masks_for(
+    workload: Workload, scheme: Any, layers: list[Any], densities: list[float]
+) -> dict[str, torch.Tensor]:
+    """Scheme masks of the policy (dense layers get no mask)."""
+    named = dict(workload.model.named_parameters())
+    masks = {}
+    for spec, d in zip(layers, densities, strict=True):
+        if d < 1.0:
+            key = spec.name + ".weight"
+            masks[key] = scheme.mask(named[key].detach(), d, spec)
+    return masks
+
+
+def true_accuracy(
+    workload: Workload,
+    masks: dict[str, torch.Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    bn: list[torch.Tensor],
+    seed: int = 0,
+) -> float:
+    """Test accuracy after ``epochs`` of cosine SGD fine-tuning with the masks fixed."""
+    model = copy.deepcopy(workload.model)
+    MaskSwitcher(model).set(masks)
+    steps = epochs * max(1, len(workload.train) // 64)
+    finetune(model, workload.train, steps=steps, lr=lr, schedule="cosine", seed=seed)
+    reestimate_batchnorm(model, bn)
+    return accuracy(model, workload.test)
+
+
+def run_network(
+    name: str,
+    *,
+    schemes: list[str],
+    budgets: list[float],
+    n: int,
+    epochs: int,
+    seed: int,
+    finetune_params: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Every (scheme, budget) cell of one network."""
+    t0 = time.perf_counter()
+    w = get_workload(name)
+    print(
+        f"[{name}] workload ready in {time.perf_counter() - t0:.1f}s "
+        f"(test accuracy {accuracy(w.model, w.test):.4f})",
+        flush=True,
+    )
+    layers = inspect_model(w.model, w.example_input)
+    sizes = np.asarray([spec.params for spec in layers], dtype=float)
+    proxies = {}
+    for label, (pname, params) in PROXY_SET.items():
+        t = time.perf_counter()
+        if pname == "finetune":
+            params = {**params, **(finetune_params or {})}
+        proxies[label] = get_proxy(pname, workload=w, **params)
+        print(f"[{name}] proxy {label}: set up in {time.perf_counter() - t:.2f}s", flush=True)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(w.train), generator=gen)[:256]
+    bn = [x for x, _ in iter_batches(w.train, batch_size=128, indices=idx)]
+    cells = []
+    for scheme_name in schemes:
+        scheme = get_scheme(scheme_name)
+        levels = [np.asarray(scheme.levels(spec), dtype=float) for spec in layers]
+        for budget in budgets:
+            rng = np.random.default_rng([seed, int(budget * 1000)])
+            policies: list[list[float]] = []
+            while len(policies) < n:
+                p = sample_policy(rng, levels, sizes, budget)
+                if p is not None:
+                    policies.append(p)
+            truth, scores, times, truth_s = (
+                [],
+                {k: [] for k in proxies},
+                {k: [] for k in proxies},
+                [],
+            )
+            t_cell = time.perf_counter()
+            for policy in policies:
+                masks = masks_for(w, scheme, layers, policy)
+                for label, proxy in proxies.items():
+                    t = time.perf_counter()
+                    scores[label].append(proxy.evaluate(masks))
+                    times[label].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                truth.append(true_accuracy(w, masks, epochs=epochs, lr=0.01, bn=bn, seed=seed))
+                truth_s.append(time.perf_counter() - t)
+            cell = {
+                "network": name,
+                "scheme": scheme_name,
+                "budget": budget,
+                "policies": n,
+                "truth_epochs": epochs,
+                "kept_share": [
+                    float((np.asarray(p) * sizes).sum() / sizes.sum()) for p in policies
+                ],
+                "densities": policies,
+                "truth": truth,
+                "truth_range": [min(truth), max(truth)],
+                "truth_seconds_median": statistics.median(truth_s),
+                "proxies": {},
+            }
+            for label in proxies:
+                tau, pval = kendalltau(scores[label], truth)
+                cell["proxies"][label] = {
+                    "tau": None if np.isnan(tau) else float(tau),
+                    "p_value": None if np.isnan(pval) else float(pval),
+                    "ms_per_eval": 1e3 * statistics.median(times[label]),
+                    "scores": scores[label],
+                }
+            cells.append(cell)
+            print(
+                f"[{name}] {scheme_name} budget {budget}: {n} policies in "
+                f"{time.perf_counter() - t_cell:.0f}s, truth {min(truth):.3f}..{max(truth):.3f}",
+                flush=True,
+            )
+    return cells
+
+
+def table(cells: list[dict[str, Any]]) -> str:
+    """Plain-text table: one row per (network, scheme, budget, proxy)."""
+    head = f"{'network':<11} {'scheme':<12} {'budget':>6} {'n':>3} {'E':>2} {'truth range':>13} "
+    head += f"{'proxy':<21} {'tau':>6} {'p':>8} {'ms/eval':>8}"
+    rows = [head, "-" * len(head)]
+    for c in cells:
+        rng = f"{c['truth_range'][0]:.3f}-{c['truth_range'][1]:.3f}"
+        for label, r in c["proxies"].items():
+            tau = "nan" if r["tau"] is None else f"{r['tau']:.3f}"
+            p = "nan" if r["p_value"] is None else f"{r['p_value']:.1e}"
+            rows.append(
+                f"{c['network']:<11} {c['scheme']:<12} {c['budget']:>6.2f} {c['policies']:>3} "
+                f"{c['truth_epochs']:>2} "
+                f"{rng:>13} {label:<21} {tau:>6} {p:>8} {r['ms_per_eval']:>8.1f}"
+            )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="8 policies per budget")
+    ap.add_argument("--policies", type=int, default=30, help="policies per budget")
+    ap.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    ap.add_argument("--schemes", nargs="+", default=["balanced", "unstructured"])
+    ap.add_argument("--budgets", nargs="+", type=float, help="default: per network")
+    ap.add_argument("--epochs", type=int, help="fine-tune epochs of the truth (default: per net)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "proxy_fidelity.json")
+    args = ap.parse_args(argv)
+    n = 8 if args.quick else args.policies
+    if n < 3:
+        ap.error(f"--policies must be >= 3 (Kendall's tau), got {n}")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    cells = []
+    for net in args.networks:
+        cfg = NETWORKS[net]
+        cells += run_network(
+            net,
+            schemes=args.schemes,
+            budgets=args.budgets or cfg["budgets"],
+            n=n,
+            epochs=args.epochs or cfg["epochs"],
+            seed=args.seed,
+            finetune_params=cfg["finetune"],
+        )
+    total = time.perf_counter() - t0
+    print()
+    print(table(cells))
+    print(
+        f"\ntotal {total:.0f}s with {args.threads} thread(s); truth = test accuracy after "
+        "a fine-tune of E epochs"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "policies_per_budget": n,
+        "networks": NETWORKS,
+        "threads": args.threads,
+        "seconds": round(total, 1),
+        "torch": str(torch.__version__),
+        "proxies": {k: {"name": v[0], "params": v[1]} for k, v in PROXY_SET.items()},
+    }
+    args.out.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
