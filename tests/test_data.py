@@ -1,0 +1,101 @@
+"""Data sources and the shared evaluation helpers (small, generated inputs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from envs.data import ImageSplit, load_digits_splits, make_synthetic_splits
+from envs.evaluation import (
+    accuracy,
+    dataset_tensors,
+    finetune,
+    iter_batches,
+    reestimate_batchnorm,
+    resolve_device,
+)
+
+
+def test_image_split_resizes_replicates_and_normalises() -> None:
+    images = torch.rand(6, 1, 8, 8)
+    split = ImageSplit(
+        images, torch.arange(6) % 3, size=(16, 16), channels=3, mean=(0.5,) * 3, std=(0.25,) * 3
+    )
+    x, y = split.batch(torch.arange(6))
+    assert tuple(x.shape) == (6, 3, 16, 16) and torch.equal(x[:, 0], x[:, 2])
+    assert split.num_classes == 3 and split.input_shape == (3, 16, 16)
+    single, label = split[4]
+    assert torch.allclose(single, x[4]) and label == 1
+    with pytest.raises(ValueError, match="channels"):
+        ImageSplit(
+            torch.rand(2, 3, 4, 4), torch.zeros(2), size=(4, 4), channels=1, mean=(0,), std=(1,)
+        )
+
+
+def test_digits_splits_are_normalised_on_train() -> None:
+    s = load_digits_splits(size=32)
+    x, _ = dataset_tensors(s.train)
+    assert tuple(x.shape[1:]) == (1, 32, 32)
+    # Training statistics are computed at 8x8; bilinear upsampling keeps them close.
+    assert abs(float(x.mean())) < 0.1 and 0.7 < float(x.std()) < 1.3
+
+
+def test_synthetic_is_deterministic_and_shaped() -> None:
+    a = make_synthetic_splits(input_shape=(2, 12, 10), num_classes=4)
+    b = make_synthetic_splits(input_shape=(2, 12, 10), num_classes=4)
+    assert torch.equal(a.test.images, b.test.images)
+    assert a.input_shape == (2, 12, 10) and a.test[0][0].shape == (2, 12, 10)
+    with pytest.raises(ValueError, match="classes"):
+        make_synthetic_splits(num_classes=1)
+
+
+def _tiny() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 3),
+    )
+
+
+def test_reestimate_batchnorm_uses_only_given_batches() -> None:
+    torch.manual_seed(0)
+    model = _tiny()
+    bn = model[1]
+    x = torch.randn(32, 1, 8, 8) * 3 + 2
+    reestimate_batchnorm(model, [x[:16], (x[16:], None)])
+    expect = model[0](x).mean(dim=(0, 2, 3))
+    assert torch.allclose(bn.running_mean, expect, atol=1e-5)
+    assert bn.momentum == 0.1 and not model.training  # momentum restored, eval mode
+    with pytest.raises(ValueError, match="at least one batch"):
+        reestimate_batchnorm(model, [])
+
+
+def test_finetune_is_deterministic_and_learns() -> None:
+    data = make_synthetic_splits(input_shape=(1, 8, 8), num_classes=3, noise=0.3)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = _tiny()
+        before = accuracy(model, data.test)
+        finetune(model, data.train, steps=40, lr=0.05, seed=3)
+        results.append(model.state_dict())
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+    assert accuracy(model, data.test) > max(before, 0.8)
+    with pytest.raises(ValueError, match="schedule"):
+        finetune(model, data.train, steps=1, schedule="step")
+
+
+def test_iter_batches_and_devices() -> None:
+    data = make_synthetic_splits(input_shape=(1, 4, 4), train_size=10)
+    sizes = [int(y.shape[0]) for _, y in iter_batches(data.train, batch_size=4)]
+    assert sizes == [4, 4, 2]
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="valid choices"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
