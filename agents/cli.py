@@ -45,7 +45,11 @@ def search(
     model: str = typer.Option("digits-cnn", help="Workload (see `hwprune list`)."),
     scheme: str = typer.Option("balanced", help="Pruning scheme."),
     hardware: str = typer.Option("accel-kang-16", help="Hardware preset."),
-    metric: str = typer.Option("latency", help="Cost the budget is on: latency|energy|area|..."),
+    metric: str = typer.Option(
+        None,
+        help="Budgeted cost: latency|energy|area|resources|memory|cycles (default: the "
+        "hardware's own: latency; crossbars for ReRAM).",
+    ),
     budget: float = typer.Option(0.5, help="Target cost ratio vs the dense network, in (0, 1]."),
     agent: str = typer.Option("ddpg", help="Agent or baseline."),
     episodes: int = typer.Option(300, help="Evaluated episodes."),
@@ -134,7 +138,7 @@ def _print_summary(cfg: Any, result: Any) -> None:
     s = result.summary()
     table = Table(
         title=f"{cfg.agent} vs uniform: {cfg.scheme} on {cfg.hardware}, "
-        f"{cfg.metric} budget {cfg.budget:g}"
+        f"{result.metric} budget {cfg.budget:g}"
     )
     for col in ("policy", "holdout acc", "test acc", "cost ratio", "density"):
         table.add_column(col, justify="right")

@@ -29,7 +29,8 @@ class SearchConfig:
 
     Attributes:
         model: workload name (``hwprune list``). scheme / hardware: registry names.
-        metric: cost the budget is on (latency, energy, area, resources, memory, cycles).
+        metric: cost the budget is on (latency, energy, area, resources, memory, cycles);
+            None: the hardware's default (latency; crossbars for ReRAM; MACs for flops).
         budget: target cost ratio versus the dense network, in (0, 1].
         agent: agent or baseline name. episodes: evaluated episodes.
         proxy: accuracy proxy of the reward. reward: reward form.
@@ -43,7 +44,7 @@ class SearchConfig:
     model: str = "digits-cnn"
     scheme: str = "balanced"
     hardware: str = "accel-kang-16"
-    metric: str = "latency"
+    metric: str | None = None
     budget: float = 0.5
     agent: str = "ddpg"
     episodes: int = 300
@@ -124,6 +125,7 @@ class SearchResult:
     best_test_accuracy: float
     uniform_test_accuracy: float
     episodes: int
+    metric: str = "latency_s"
     export_dir: Path | None = None
 
     def summary(self) -> dict[str, float]:
@@ -299,6 +301,7 @@ def _run_search(
             best_test_accuracy=best_test,
             uniform_test_accuracy=uniform_test,
             episodes=recorder.episodes,
+            metric=task.metric,
             export_dir=final_dir,
         )
 

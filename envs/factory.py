@@ -20,7 +20,7 @@ def _frozen(d: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
 
 
 def validate_names(
-    *, model: str, scheme: str, hardware: str, metric: str, proxy: str | None = None
+    *, model: str, scheme: str, hardware: str, metric: str | None, proxy: str | None = None
 ) -> None:
     """Raise ``KeyError``/``ValueError`` naming the valid choices, before any long work."""
     import envs.proxies  # noqa: F401  registers the proxies
@@ -29,7 +29,8 @@ def validate_names(
     WORKLOADS.check(model)
     SCHEMES.check(scheme)
     HARDWARE.check(hardware)
-    resolve_metric(metric)
+    if metric is not None:
+        resolve_metric(metric)
     if proxy is not None:
         PROXIES.check(proxy)
 
@@ -46,7 +47,7 @@ def _cached_task(
     model: str,
     scheme: str,
     hardware: str,
-    metric: str,
+    metric: str | None,
     data: str | None,
     checkpoint: str | None,
     seed: int,
@@ -58,7 +59,7 @@ def _cached_task(
     sch = get_scheme(scheme, hardware=hw, **dict(scheme_params))
     if "index_format" in hw.describe() and "index_format" not in dict(hardware_params):
         hw = hw.with_params(index_format=sch.index_format)
-    return build_task(workload, sch, hw, metric=metric)
+    return build_task(workload, sch, hw, metric=metric or hw.default_metric)
 
 
 def make_task(
@@ -66,7 +67,7 @@ def make_task(
     model: str = "digits-cnn",
     scheme: str = "balanced",
     hardware: str = "accel-kang-16",
-    metric: str = "latency",
+    metric: str | None = None,
     data: str | None = None,
     checkpoint: str | None = None,
     seed: int = 0,
@@ -75,14 +76,15 @@ def make_task(
 ) -> PruningTask:
     """The ``PruningTask`` for a setting given by names (memoised within the process).
 
-    The hardware charges the scheme's index format unless ``hardware_params`` sets one.
+    The hardware charges the scheme's index format unless ``hardware_params`` sets one;
+    ``metric=None`` budgets the hardware's ``default_metric``.
     """
     validate_names(model=model, scheme=scheme, hardware=hardware, metric=metric)
     return _cached_task(
         model,
         scheme,
         hardware,
-        resolve_metric(metric),
+        None if metric is None else resolve_metric(metric),
         None if data is None else str(data),
         None if checkpoint is None else str(checkpoint),
         int(seed),
@@ -103,7 +105,7 @@ def make_env(
     model: str = "digits-cnn",
     scheme: str = "balanced",
     hardware: str = "accel-kang-16",
-    metric: str = "latency",
+    metric: str | None = None,
     proxy: str | AccuracyProxy = "holdout",
     budget: float = 0.5,
     budget_range: tuple[float, float] | None = None,

@@ -122,20 +122,14 @@ class LayerPruneEnv(gym.Env):
         self.observation_space = spaces.Box(
             0.0, 1.0, shape=(len(OBSERVATION_FEATURES),), dtype=np.float32
         )
-        dense = task.dense_metric
-        self._fixed = task.fixed_cost.get(task.metric) / dense
-        self._cost_tables = [d.metric / dense for d in task.decisions]
-        self._min_cost = np.array([t.min() for t in self._cost_tables])
-        self._max_cost = np.array([t.max() for t in self._cost_tables])
-        # Cheapest / dearest cost of all decisions after t (index t+1 onward).
-        self._rest_min = np.append(np.cumsum(self._min_cost[::-1])[::-1][1:], 0.0)
-        self._rest_max = np.append(np.cumsum(self._max_cost[::-1])[::-1][1:], 0.0)
-        self._dense_share = np.array([t[-1] for t in self._cost_tables])
+        self._ledger = task.ledger
+        dense = task.table_dense_metric
+        self._dense_share = np.array([d.metric[-1] / dense for d in task.decisions])
         self._rest_dense = np.append(np.cumsum(self._dense_share[::-1])[::-1][1:], 0.0)
         self._static = self._static_features()
         self._t = 0
         self._choice: list[int] = []
-        self._spent = self._fixed
+        self._spent = self._ledger.base
         self._prev = 1.0
 
     # -- validation ---------------------------------------------------------------------
@@ -172,18 +166,18 @@ class LayerPruneEnv(gym.Env):
         return arr
 
     def _bounds(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Level indices allowed at step t by the wall, and the levels' costs."""
-        cost = self._cost_tables[t]
+        """Level indices allowed at step t by the wall, and each level's charge."""
+        charge, low, high = self._ledger.options(t, self._choice)
         if not self.budget_wall:
-            return np.arange(len(cost)), cost
-        upper_ok = self._spent + cost + self._rest_min[t] <= self.budget + 1e-9
+            return np.arange(len(charge)), charge
+        upper_ok = self._spent + charge + low <= self.budget + 1e-9
         allowed = np.flatnonzero(upper_ok)
         if allowed.size == 0:  # unreachable by construction; keep the cheapest level
-            allowed = np.array([int(np.argmin(cost))])
-        lower_ok = self._spent + cost[allowed] + self._rest_max[t] >= self.budget - 1e-9
+            allowed = np.array([int(np.argmin(charge + low))])
+        lower_ok = self._spent + charge[allowed] + high[allowed] >= self.budget - 1e-9
         if lower_ok.any():
             allowed = allowed[lower_ok]
-        return allowed, cost
+        return allowed, charge
 
     def _observation(self) -> np.ndarray:
         t = min(self._t, self.n_steps - 1)
@@ -195,7 +189,7 @@ class LayerPruneEnv(gym.Env):
                 self._static[t],
                 [
                     self._dense_share[t],
-                    sum(self._dense_share[:t]) + self._fixed - self._spent,
+                    sum(self._dense_share[:t]) + self._ledger.base - self._spent,
                     self._rest_dense[t],
                     self._spent,
                     self.budget - self._spent,
@@ -222,7 +216,7 @@ class LayerPruneEnv(gym.Env):
             self.budget = float(self.np_random.uniform(*self.budget_range))
         self._t = 0
         self._choice = []
-        self._spent = self._fixed
+        self._spent = self._ledger.base
         self._prev = 1.0
         return self._observation(), {"budget": self.budget}
 
@@ -280,7 +274,7 @@ class LayerPruneEnv(gym.Env):
         """Terminal ``info`` (score, costs, reward) of a whole choice of level indices."""
         acc = self.score(choice)
         cost = self.task.cost(choice)
-        ratio = cost.get(self.task.metric) / self.task.dense_metric
+        ratio = self.task.cost_ratio(choice)
         return {
             "accuracy": acc,
             "cost_ratio": ratio,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from envs.ledger import CostLedger
 from envs.workload import Workload
 from hwmodels import Cost, HardwareModel, LayerSpec, resolve_metric
 from pruning import PruningScheme, inspect_model
@@ -63,32 +64,69 @@ class PruningTask:
     decisions: list[Decision]
     fixed_cost: Cost
     fixed_layers: list[LayerSpec] = field(default_factory=list)
+    _dense: Cost | None = field(default=None, repr=False)
+    _ledger: CostLedger | None = field(default=None, repr=False)
+    _costs: dict[tuple[int, ...], Cost] = field(default_factory=dict, repr=False)
+
+    # The budget wall works on per-decision tables (``table_*``), which add up layer by
+    # layer. Reported costs (``cost``) are exact: the hardware's network total on the
+    # completed masks, which also sees what tables cannot (a channel removed from one
+    # layer's outputs removes the next layer's inputs; pipelined totals). For separable
+    # schemes on plain-sum hardware the two agree.
+
+    @property
+    def table_dense_metric(self) -> float:
+        """Dense metric as the sum of per-decision tables (the wall's reference)."""
+        return self.fixed_cost.get(self.metric) + sum(float(d.metric[-1]) for d in self.decisions)
+
+    @property
+    def ledger(self) -> CostLedger:
+        """The budget accounting the environment's wall uses (built once)."""
+        if self._ledger is None:
+            self._ledger = CostLedger(self)
+        return self._ledger
+
+    @property
+    def min_cost_ratio(self) -> float:
+        """Least cost ratio the budget wall can guarantee."""
+        return self.ledger.min_ratio
+
+    def table_cost_ratio(self, choice: Sequence[int]) -> float:
+        """Cost ratio of ``choice`` from the per-decision tables (what the wall budgets)."""
+        self._check(choice)
+        total = self.fixed_cost.get(self.metric) + sum(
+            float(d.metric[j]) for d, j in zip(self.decisions, choice, strict=True)
+        )
+        return total / self.table_dense_metric
 
     @property
     def dense_cost(self) -> Cost:
-        """Cost of the unpruned network."""
-        return self.fixed_cost + sum((d.costs[-1] for d in self.decisions), Cost())
+        """Network cost of the unpruned model."""
+        if self._dense is None:
+            self._dense = self.hardware.network_cost(self.layers, None)
+        return self._dense
 
     @property
     def dense_metric(self) -> float:
         """Budgeted metric of the unpruned network."""
         return self.dense_cost.get(self.metric)
 
-    @property
-    def min_cost_ratio(self) -> float:
-        """Least achievable cost / dense cost (every decision at its cheapest level)."""
-        low = self.fixed_cost.get(self.metric) + sum(float(d.metric.min()) for d in self.decisions)
-        return low / self.dense_metric
-
     def cost(self, choice: Sequence[int]) -> Cost:
-        """Network ``Cost`` of a choice (one level index per decision)."""
-        self._check(choice)
-        return self.fixed_cost + sum(
-            (d.costs[j] for d, j in zip(self.decisions, choice, strict=True)), Cost()
-        )
+        """Exact network ``Cost`` of a choice (one level index per decision), memoised."""
+        key = tuple(int(j) for j in choice)
+        if key not in self._costs:
+            masks = self.masks(key)
+            arrays = [
+                None if (m := masks.get(f"{layer.name}.weight")) is None else m.cpu().numpy()
+                for layer in self.layers
+            ]
+            if len(self._costs) >= 4096:
+                self._costs.pop(next(iter(self._costs)))
+            self._costs[key] = self.hardware.network_cost(self.layers, arrays)
+        return self._costs[key]
 
     def cost_ratio(self, choice: Sequence[int]) -> float:
-        """Budgeted metric of ``choice`` relative to the dense network."""
+        """Exact budgeted metric of ``choice`` relative to the dense network."""
         return self.cost(choice).get(self.metric) / self.dense_metric
 
     def densities(self, choice: Sequence[int]) -> dict[str, float]:
@@ -200,6 +238,12 @@ def build_task(
         raise ValueError(
             f"scheme {scheme.name!r} leaves every layer of {workload.name!r} dense: "
             "nothing to search"
+        )
+    if fixed_cost.get(metric) + sum(float(d.metric[-1]) for d in decisions) <= 0:
+        modelled = [k for k, v in decisions[0].costs[-1].as_dict().items() if v > 0]
+        raise ValueError(
+            f"hardware {hardware.name!r} does not model {metric!r} (zero for the dense "
+            f"network); metrics it models: {', '.join(modelled)}"
         )
     order = {layer.name: i for i, layer in enumerate(layers)}
     decisions.sort(key=lambda d: order[d.name])

@@ -45,6 +45,8 @@ class HardwareModel(ABC):
 
     #: Short family name ("accel-kang", "reram", ...); presets add their own name.
     family: ClassVar[str] = "abstract"
+    #: The ``Cost`` field a search budgets when the user names none.
+    default_metric: ClassVar[str] = "latency_s"
 
     def __init__(self, params: Any, *, name: str = "") -> None:
         self.params = params

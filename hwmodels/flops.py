@@ -31,6 +31,7 @@ class FlopsModel(HardwareModel):
     """Cycles = kept MACs, memory = kept weights x bytes: what FLOPs-driven pruning optimises."""
 
     family = "flops"
+    default_metric = "cycles"  # kept MACs
 
     def __init__(self, params: FlopsParams | None = None, *, name: str = "") -> None:
         super().__init__(params or FlopsParams(), name=name)

@@ -25,6 +25,8 @@ replace the analytic ones for every layer shape the table covers.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +76,9 @@ class GpuParams:
         index_format: how the weights are stored ("channel": the compacted dense layer).
         latency_table: path of a measured latency table (JSON); "" = analytic only.
         table_step: staircase direction between measured counts, "lower" or "upper".
+        batch: images per inference; 0 keeps the batch of the inspected layer (1 for the
+            CLI's workloads). Tiny networks at batch 1 are launch-bound on a GPU, so
+            channel pruning cannot speed them up; throughput serving uses larger batches.
     """
 
     n_sm: int = 2
@@ -93,8 +98,11 @@ class GpuParams:
     index_format: str = "channel"
     latency_table: str = ""
     table_step: str = "lower"
+    batch: int = 0
 
     def __post_init__(self) -> None:
+        if self.batch < 0:
+            raise ValueError(f"batch must be >= 0, got {self.batch}")
         for name in ("n_sm", "channel_multiple", "k_tile", "bytes_per_element"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -164,6 +172,8 @@ class GpuModel(HardwareModel):
     def cost(self, layer: LayerSpec, mask: np.ndarray | None = None) -> Cost:
         """Latency (measured table or analytic roofline), energy and storage of ``layer``."""
         p = self.params
+        if p.batch and p.batch != layer.batch:
+            layer = dataclasses.replace(layer, batch=p.batch)
         stats = MaskStats(layer, mask)
         cout, cin = self._kept(stats)
         g = layer.groups

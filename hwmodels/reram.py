@@ -163,6 +163,9 @@ class ReramCrossbar(HardwareModel):
     """Crossbar accelerator: crossbar counts, ADC/DAC work and area from the real mask."""
 
     family = "reram"
+    # Crossbars work in parallel, so pruning rarely shortens latency; what it saves is
+    # crossbars (and their ADCs): the resource ReRAM designs are sized by.
+    default_metric = "resources"
 
     def __init__(self, params: ReramParams | None = None, *, name: str = "") -> None:
         super().__init__(params or ReramParams(), name=name)

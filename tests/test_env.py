@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from envs import ENV_ID, REWARD_FORMS, LayerPruneEnv, PruningTask, build_task
-from hwmodels import get_hardware
+from hwmodels import get_hardware, list_hardware
 from pruning import get_scheme, list_schemes
 
 
@@ -149,3 +149,38 @@ def test_terminal_info_carries_every_metric(task, kept_magnitude_proxy):
     assert set(info["densities"]) == {layer.name for layer in task.layers}
     assert set(info["cost"]) >= {"latency_s", "energy_j", "cycles", "memory_bytes"}
     assert info["cost_ratio"] == pytest.approx(task.cost_ratio(info["choice"]))
+
+
+def test_exact_cost_matches_tables_for_separable_schemes(task):
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        choice = [int(rng.integers(len(d.levels))) for d in task.decisions]
+        assert task.cost_ratio(choice) == pytest.approx(task.table_cost_ratio(choice), rel=1e-9)
+
+
+def test_exact_cost_sees_channels_removed_from_the_next_layer(tiny_workload):
+    hw = get_hardware("flops")
+    task = build_task(tiny_workload, get_scheme("channel", channel_multiple=8), hw, metric="cycles")
+    first = [0] + [len(d.levels) - 1 for d in task.decisions[1:]]
+    # Pruning the first conv's outputs also removes the second conv's inputs: the exact
+    # network cost is below what the per-decision tables (own outputs only) account.
+    assert task.cost_ratio(first) < task.table_cost_ratio(first) < 1.0
+
+
+@pytest.mark.parametrize("hardware", list_hardware())
+def test_coupled_channel_episodes_end_within_budget_on_exact_cost(
+    tiny_workload, kept_magnitude_proxy, hardware
+):
+    hw = get_hardware(hardware)
+    task = build_task(tiny_workload, get_scheme("channel", channel_multiple=8), hw)
+    assert task.ledger.coupled
+    if task.min_cost_ratio >= 1.0 - 1e-9:
+        pytest.skip(f"channel pruning saves no {task.metric} on {hardware} for this net")
+    rng = np.random.default_rng(0)
+    for frac in (0.1, 0.5, 0.9):
+        budget = task.min_cost_ratio + frac * (1 - task.min_cost_ratio)
+        env = LayerPruneEnv(task, kept_magnitude_proxy, budget=budget)
+        for _ in range(15):
+            info = play(env, rng.uniform(-1, 1, size=env.n_steps))
+            # cost_ratio is the hardware's exact network cost on the completed masks.
+            assert info["cost_ratio"] <= budget + 1e-9, (hardware, budget, info["choice"])
