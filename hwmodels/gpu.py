@@ -26,7 +26,6 @@ replace the analytic ones for every layer shape the table covers.
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 
 import numpy as np

@@ -56,7 +56,9 @@ def test_observation_is_bounded_and_budget_is_visible(task, kept_magnitude_proxy
     assert obs[list(env.observation_space.shape)[0] - 4] == pytest.approx(0.6)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(budget=st.floats(0.3, 1.0), seed=st.integers(0, 10_000))
 def test_random_episodes_always_end_within_budget(task, kept_magnitude_proxy, budget, seed):
     env = LayerPruneEnv(task, kept_magnitude_proxy, budget=budget)
@@ -122,7 +124,9 @@ def test_same_seed_same_trajectory(task, kept_magnitude_proxy):
         return obs_log
 
     a, b = rollout(3), rollout(3)
-    assert all(np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y for x, y in zip(a, b))
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
     assert rollout(4)[-1] != a[-1]
 
 
