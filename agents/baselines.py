@@ -113,7 +113,8 @@ class GreedyAgent(SearchAgent):
     Every proxy evaluation is one episode (``env.evaluate_choice`` + ``recorder.record``);
     it never exceeds ``episodes``. Intermediate choices of the descent are over budget and
     are recorded as such (``within_budget=False``); the recorder keeps only feasible bests.
-    If the limit ends the descent above budget, nothing feasible is recorded.
+    If the limit would end the descent above budget, its last evaluation goes to the
+    descent's choice capped at the densest shared density that fits the budget.
     """
 
     name = "greedy"
@@ -150,8 +151,8 @@ class GreedyAgent(SearchAgent):
         current = [len(d.levels) - 1 for d in task.decisions]
         info = evaluate(current)
         acc, ratio = info["accuracy"], info["cost_ratio"]
-        # Descent.
-        while ratio > budget + 1e-9 and used < episodes:
+        # Descent; the last evaluation is kept for a feasible fallback if it runs short.
+        while ratio > budget + 1e-9 and used < episodes - 1:
             movable = [i for i, j in enumerate(current) if j > 0]
             if not movable:
                 break
@@ -159,7 +160,7 @@ class GreedyAgent(SearchAgent):
             step = (ratio - budget) / rounds_left
             best: tuple[float, list[int], dict] | None = None
             for i in movable:
-                if used >= episodes:
+                if used >= episodes - 1:
                     break
                 j = _move_for_saving(costs[i], current[i], step)
                 assert j is not None
@@ -174,6 +175,16 @@ class GreedyAgent(SearchAgent):
                 break
             _, current, info = best
             acc, ratio = info["accuracy"], info["cost_ratio"]
+        if ratio > budget + 1e-9 and used < episodes:
+            # Out of rounds above budget: cap every decision at the densest shared density
+            # that fits, keeping the descent's lower levels (a uniform cut of its result).
+            for density in np.unique(np.concatenate([d.levels for d in task.decisions]))[::-1]:
+                capped = task.choice_for_densities({d.name: float(density) for d in task.decisions})
+                cand = [min(a, b) for a, b in zip(current, capped, strict=True)]
+                if task.cost_ratio(cand) <= budget + 1e-9:
+                    current, info = cand, evaluate(cand)
+                    acc, ratio = info["accuracy"], info["cost_ratio"]
+                    break
         # Fill-up of budget left unused by the last (possibly large) step.
         while ratio <= budget + 1e-9 and used < episodes:
             best = None

@@ -52,6 +52,14 @@ PAIRS: list[tuple[str, str]] = [
 ]
 # Pairs also run on resnet20 (digits upsampled to 32x32).
 RESNET_PAIRS: list[tuple[str, str]] = [("balanced", "accel-kang-16"), ("crossbar", "reram-128")]
+# Where the default (latency, --budgets) does not fit a pair: ReRAM latency does not fall
+# with pruning (crossbars run in parallel), so crossbar pairs budget the crossbar count;
+# on the small digits network the GPU's latency floor is ~0.9 of dense, so the channel pair
+# gets budgets just above it. Budgets here are (low, high) cost ratios.
+PAIR_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
+    ("crossbar", "reram-128"): {"metric": "resources", "budgets": (0.7, 0.8)},
+    ("channel", "gpu-jetson-tx2"): {"metric": "latency", "budgets": (0.92, 0.96)},
+}
 BASELINES = ("uniform", "random", "greedy")
 OUT = ROOT / "bench" / "results" / "search_quality.json"
 
@@ -59,19 +67,23 @@ _TASKS: dict[tuple[str, str, str], Any] = {}
 _PROXIES: dict[tuple[str, str, str], Any] = {}
 
 
-def _task_and_proxy(model: str, scheme: str, hardware: str, *, cost_on: str | None = None):
+def _task_and_proxy(
+    model: str, scheme: str, hardware: str, *, metric: str = "latency", cost_on: str | None = None
+):
     """Task (memoised per worker) and its holdout proxy; ``cost_on`` swaps the cost model
     while keeping the target's scheme structure (for the hardware-awareness check)."""
     from envs import build_task, make_proxy, make_task
     from hwmodels import get_hardware
     from pruning import get_scheme
 
-    key = (model, scheme, hardware if cost_on is None else f"{hardware}@{cost_on}")
+    key = (model, scheme, hardware if cost_on is None else f"{hardware}@{cost_on}", metric)
     if key not in _TASKS:
-        task = make_task(model=model, scheme=scheme, hardware=hardware)
-        if cost_on is not None:
+        task = make_task(model=model, scheme=scheme, hardware=hardware, metric=metric)
+        if cost_on is not None:  # FLOPs: MACs as nominal latency
             other = get_hardware(cost_on)
-            task = build_task(task.workload, get_scheme(scheme, hardware=task.hardware), other)
+            task = build_task(
+                task.workload, get_scheme(scheme, hardware=task.hardware), other, metric="latency"
+            )
         _TASKS[key] = task
         _PROXIES[key] = make_proxy(task, "holdout")
     return _TASKS[key], _PROXIES[key]
@@ -98,7 +110,9 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    task, proxy = _task_and_proxy(cell["model"], cell["scheme"], cell["hardware"])
+    task, proxy = _task_and_proxy(
+        cell["model"], cell["scheme"], cell["hardware"], metric=cell["metric"]
+    )
     out = {**cell, "methods": {}}
     for method in cell["methods"]:
         rec, secs = _search(
@@ -124,7 +138,9 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    target, proxy = _task_and_proxy(cell["model"], cell["scheme"], cell["hardware"])
+    target, proxy = _task_and_proxy(
+        cell["model"], cell["scheme"], cell["hardware"], metric=cell["metric"]
+    )
     flops, fproxy = _task_and_proxy(
         cell["model"], cell["scheme"], cell["hardware"], cost_on="flops"
     )
@@ -219,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-resnet", action="store_true")
     p.add_argument("--no-aware", action="store_true")
+    p.add_argument("--pairs", nargs="+", help="only these SCHEME:HARDWARE pairs")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -230,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [("digits-cnn", s, h) for s, h in PAIRS]
     if not args.no_resnet:
         pairs += [("resnet20", s, h) for s, h in RESNET_PAIRS]
+    if args.pairs:
+        pairs = [p for p in pairs if f"{p[1]}:{p[2]}" in args.pairs]
     budgets, seeds, eps = args.budgets, list(range(args.seeds)), args.episodes
     if args.quick:
         pairs, budgets, seeds, eps = pairs[:1], budgets[-1:], [0], min(eps, 30)
@@ -242,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"skipped {model} {scheme} x {hw}: {why}")
             continue
         n = args.resnet_episodes if model == "resnet20" else eps
-        for b in budgets:
+        setting = PAIR_SETTINGS.get((scheme, hw), {})
+        metric = setting.get("metric", "latency")
+        for b in setting.get("budgets", budgets):
             for s in seeds:
                 cells.append(
                     {
@@ -250,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                         "scheme": scheme,
                         "hardware": hw,
                         "budget": b,
+                        "metric": metric,
                         "seed": s,
                         "episodes": n,
                         "finetune": args.finetune,
@@ -259,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     aware = []
     if not args.no_aware:
         for scheme, hw in RESNET_PAIRS:
+            if args.pairs and f"{scheme}:{hw}" not in args.pairs:
+                continue
             if _available(scheme, hw) or _available(scheme, "flops"):
                 notes.append(f"skipped awareness {scheme} x {hw}: missing")
                 continue
@@ -269,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                         "scheme": scheme,
                         "hardware": hw,
                         "budget": budgets[0],
+                        "metric": PAIR_SETTINGS.get((scheme, hw), {}).get("metric", "latency"),
                         "seed": s,
                         "episodes": eps,
                         "agent": args.agents[0],

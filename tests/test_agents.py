@@ -142,13 +142,13 @@ def test_learned_agents_explore(task: PruningTask) -> None:
 
 
 def test_greedy_respects_episode_limit_and_ends_within_budget(task: PruningTask) -> None:
-    for limit in (3, 9, 60):
+    for limit in (2, 3, 9, 60):
         recorder = EpisodeRecorder()
         get_agent("greedy").search([env_fn(task)], episodes=limit, recorder=recorder)
         assert recorder.episodes <= limit
-        if limit >= 9:  # enough rounds to reach the budget (4 decisions, jumps if needed)
-            assert recorder.best is not None
-            assert recorder.best.cost_ratio <= BUDGET + 1e-9
+        # Even when the limit cuts the descent short, its last evaluation is feasible.
+        assert recorder.best is not None
+        assert recorder.best.cost_ratio <= BUDGET + 1e-9
 
 
 def test_greedy_at_least_as_good_as_uniform(task: PruningTask) -> None:
