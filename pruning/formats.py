@@ -214,9 +214,9 @@ def _decode_channel(shape: tuple[int, ...], a: Arrays) -> np.ndarray:
 def _encode_crossbar(scheme: PruningScheme, w: np.ndarray, m: np.ndarray, layer: LayerSpec):
     assert isinstance(scheme, CrossbarScheme)
     geo = scheme.geometry(layer)
-    order_t = scheme.input_order(torch.from_numpy(w), layer)
+    recorded = scheme.input_order(torch.from_numpy(w), layer)
     cin = w.shape[1]
-    order = np.arange(cin) if order_t is None else order_t.cpu().numpy()
+    order = np.arange(cin) if recorded is None else recorded
     # Unrolled K x Cout matrices in the reordered input order.
     mat_m = m[:, order].reshape(m.shape[0], -1).T
     mat_w = np.where(m, w, 0)[:, order].reshape(w.shape[0], -1).T
@@ -243,7 +243,7 @@ def _encode_crossbar(scheme: PruningScheme, w: np.ndarray, m: np.ndarray, layer:
         mat_w[lo:hi][:, u] for lo, hi, u in zip(bounds[:-1], bounds[1:], used_cols, strict=True)
     ]
     arrays["values"] = np.concatenate([v.reshape(-1) for v in values])
-    if order_t is not None:
+    if recorded is not None:
         bits += cin * bits_for(cin)
     return arrays, bits, int(arrays["values"].size)
 

@@ -155,3 +155,15 @@ def test_unstructured_levels_grid_and_small_layers():
     np.testing.assert_allclose(scheme.levels(big), np.arange(1, 21) / 20, atol=1 / big.params)
     small = LayerSpec("fc", "linear", 3, 2)
     np.testing.assert_allclose(scheme.levels(small), np.arange(1, 7) / 6)
+
+
+@pytest.mark.parametrize("name", ["unstructured", "balanced"])
+def test_ties_keep_exact_counts(name):
+    layer = LayerSpec("c", "conv", 16, 8, (3, 3))
+    w = torch.randint(-2, 3, layer.weight_shape).float()  # a handful of values: many ties
+    scheme = get_scheme(name)
+    for level, mask in zip(scheme.levels(layer), scheme.masks_for_levels(w, layer), strict=True):
+        assert mask.sum().item() == round(level * layer.params)
+        # Whatever was dropped is no larger than anything kept (per group for balanced).
+        if name == "unstructured" and 0 < mask.sum() < mask.numel():
+            assert w.abs()[mask].min() >= w.abs()[~mask].max()

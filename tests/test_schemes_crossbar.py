@@ -51,13 +51,13 @@ def test_crossbar_grain_zeroes_whole_blocks(cout, cin, k, xb, reorder, seed):
     block_energy = np.nansum(energy, axis=(2, 3)).ravel()
     masks = scheme.masks_for_levels(w, layer)
     total = geo.row_blocks * geo.col_blocks
-    for b, mask in enumerate(masks, start=1):
+    for level, mask in zip(scheme.levels(layer), masks, strict=True):
+        b = round(level * total)
         blocks = unrolled_blocks(permute_inputs(mask, order, False), geo)
         kept = np.nanmax(blocks, axis=(2, 3)).ravel()
         # Every block is all kept or all zero, and exactly b survive.
         assert np.array_equal(np.nanmin(blocks, axis=(2, 3)).ravel(), kept)
         assert kept.sum() == b
-        assert scheme.levels(layer)[b - 1] == pytest.approx(b / total)
         # The kept blocks carry the most energy possible for b blocks.
         best = np.sort(block_energy)[::-1][:b].sum()
         assert block_energy[kept == 1].sum() == pytest.approx(best, rel=1e-5)
@@ -110,6 +110,13 @@ def test_reorder_groups_weak_channels_and_keeps_more_energy():
     assert set(order[:14].tolist()) == set(range(0, 28, 2))
     kept = [(w[s.mask(w, 0.5, layer)] ** 2).sum().item() for s in (plain, reordered)]
     assert kept[1] > kept[0]
+
+
+def test_crossbar_levels_follow_a_grid_on_large_layers():
+    layer = LayerSpec("c", "conv", 512, 512, (3, 3))  # 37 x 4 = 148 crossbars
+    levels = get_scheme("crossbar", steps=32).levels(layer)
+    assert len(levels) == 32 and levels[-1] == 1.0
+    assert np.allclose(levels * 148, np.round(levels * 148))
 
 
 def test_bad_grain():

@@ -94,7 +94,7 @@ def test_pattern_invariants_and_dictionary(cout, cin, shape, count, seed):
         assert len(used) <= count
         # Brute force: the dictionary holds the most frequent top-n patterns.
         freq = Counter(_top_pattern(row, n) for row in absw)
-        dictionary = {tuple(np.flatnonzero(p)) for p in scheme.dictionary(w, layer, n).numpy()}
+        dictionary = {tuple(np.flatnonzero(p)) for p in scheme.dictionary(w, layer, n)}
         assert used <= dictionary and len(dictionary) == min(count, len(freq))
         least_taken = min(freq[p] for p in dictionary)
         assert all(c <= least_taken for p, c in freq.items() if p not in dictionary)

@@ -31,9 +31,9 @@ def check_weight(weight: torch.Tensor, layer: LayerSpec) -> None:
         )
 
 
-def magnitude(weight: torch.Tensor) -> torch.Tensor:
-    """``|weight|`` as float32 on the weight's device, detached from autograd."""
-    return weight.detach().abs().to(torch.float32)
+def magnitude(weight: torch.Tensor) -> np.ndarray:
+    """``|weight|`` as a float32 numpy array (scheme internals run in numpy, see ``top_masks``)."""
+    return np.abs(weight.detach().to("cpu", torch.float32).numpy())
 
 
 def grid_counts(total: int, steps: int) -> np.ndarray:
@@ -50,41 +50,41 @@ def grid_counts(total: int, steps: int) -> np.ndarray:
     return counts[counts >= 1]
 
 
-def rank_descending(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Rank of every entry along ``dim`` (0 = largest); ties keep index order."""
-    order = torch.argsort(scores, dim=dim, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    arange = torch.arange(scores.shape[dim], device=scores.device)
-    shape = [1] * scores.dim()
-    shape[dim] = -1
-    ranks.scatter_(dim, order, arange.view(shape).expand_as(order))
-    return ranks
-
-
-def top_masks(scores: torch.Tensor, quotas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def top_masks(scores: np.ndarray, quotas: Sequence[np.ndarray | int]) -> list[np.ndarray]:
     """Keep the ``quota`` largest entries along the last axis, for several quotas at once.
 
-    ``scores`` is sorted once; each quota (an int tensor broadcastable to
+    ``scores`` is sorted once; each quota (an int or int array broadcastable to
     ``scores.shape[:-1] + (1,)``, every entry in ``1..scores.shape[-1]``) becomes a
     threshold, so many levels cost one sort plus one comparison each. When a tie straddles
-    a threshold, exact ranks (ties to the lower index) are used, so counts stay exact.
+    a threshold, the lowest-index tied entries are kept, so counts stay exact.
+
+    Numpy, like all scheme internals: on the shared 2-core CPU numpy's sort and comparisons
+    measured 3-60x faster than torch's (sorting 2.4M floats 0.2 s vs 0.56 s; a 2.4M-element
+    comparison 0.3 ms vs 18 ms).
     """
-    values = torch.sort(scores, dim=-1, descending=True).values
-    size = scores.shape[-1]
-    ranks: torch.Tensor | None = None
+    arr = scores
+    values = -np.sort(-arr, axis=-1)
+    size = arr.shape[-1]
     out = []
     for quota in quotas:
-        q = quota.to(scores.device).expand(*scores.shape[:-1], 1)
-        threshold = values.gather(-1, q - 1)
+        q = np.broadcast_to(np.asarray(quota, dtype=np.int64), (*arr.shape[:-1], 1))
+        threshold = np.take_along_axis(values, q - 1, -1)
         # A threshold keeps exactly its quota unless the next value ties with it.
-        following = values.gather(-1, q.clamp(max=size - 1))
-        if bool(((threshold == following) & (q < size)).any()):
-            if ranks is None:
-                ranks = rank_descending(scores)
-            out.append(ranks < q)
+        following = np.take_along_axis(values, np.minimum(q, size - 1), -1)
+        if ((threshold == following) & (q < size)).any():
+            keep = _break_ties(arr, threshold, q)
         else:
-            out.append(scores >= threshold)
+            keep = arr >= threshold
+        out.append(keep)
     return out
+
+
+def _break_ties(scores: np.ndarray, threshold: np.ndarray, quota: np.ndarray) -> np.ndarray:
+    """Entries above ``threshold``, topped up with the first tied ones to reach ``quota``."""
+    above = scores > threshold
+    missing = quota - above.sum(-1, keepdims=True)
+    tied = scores == threshold
+    return above | (tied & (tied.cumsum(-1) <= missing))
 
 
 def bits_for(count: int) -> int:
@@ -110,8 +110,8 @@ class LeveledScheme(PruningScheme):
     @abstractmethod
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
-        """Keep-masks for the level ``keys``, from one ranking of ``weight``."""
+    ) -> list[np.ndarray]:
+        """Bool keep-masks (numpy, weight-shaped) for the level ``keys``, ranking once."""
 
     def _table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:
         table = self._tables.get(layer)
@@ -136,7 +136,7 @@ class LeveledScheme(PruningScheme):
     ) -> torch.Tensor:
         """Bool keep-mask of ``weight``'s shape at ``density`` (snapped down to a level)."""
         check_weight(weight, layer)
-        return self._masks(weight, layer, [self._key(density, layer, exact)])[0]
+        return to_torch(self._masks(weight, layer, [self._key(density, layer, exact)])[0], weight)
 
     def masks_for_levels(
         self, weight: torch.Tensor, layer: LayerSpec, levels: Sequence[float] | None = None
@@ -147,19 +147,28 @@ class LeveledScheme(PruningScheme):
             keys = self._table(layer)[1]
         else:
             keys = [self._key(d, layer, False) for d in levels]
-        return self._masks(weight, layer, keys)
+        return [to_torch(m, weight) for m in self._masks(weight, layer, keys)]
 
 
-def kernel_magnitudes(weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
+def to_torch(mask: np.ndarray, weight: torch.Tensor) -> torch.Tensor:
+    """A numpy keep-mask as a bool tensor on ``weight``'s device."""
+    assert mask.shape == tuple(weight.shape) and mask.dtype == np.bool_
+    if not (mask.flags.c_contiguous and mask.flags.writeable):
+        mask = mask.copy()  # broadcast views are read-only; torch wants writable memory
+    return torch.from_numpy(mask).to(weight.device)
+
+
+def kernel_magnitudes(weight: torch.Tensor, layer: LayerSpec) -> np.ndarray:
     """``|weight|`` as one row per ``kh x kw`` kernel: ``(Cout * Cin/groups, kh * kw)``."""
     kh, kw = layer.kernel
     return magnitude(weight).reshape(-1, kh * kw)
 
 
-def best_shapes(absw: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+def best_shapes(absw: np.ndarray, shapes: np.ndarray) -> np.ndarray:
     """Index of the shape (row of bool ``shapes``) keeping the most magnitude, per row.
 
     Ties go to the earliest shape, so a dictionary ordered by preference breaks them.
     """
-    scores = absw @ shapes.to(device=absw.device, dtype=absw.dtype).T
-    return torch.argmax(scores, dim=1)
+    # einsum rather than BLAS matmul: with 9 positions and a few shapes the BLAS call is
+    # mostly threading overhead (measured 130 ms vs 26 ms for 262k kernels x 8 shapes).
+    return np.argmax(np.einsum("nk,sk->ns", absw, shapes.astype(absw.dtype)), axis=1)

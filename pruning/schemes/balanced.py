@@ -7,7 +7,6 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from hwmodels import LayerSpec
 from pruning.base import SCHEMES
@@ -63,20 +62,20 @@ class BalancedScheme(LeveledScheme):
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
+    ) -> list[np.ndarray]:
         m, fan_in = self.group_size, layer.fan_in
         groups = math.ceil(fan_in / m)
         absw = magnitude(weight).reshape(layer.out_channels, fan_in)
         # -1 is below every magnitude: the padding of a short last group is never kept.
-        padded = F.pad(absw, (0, groups * m - fan_in), value=-1.0)
+        padded = np.pad(absw, ((0, 0), (0, groups * m - fan_in)), constant_values=-1.0)
         quotas = []
         for n in keys:
-            quota = torch.full((groups, 1), int(n), dtype=torch.long)
+            quota = np.full((groups, 1), int(n), dtype=np.int64)
             if fan_in % m:
                 quota[-1] = last_group_quota(int(n), m, fan_in)
             quotas.append(quota)
-        keeps = top_masks(padded.view(layer.out_channels, groups, m), quotas)
-        return [k.view(layer.out_channels, -1)[:, :fan_in].reshape(weight.shape) for k in keeps]
+        keeps = top_masks(padded.reshape(layer.out_channels, groups, m), quotas)
+        return [k.reshape(layer.out_channels, -1)[:, :fan_in].reshape(weight.shape) for k in keeps]
 
 
 SCHEMES.register("balanced", BalancedScheme)

@@ -18,7 +18,13 @@ from pruning.dependency import (
     named_params,
     structure_key,
 )
-from pruning.schemes._common import LeveledScheme, check_positive_int, magnitude, top_masks
+from pruning.schemes._common import (
+    LeveledScheme,
+    check_positive_int,
+    magnitude,
+    to_torch,
+    top_masks,
+)
 
 NORMS: tuple[str, ...] = ("l1", "l2")
 
@@ -70,23 +76,23 @@ class ChannelScheme(LeveledScheme):
         counts = [*range(self.round_to, cout, self.round_to), cout]
         return np.array(counts) / cout, counts
 
-    def channel_scores(self, weight: torch.Tensor) -> torch.Tensor:
+    def channel_scores(self, weight: torch.Tensor) -> np.ndarray:
         """Norm of each output channel's weights (``self.norm``), shape ``(Cout,)``."""
-        rows = magnitude(weight).reshape(weight.shape[0], -1)
-        return rows.sum(1) if self.norm == "l1" else rows.pow(2).sum(1).sqrt()
+        rows = magnitude(weight).reshape(weight.shape[0], -1).astype(np.float64)
+        return rows.sum(1) if self.norm == "l1" else np.sqrt((rows * rows).sum(1))
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
+    ) -> list[np.ndarray]:
         return self._row_masks(self.channel_scores(weight), weight, keys)
 
     @staticmethod
     def _row_masks(
-        scores: torch.Tensor, weight: torch.Tensor, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
-        keeps = top_masks(scores.reshape(1, -1), [torch.tensor([[int(c)]]) for c in keys])
+        scores: np.ndarray, weight: torch.Tensor, keys: Sequence[Hashable]
+    ) -> list[np.ndarray]:
+        keeps = top_masks(scores.reshape(1, -1), [int(c) for c in keys])
         shape = (-1,) + (1,) * (weight.dim() - 1)
-        return [k.reshape(shape).expand(weight.shape).clone() for k in keeps]
+        return [np.broadcast_to(k.reshape(shape), weight.shape) for k in keeps]
 
     # --- coupled layers -------------------------------------------------------------------
 
@@ -142,7 +148,7 @@ class ChannelScheme(LeveledScheme):
         else:
             keys = [self._key(d, first, False) for d in levels]
         scores = sum(self.channel_scores(w) for w in weights)
-        per_layer = [self._row_masks(scores, w, keys) for w in weights]
+        per_layer = [[to_torch(m, w) for m in self._row_masks(scores, w, keys)] for w in weights]
         return [list(ms) for ms in zip(*per_layer, strict=True)]
 
     def group_masks(

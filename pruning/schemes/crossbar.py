@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from hwmodels import LayerSpec
 from pruning.base import SCHEMES
@@ -21,6 +21,7 @@ from pruning.schemes._common import (
 )
 
 GRAINS: tuple[str, ...] = ("crossbar", "column")
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,13 @@ class CrossbarGeometry:
         return np.arange(self.fan_in) // self.rows_per_block
 
 
-def permute_inputs(arr: torch.Tensor, order: torch.Tensor | None, inverse: bool) -> torch.Tensor:
-    """Reorder the input channels (dim 1) of a weight-shaped tensor, or undo it."""
+def permute_inputs(arr: ArrayT, order: np.ndarray | None, inverse: bool) -> ArrayT:
+    """Reorder the input channels (dim 1) of a weight-shaped array or tensor, or undo it."""
     if order is None:
         return arr
     if not inverse:
         return arr[:, order]
-    out = torch.empty_like(arr)
+    out = arr.clone() if isinstance(arr, torch.Tensor) else arr.copy()
     out[:, order] = arr
     return out
 
@@ -79,7 +80,8 @@ class CrossbarScheme(LeveledScheme):
     (``CrossbarGeometry``). Two grains:
 
     - ``grain="crossbar"``: whole ``rows_per_block x XB`` blocks are zeroed, lowest L2 norm
-      first; levels ``b / B`` for ``b = 1..B`` blocks (``B`` = row-blocks x column-blocks).
+      first; levels ``b / B`` (``B`` = row-blocks x column-blocks) for every ``b`` when
+      ``B <= steps``, else for the ``b`` nearest to a grid of ``steps`` steps.
       The level is the fraction of crossbars kept; it equals the weight density when every
       block is full, and edge blocks make the two differ slightly otherwise.
     - ``grain="column"``: every row-block keeps its ``c`` highest-norm columns (a column is
@@ -121,66 +123,67 @@ class CrossbarScheme(LeveledScheme):
         """How ``layer`` tiles onto this scheme's crossbars."""
         return CrossbarGeometry.of(layer, self.crossbar_size)
 
-    def input_order(self, weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor | None:
+    def input_order(self, weight: torch.Tensor, layer: LayerSpec) -> np.ndarray | None:
         """Input-channel permutation applied before tiling (None without ``reorder``).
 
         Position ``i`` of the reordered layer is original input channel ``order[i]``.
         """
         if not self.reorder:
             return None
-        per_channel = magnitude(weight).pow(2).reshape(weight.shape[0], weight.shape[1], -1)
-        return torch.argsort(per_channel.sum((0, 2)), descending=True, stable=True)
+        absw = magnitude(weight).astype(np.float64)
+        energy = (absw * absw).reshape(weight.shape[0], weight.shape[1], -1).sum((0, 2))
+        return np.argsort(-energy, kind="stable")
 
     def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:
         geo = self.geometry(layer)
         if self.grain == "crossbar":
             blocks = geo.row_blocks * geo.col_blocks
-            return np.arange(1, blocks + 1) / blocks, list(range(1, blocks + 1))
+            counts = grid_counts(blocks, self.steps)
+            return counts / blocks, [int(b) for b in counts]
         cout = layer.out_channels
         aligned = np.arange(self.crossbar_size, cout, self.crossbar_size)
         counts = np.union1d(grid_counts(cout, self.steps), aligned).astype(int)
         return counts / cout, [int(c) for c in counts]
 
-    def column_energy(self, weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
+    def column_energy(self, weight: torch.Tensor, layer: LayerSpec) -> np.ndarray:
         """Squared L2 norm of each (output channel, row-block) column: ``(Cout, row_blocks)``.
 
         Computed in the reordered input order when ``reorder`` is on.
         """
         geo = self.geometry(layer)
-        sq = permute_inputs(magnitude(weight).pow(2), self.input_order(weight, layer), False)
+        absw = magnitude(weight)
+        sq = permute_inputs(absw * absw, self.input_order(weight, layer), False)
         sq = sq.reshape(layer.out_channels, geo.fan_in)
-        padded = F.pad(sq, (0, geo.row_blocks * geo.rows_per_block - geo.fan_in))
-        return padded.view(layer.out_channels, geo.row_blocks, geo.rows_per_block).sum(-1)
+        padded = np.pad(sq, ((0, 0), (0, geo.row_blocks * geo.rows_per_block - geo.fan_in)))
+        return padded.reshape(layer.out_channels, geo.row_blocks, geo.rows_per_block).sum(-1)
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
+    ) -> list[np.ndarray]:
         geo = self.geometry(layer)
         columns = self.column_energy(weight, layer)  # (Cout, row_blocks)
         if self.grain == "crossbar":
-            padded = F.pad(
-                columns, (0, 0, 0, geo.col_blocks * geo.crossbar_size - geo.out_channels)
-            )
-            blocks = padded.view(geo.col_blocks, geo.crossbar_size, geo.row_blocks).sum(1)
-            quotas = [torch.tensor([[int(b)]]) for b in keys]
-            keeps = top_masks(blocks.reshape(1, -1), quotas)
+            pad = geo.col_blocks * geo.crossbar_size - geo.out_channels
+            padded = np.pad(columns, ((0, pad), (0, 0)))
+            blocks = padded.reshape(geo.col_blocks, geo.crossbar_size, geo.row_blocks).sum(1)
+            keeps = top_masks(blocks.reshape(1, -1), [int(b) for b in keys])
             # Block (cb, rb) -> every output channel of column-block cb.
             col_keep = [
-                k.view(geo.col_blocks, 1, geo.row_blocks)
-                .expand(-1, geo.crossbar_size, -1)
-                .reshape(-1, geo.row_blocks)[: geo.out_channels]
+                np.repeat(k.reshape(geo.col_blocks, geo.row_blocks), geo.crossbar_size, axis=0)
                 for k in keeps
             ]
+            col_keep = [k[: geo.out_channels] for k in col_keep]
         else:
-            quotas = [torch.tensor([[int(c)]]) for c in keys]
-            col_keep = [k.T for k in top_masks(columns.T, quotas)]  # rank within a row-block
+            # Rank the columns within each row-block.
+            col_keep = [k.T for k in top_masks(columns.T.copy(), [int(c) for c in keys])]
+        # Row-block of every weight of a row in the original input order, so that each level
+        # is one gather (the reorder never has to be undone on a full mask).
+        blocks_of = geo.row_block_of()
         order = self.input_order(weight, layer)
-        rows = torch.from_numpy(geo.row_block_of()).to(columns.device)
-        out = []
-        for keep in col_keep:
-            elem = keep[:, rows].reshape(weight.shape[0], weight.shape[1], *weight.shape[2:])
-            out.append(permute_inputs(elem, order, True))
-        return out
+        if order is not None:
+            blocks_of = permute_inputs(blocks_of.reshape(1, weight.shape[1], -1), order, True)
+            blocks_of = blocks_of.reshape(-1)
+        return [keep[:, blocks_of].reshape(weight.shape) for keep in col_keep]
 
 
 SCHEMES.register("crossbar", CrossbarScheme)

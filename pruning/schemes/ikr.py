@@ -98,12 +98,12 @@ class IKRScheme(LeveledScheme):
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
+    ) -> list[np.ndarray]:
         absw = kernel_magnitudes(weight, layer)
         table = ikr_shapes(*layer.kernel)
         out = []
         for n in keys:
-            shapes = torch.from_numpy(table[int(n)]).to(absw.device)
+            shapes = table[int(n)]
             out.append(shapes[best_shapes(absw, shapes)].reshape(weight.shape))
         return out
 

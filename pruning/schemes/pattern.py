@@ -17,20 +17,20 @@ from pruning.schemes._common import (
 )
 
 
-def frequent_codes(codes: torch.Tensor, count: int, size: int) -> torch.Tensor:
+def frequent_codes(codes: np.ndarray, count: int, size: int) -> np.ndarray:
     """The ``count`` most frequent values of int64 ``codes`` (ties: the lower code first)."""
     if size <= 16:
         # A dense histogram is far faster than sorting the codes.
-        counts = torch.bincount(codes, minlength=1 << size)
-        order = torch.argsort(-counts, stable=True)[:count]
+        counts = np.bincount(codes, minlength=1 << size)
+        order = np.argsort(-counts, kind="stable")[:count]
         return order[counts[order] > 0]
-    values, counts = torch.unique(codes, return_counts=True)  # sorted ascending
-    return values[torch.argsort(-counts, stable=True)[:count]]
+    values, counts = np.unique(codes, return_counts=True)  # sorted ascending
+    return values[np.argsort(-counts, kind="stable")[:count]]
 
 
-def decode_codes(codes: torch.Tensor, size: int) -> torch.Tensor:
+def decode_codes(codes: np.ndarray, size: int) -> np.ndarray:
     """Bool patterns ``(len(codes), size)`` of pattern codes (bit i = kernel position i)."""
-    return (codes[:, None] >> torch.arange(size, device=codes.device)) & 1 == 1
+    return (codes[:, None] >> np.arange(size)) & 1 == 1
 
 
 class PatternScheme(LeveledScheme):
@@ -63,33 +63,32 @@ class PatternScheme(LeveledScheme):
         counts = list(range(1, size + 1))
         return np.array(counts) / size, counts
 
-    def dictionary(self, weight: torch.Tensor, layer: LayerSpec, n: int) -> torch.Tensor:
+    def dictionary(self, weight: torch.Tensor, layer: LayerSpec, n: int) -> np.ndarray:
         """The layer's pattern dictionary for ``n`` kept weights: ``(P', kh*kw)`` bool.
 
         Most frequent first; equally frequent patterns by ascending code (bit i set when
         kernel position i, row-major, is kept).
         """
-        absw = kernel_magnitudes(weight, layer)
-        order = torch.argsort(absw, dim=1, descending=True, stable=True)
+        order = _descending_order(kernel_magnitudes(weight, layer))
         return self._dictionary(order, _prefix_codes(order), n)
 
-    def _dictionary(self, order: torch.Tensor, prefix: torch.Tensor | None, n: int) -> torch.Tensor:
+    def _dictionary(self, order: np.ndarray, prefix: np.ndarray | None, n: int) -> np.ndarray:
         size = order.shape[1]
         if prefix is not None:
             return decode_codes(frequent_codes(prefix[:, n - 1], self.pattern_count, size), size)
         # Kernels too large for an int64 code (e.g. 11x11): count the bool rows directly.
-        top = torch.zeros(order.shape, dtype=torch.bool, device=order.device)
-        top.scatter_(1, order[:, :n], True)
-        patterns, counts = torch.unique(top, dim=0, return_counts=True)
-        return patterns[torch.argsort(-counts, stable=True)[: self.pattern_count]]
+        top = np.zeros(order.shape, dtype=bool)
+        np.put_along_axis(top, order[:, :n], True, axis=1)
+        patterns, counts = np.unique(top, axis=0, return_counts=True)
+        return patterns[np.argsort(-counts, kind="stable")[: self.pattern_count]]
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
+    ) -> list[np.ndarray]:
         absw = kernel_magnitudes(weight, layer)
         if absw.shape[1] == 1:
-            return [torch.ones_like(weight, dtype=torch.bool) for _ in keys]
-        order = torch.argsort(absw, dim=1, descending=True, stable=True)
+            return [np.ones(weight.shape, dtype=bool) for _ in keys]
+        order = _descending_order(absw)
         prefix = _prefix_codes(order)
         out = []
         for n in keys:
@@ -98,14 +97,19 @@ class PatternScheme(LeveledScheme):
         return out
 
 
-def _prefix_codes(order: torch.Tensor) -> torch.Tensor | None:
+def _descending_order(absw: np.ndarray) -> np.ndarray:
+    """Kernel positions by descending magnitude, per kernel (ties: lower position first)."""
+    return np.argsort(-absw, axis=1, kind="stable")
+
+
+def _prefix_codes(order: np.ndarray) -> np.ndarray | None:
     """Codes of each kernel's top-n positions for every n, ``(kernels, kh*kw)``.
 
     None when a kernel has more than 62 positions (the code would overflow int64).
     """
     if order.shape[1] > 62:
         return None
-    return torch.cumsum(torch.ones_like(order) << order, dim=1)
+    return np.cumsum(np.left_shift(1, order.astype(np.int64)), axis=1)
 
 
 SCHEMES.register("pattern", PatternScheme)

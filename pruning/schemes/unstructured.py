@@ -45,10 +45,9 @@ class UnstructuredScheme(LeveledScheme):
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
-    ) -> list[torch.Tensor]:
+    ) -> list[np.ndarray]:
         flat = magnitude(weight).reshape(1, -1)
-        quotas = [torch.tensor([[int(k)]]) for k in keys]
-        return [keep.view(weight.shape) for keep in top_masks(flat, quotas)]
+        return [keep.reshape(weight.shape) for keep in top_masks(flat, [int(k) for k in keys])]
 
 
 SCHEMES.register("unstructured", UnstructuredScheme)
