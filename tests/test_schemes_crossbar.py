@@ -32,15 +32,19 @@ def test_geometry_keeps_whole_kernels():
     assert lin.rows_per_block == 128 and lin.row_blocks == 3
 
 
+# Layer shapes, crossbar sizes and reorder flags both grains are tested over.
+LAYER_CASES = {
+    "cout": st.integers(1, 40),
+    "cin": st.integers(1, 12),
+    "k": st.sampled_from([1, 3]),
+    "xb": st.sampled_from([8, 16, 32]),
+    "reorder": st.booleans(),
+    "seed": st.integers(0, 2**16),
+}
+
+
 @settings(max_examples=30, deadline=None)
-@given(
-    cout=st.integers(1, 40),
-    cin=st.integers(1, 12),
-    k=st.sampled_from([1, 3]),
-    xb=st.sampled_from([8, 16, 32]),
-    reorder=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(**LAYER_CASES)
 def test_crossbar_grain_zeroes_whole_blocks(cout, cin, k, xb, reorder, seed):
     layer = LayerSpec("c", "conv", cin, cout, (k, k))
     scheme = get_scheme("crossbar", crossbar_size=xb, grain="crossbar", reorder=reorder)
@@ -66,15 +70,7 @@ def test_crossbar_grain_zeroes_whole_blocks(cout, cin, k, xb, reorder, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    cout=st.integers(1, 40),
-    cin=st.integers(1, 12),
-    k=st.sampled_from([1, 3]),
-    xb=st.sampled_from([8, 16, 32]),
-    reorder=st.booleans(),
-    density=st.floats(0.01, 1.0),
-    seed=st.integers(0, 2**16),
-)
+@given(**LAYER_CASES, density=st.floats(0.01, 1.0))
 def test_column_grain_keeps_c_columns_per_row_block(cout, cin, k, xb, reorder, density, seed):
     layer = LayerSpec("c", "conv", cin, cout, (k, k))
     scheme = get_scheme("crossbar", crossbar_size=xb, grain="column", reorder=reorder)
