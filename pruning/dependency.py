@@ -180,7 +180,7 @@ def removed_channels(group: ChannelGroup, masks: Mapping[str, torch.Tensor]) -> 
         if mask is None:
             return np.zeros(0, dtype=np.int64)
         rows = group.own_rows(layer)
-        dead = ~mask.reshape(mask.shape[0], -1).any(1).cpu().numpy()
+        dead = ~_numpy(mask).reshape(mask.shape[0], -1).any(1)
         layer_removed = np.zeros(group.channels, dtype=bool)
         layer_removed[rows.root] = dead[rows.index]
         removed &= layer_removed
@@ -195,8 +195,9 @@ def complete_channel_masks(
     ``params`` maps parameter names to tensors (for shapes and devices). Existing masks are
     combined (logical and) with the implied ones.
     """
-    out = dict(masks)
-    fresh: set[str] = set()  # masks this call created or copied, safe to edit in place
+    # Edited in numpy: on the shared CPU torch's small in-place ops measured several times
+    # slower (150-600 ms vs 10 ms per completion of ResNet-18 masks).
+    edited: dict[str, np.ndarray] = {}
     for group in plan.groups:
         removed = np.zeros(0) if group.frozen else removed_channels(group, masks)
         if removed.size == 0:
@@ -205,16 +206,21 @@ def complete_channel_masks(
             hit = s.index[np.isin(s.root, removed)]
             if hit.size == 0:
                 continue
-            if s.param not in fresh:
-                old = out.get(s.param)
-                param = params[s.param]
-                out[s.param] = (
-                    torch.ones_like(param, dtype=torch.bool) if old is None else old.clone()
-                )
-                fresh.add(s.param)
-            mask = out[s.param]
-            mask.index_fill_(s.dim, torch.as_tensor(hit, device=mask.device), False)
+            if s.param not in edited:
+                old = masks.get(s.param)
+                shape = tuple(params[s.param].shape)
+                edited[s.param] = np.ones(shape, dtype=bool) if old is None else _numpy(old).copy()
+            edited[s.param][(slice(None),) * s.dim + (hit,)] = False
+    out = dict(masks)
+    for name, arr in edited.items():
+        like = masks.get(name, params[name])
+        out[name] = torch.from_numpy(arr).to(like.device)
     return out
+
+
+def _numpy(mask: torch.Tensor) -> np.ndarray:
+    """A bool numpy view (or copy, off the CPU) of a keep-mask."""
+    return mask.detach().to("cpu", torch.bool).numpy()
 
 
 def named_params(model: nn.Module) -> dict[str, torch.Tensor]:
