@@ -66,6 +66,10 @@ def search(
     scheme_param: list[str] = typer.Option(None, "--scheme-param", help="Scheme KEY=VALUE."),
     hw_param: list[str] = typer.Option(None, "--hw-param", help="Hardware KEY=VALUE."),
     export: Path = typer.Option(None, help="Also export the best pruned model to this dir."),
+    budgets: str = typer.Option(
+        None, help="LOW:HIGH: train one budget-conditioned agent and log the whole front."
+    ),
+    points: int = typer.Option(6, help="Budgets evaluated on the front (with --budgets)."),
     config: Path = typer.Option(None, help="YAML file of search settings (flags override)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -124,6 +128,13 @@ def search(
         _fail(exc)
 
     command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
+    if budgets is not None:
+        try:
+            budget_range = _parse_range(budgets)
+        except ValueError as exc:
+            _fail(exc)
+        _search_front(cfg, budget_range, points, command, progress)
+        return
     bar = tqdm(total=cfg.episodes, desc="episodes", unit="ep", disable=not progress)
     try:
         result = run_search(cfg, command=command, export_dir=export, progress=bar.update)
@@ -132,6 +143,52 @@ def search(
         _fail(exc)
     bar.close()
     _print_summary(cfg, result)
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    """``"0.3:0.8"`` -> ``(0.3, 0.8)``; ``ValueError`` naming the bad value."""
+    low, sep, high = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(low), float(high)
+    except ValueError:
+        raise ValueError(f"--budgets {text!r} is not LOW:HIGH (e.g. 0.3:0.8)") from None
+
+
+def _search_front(
+    cfg: Any, budget_range: tuple[float, float], points: int, command: str, progress: bool
+) -> None:
+    """``search --budgets``: one budget-conditioned agent, the accuracy-cost front."""
+    from tqdm import tqdm
+
+    from agents.frontier import run_frontier
+    from agents.search import torch_threads
+
+    bar = tqdm(total=cfg.episodes, desc="episodes", unit="ep", disable=not progress)
+    try:
+        with torch_threads(cfg.threads):
+            result = run_frontier(
+                cfg, budget_range, points=points, command=command, progress=bar.update
+            )
+    except (KeyError, ValueError) as exc:
+        bar.close()
+        _fail(exc)
+    bar.close()
+    table = Table(title=f"{cfg.agent} front: {cfg.scheme} on {cfg.hardware}")
+    for col in ("budget", "accuracy", "cost ratio", "from", "uniform acc", "uniform cost"):
+        table.add_column(col, justify="right")
+    for p in result.points:
+        table.add_row(
+            f"{p.budget:.3f}",
+            f"{p.accuracy:.4f}",
+            f"{p.cost_ratio:.4f}",
+            p.source,
+            "-" if p.uniform_accuracy is None else f"{p.uniform_accuracy:.4f}",
+            "-" if p.uniform_cost_ratio is None else f"{p.uniform_cost_ratio:.4f}",
+        )
+    console.print(table)
+    console.print(f"episodes: {result.episodes}   MLflow run id: [bold]{result.run_id}[/]")
 
 
 def _print_summary(cfg: Any, result: Any) -> None:

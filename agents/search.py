@@ -142,10 +142,17 @@ class SearchResult:
         }
 
 
+def _subprocess_env(threads: int, kwargs: dict[str, Any]) -> LayerPruneEnv:
+    """Env factory run inside a SubprocVecEnv worker (which builds its own task)."""
+    torch.set_num_threads(threads)
+    return make_env(**kwargs)
+
+
 def _env_factories(config: SearchConfig, env: LayerPruneEnv) -> list[Callable[[], LayerPruneEnv]]:
     if config.n_envs == 1:
         return [lambda: env]
-    return [functools.partial(make_env, **config.env_kwargs()) for _ in range(config.n_envs)]
+    worker = functools.partial(_subprocess_env, config.threads, config.env_kwargs())
+    return [worker for _ in range(config.n_envs)]
 
 
 def _policy_json(task: PruningTask, rec: dict[str, Any] | EpisodeRecord, config: SearchConfig):

@@ -181,7 +181,9 @@ class LayerPruneEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         t = min(self._t, self.n_steps - 1)
-        allowed, _ = self._bounds(t)
+        # Kept for step(): the wall of step t is computed once.
+        self._wall = self._bounds(t)
+        allowed, _ = self._wall
         levels = self.task.decisions[t].levels
         obs = np.concatenate(
             [
@@ -239,7 +241,7 @@ class LayerPruneEnv(gym.Env):
             raise RuntimeError("step() called after the episode ended; call reset()")
         t = self._t
         want = self.density_for_action(float(np.asarray(action).reshape(-1)[0]), t)
-        allowed, cost = self._bounds(t)
+        allowed, cost = self._wall
         levels = self.task.decisions[t].levels
         j = int(allowed[np.argmin(np.abs(levels[allowed] - want))])
         self._choice.append(j)

@@ -131,15 +131,18 @@ class CostLedger:
             size = len(table)
             return table, np.full(size, self._rest_min[t]), np.full(size, self._rest_max[t])
         n_levels = len(self.task.decisions[t].levels)
-        known = {i: int(j) for i, j in enumerate(prefix)}
-        charge, low, high = np.zeros(n_levels), np.zeros(n_levels), np.zeros(n_levels)
+        known = {i: int(j) for i, j in enumerate(prefix[:t])}
+        sparse = {**{i: 0 for i in range(t + 1, self.n)}, **known}
+        dense = {**{i: len(d.levels) - 1 for i, d in enumerate(self.task.decisions)}, **known}
+        # Only layers decision t owns or feeds change with its level; sum the rest once.
         open_layers = [n for n, s in self._resolve.items() if s > t]
-        dense_levels = {i: len(d.levels) - 1 for i, d in enumerate(self.task.decisions)}
+        varying = [n for n in open_layers if self._owner.get(n) == t or t in self._producers[n]]
+        fixed = [n for n in open_layers if n not in set(varying)]
+        low_rest = sum(self._layer_cost(n, {**sparse, t: 0}) for n in fixed)
+        high_rest = sum(self._layer_cost(n, {**dense, t: 0}) for n in fixed)
+        charge, low, high = np.zeros(n_levels), np.zeros(n_levels), np.zeros(n_levels)
         for j in range(n_levels):
-            now = {**known, t: j}
-            charge[j] = sum(self._layer_cost(n, now) for n in self._by_step[t])
-            sparse = {**{i: 0 for i in range(t + 1, self.n)}, **now}
-            dense = {**dense_levels, **now}
-            low[j] = sum(self._layer_cost(n, sparse) for n in open_layers)
-            high[j] = sum(self._layer_cost(n, dense) for n in open_layers)
+            charge[j] = sum(self._layer_cost(n, {**known, t: j}) for n in self._by_step[t])
+            low[j] = low_rest + sum(self._layer_cost(n, {**sparse, t: j}) for n in varying)
+            high[j] = high_rest + sum(self._layer_cost(n, {**dense, t: j}) for n in varying)
         return charge, low, high

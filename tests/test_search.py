@@ -112,3 +112,35 @@ def test_list_names_every_registry():
     assert "accel-kang-16" in listing["hardware"]
     assert {"ddpg", "uniform"} <= set(listing["agents"])
     assert "holdout" in listing["proxies"]
+
+
+@pytest.mark.slow
+def test_search_budgets_logs_a_front_in_one_run():
+    res = runner.invoke(
+        app,
+        [
+            "search",
+            "--budgets",
+            "0.4:0.8",
+            "--points",
+            "3",
+            "--episodes",
+            "12",
+            "--agent",
+            "td3",
+            "--no-progress",
+            "--experiment",
+            "test-front",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    run = mlflow.search_runs(experiment_names=["test-front"]).iloc[0]
+    front = mlflow.artifacts.load_dict(f"runs:/{run.run_id}/front.json")
+    points = front["points"] if isinstance(front, dict) else front
+    assert len(points) == 3
+    assert all(p["cost_ratio"] <= p["budget"] + 1e-9 for p in points)
+
+
+def test_search_budgets_rejects_a_malformed_range():
+    res = runner.invoke(app, ["search", "--budgets", "0.3-0.8"])
+    assert res.exit_code == 2 and "is not LOW:HIGH" in res.output

@@ -1,0 +1,161 @@
+"""Environment speed: step time, terminal evaluation time, episodes per second.
+
+Measures, on the 2-core development machine:
+- the time of an env step without the terminal evaluation, on resnet18 (untrained:
+  speed does not depend on the weights) and digits-cnn, for a separable scheme
+  (balanced) and a coupled one (channel: exact per-layer accounting);
+- the time of a terminal ``holdout`` evaluation (BN re-estimation + holdout accuracy)
+  on digits-cnn;
+- episodes per second of random actions for 1 and 2 environments (SB3 DummyVecEnv and
+  SubprocVecEnv, one torch thread per process).
+
+Prints a table and writes JSON to bench/results/env_speed.json.
+Usage: python bench/env_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+# This folder holds bench/hwmodels.py, which would shadow the hwmodels package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from envs import make_env, make_task  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def step_time_ms(model: str, scheme: str, hardware: str, episodes: int) -> dict:
+    """Median time of non-terminal steps (ms) and the one-off task build time (s)."""
+    t0 = time.perf_counter()
+    task = make_task(model=model, scheme=scheme, hardware=hardware)
+    build_s = time.perf_counter() - t0
+    budget = task.min_cost_ratio + 0.5 * (1 - task.min_cost_ratio)
+    # The terminal step (proxy evaluation) is never taken here: that is timed separately.
+    env = make_env(task=task, budget=budget, proxy="holdout")
+    rng = np.random.default_rng(0)
+    times = []
+    for ep in range(episodes):
+        env.reset(seed=ep)
+        for _ in range(env.n_steps - 1):
+            a = rng.uniform(-1, 1, 1).astype(np.float32)
+            t = time.perf_counter()
+            env.step(a)
+            times.append(time.perf_counter() - t)
+    return {
+        "model": model,
+        "scheme": scheme,
+        "hardware": hardware,
+        "decisions": env.n_steps,
+        "coupled": bool(task.ledger.coupled),
+        "build_s": build_s,
+        "step_ms_median": 1e3 * float(np.median(times)),
+        "step_ms_p90": 1e3 * float(np.percentile(times, 90)),
+    }
+
+
+def terminal_eval_ms(repeats: int) -> dict:
+    """Median time of one ``holdout`` evaluation on digits-cnn (distinct policies)."""
+    task = make_task(model="digits-cnn", scheme="balanced", hardware="accel-kang-16")
+    env = make_env(task=task, budget=0.5, proxy="holdout", cache_size=0)
+    rng = np.random.default_rng(1)
+    times = []
+    for _ in range(repeats + 1):
+        choice = tuple(int(rng.integers(len(d.levels))) for d in task.decisions)
+        t = time.perf_counter()
+        env.proxy.evaluate(task.masks(choice))
+        times.append(time.perf_counter() - t)
+    return {"holdout_eval_ms_median": 1e3 * float(np.median(times[1:]))}
+
+
+def _env(**kwargs) -> object:
+    torch.set_num_threads(1)
+    return make_env(**kwargs)
+
+
+def episodes_per_second(n_envs: int, episodes: int) -> float:
+    """Random-action episodes per second on digits-cnn with the holdout proxy."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    kwargs = {"model": "digits-cnn", "budget": 0.5, "proxy": "holdout", "cache_size": 0}
+    fns = [functools.partial(_env, **kwargs) for _ in range(n_envs)]
+    venv = DummyVecEnv(fns) if n_envs == 1 else SubprocVecEnv(fns, start_method="spawn")
+    try:
+        venv.seed(0)
+        venv.reset()
+        rng = np.random.default_rng(0)
+        done_count = 0
+        t = time.perf_counter()
+        while done_count < episodes:
+            actions = rng.uniform(-1, 1, (n_envs, 1)).astype(np.float32)
+            _, _, dones, _ = venv.step(actions)
+            done_count += int(dones.sum())
+        return done_count / (time.perf_counter() - t)
+    finally:
+        venv.close()
+
+
+def main() -> None:
+    """Run the measurements, print the table, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    eps = 5 if args.quick else 30
+
+    print("timing env steps...", file=sys.stderr, flush=True)
+    steps = [
+        step_time_ms("digits-cnn", "balanced", "accel-kang-16", eps),
+        step_time_ms("digits-cnn", "channel", "gpu-jetson-tx2", eps),
+        step_time_ms("resnet18", "balanced", "accel-kang-16", eps),
+        step_time_ms("resnet18", "channel", "gpu-jetson-tx2", eps),
+    ]
+    print("timing terminal evaluations...", file=sys.stderr, flush=True)
+    term = terminal_eval_ms(10 if args.quick else 50)
+    print("timing episodes with 1 and 2 envs...", file=sys.stderr, flush=True)
+    eps_rate = {n: episodes_per_second(n, 40 if args.quick else 200) for n in (1, 2)}
+
+    print(
+        f"{'model':12s} {'scheme':9s} {'hardware':15s} {'steps':>5s} {'coupled':>7s} "
+        f"{'build s':>8s} {'step ms':>8s} {'p90 ms':>7s}"
+    )
+    for r in steps:
+        print(
+            f"{r['model']:12s} {r['scheme']:9s} {r['hardware']:15s} {r['decisions']:5d} "
+            f"{str(r['coupled']):>7s} {r['build_s']:8.2f} {r['step_ms_median']:8.3f} "
+            f"{r['step_ms_p90']:7.3f}"
+        )
+    print(f"\nterminal holdout evaluation, digits-cnn: {term['holdout_eval_ms_median']:.1f} ms")
+    for n, rate in eps_rate.items():
+        print(f"episodes/s with {n} env(s), digits-cnn + holdout: {rate:.1f}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "env_speed.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
+                "steps": steps,
+                **term,
+                "episodes_per_s": {str(k): v for k, v in eps_rate.items()},
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
