@@ -44,9 +44,20 @@ def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
     return formats
 
 
+def _batched(example_input: torch.Tensor) -> tuple[torch.Tensor, tuple[dict[int, Any], ...]]:
+    """An example of batch 2 and a dynamic batch dimension.
+
+    torch.export specialises dimensions of size 1, so the example must have 2 images for
+    the batch to stay dynamic.
+    """
+    x = example_input[:1].expand(2, *example_input.shape[1:]).contiguous()
+    return x, ({0: torch.export.Dim("batch", min=1, max=1 << 16)},)
+
+
 def _save_program(model: nn.Module, example_input: torch.Tensor, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    program = torch.export.export(model.eval(), (example_input,))
+    x, dynamic = _batched(example_input)
+    program = torch.export.export(model.eval(), (x,), dynamic_shapes=dynamic)
     torch.export.save(program, str(path))
 
 
@@ -118,7 +129,10 @@ def export_pruned(
             sparse_summary = _write_sparse(model, scheme, layers, tmp / "sparse")
             files["sparse"] = "sparse/"
         if "onnx" in formats:
-            torch.onnx.export(deploy, (example_input,), str(tmp / "model.onnx"), dynamo=True)
+            x, dynamic = _batched(example_input)
+            torch.onnx.export(
+                deploy, (x,), str(tmp / "model.onnx"), dynamo=True, dynamic_shapes=dynamic
+            )
             files["onnx"] = "model.onnx"
         body = {
             **dict(manifest),
@@ -167,4 +181,25 @@ def load_exported(export_dir: str | Path, kind: str = "masked") -> nn.Module:
     if rel is None:
         have = ", ".join(k for k in ("masked", "compact") if k in manifest["files"])
         raise KeyError(f"export has no {kind!r} model; it has: {have or 'none'}")
-    return torch.export.load(str(Path(export_dir) / rel)).module()
+    return InferenceProgram(torch.export.load(str(Path(export_dir) / rel)).module())
+
+
+class InferenceProgram(nn.Module):
+    """A loaded ``torch.export`` program as a plain module, frozen in inference mode.
+
+    Exported programs refuse ``train()``/``eval()``; the program was exported in eval mode
+    (BatchNorm statistics baked in), so switching modes is accepted and changes nothing.
+    """
+
+    def __init__(self, program: nn.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the exported program."""
+        return self.program(x)
+
+    def train(self, mode: bool = True) -> InferenceProgram:
+        """No-op: the program is fixed in inference mode."""
+        self.training = False
+        return self
