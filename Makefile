@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The export directory belongs to this target: a new search replaces it.
 search: $(STAMP)
+	rm -rf $(EXPORT_DIR)
 	$(BIN)/hwprune search --model digits-cnn --scheme balanced --hardware accel-kang-16 \
 		--metric latency --budget 0.5 --agent ddpg --seed 0 --export $(EXPORT_DIR)
 
@@ -28,6 +30,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hwmodels.py
 	$(BIN)/python bench/schemes.py
+	$(BIN)/python bench/env_speed.py
+	$(BIN)/python bench/proxy_fidelity.py
+	$(BIN)/python bench/search_quality.py
 
 clean:
 	rm -rf $(VENV) mlruns exported .pytest_cache
