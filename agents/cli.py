@@ -62,6 +62,7 @@ def search(
     checkpoint: Path = typer.Option(None, help="State-dict checkpoint of the model."),
     finetune_steps: int = typer.Option(0, help="Fine-tune steps before export (0: none)."),
     threads: int = typer.Option(1, help="Torch threads per process."),
+    device: str = typer.Option("cpu", help="Where accuracy is evaluated: cpu|cuda|auto."),
     hp: list[str] = typer.Option(None, "--hp", help="Agent hyperparameter KEY=VALUE."),
     scheme_param: list[str] = typer.Option(None, "--scheme-param", help="Scheme KEY=VALUE."),
     hw_param: list[str] = typer.Option(None, "--hw-param", help="Hardware KEY=VALUE."),
@@ -106,6 +107,7 @@ def search(
             "checkpoint": None if checkpoint is None else str(checkpoint),
             "finetune_steps": finetune_steps,
             "threads": threads,
+            "device": device,
         }
         for key, value in flags.items():
             if key in explicit or key not in settings:

@@ -22,6 +22,8 @@ from envs import REWARD_FORMS, LayerPruneEnv, PruningTask, make_env, make_task, 
 from pruning.export import export_pruned
 from tracking import plots, search_run
 
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -36,6 +38,7 @@ class SearchConfig:
         proxy: accuracy proxy of the reward. reward: reward form.
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
+        device: where accuracy proxies evaluate: "cpu", "cuda" or "auto" (CUDA if present).
         threads: torch intra-op threads. 1 by default: the networks are small, and a
             contended thread pool made evaluations 40x slower on a busy 2-core machine.
         *_params: overrides of scheme / hardware / agent / proxy parameters.
@@ -57,6 +60,7 @@ class SearchConfig:
     checkpoint: str | None = None
     finetune_steps: int = 0
     threads: int = 1
+    device: str = "cpu"
     scheme_params: dict[str, Any] = field(default_factory=dict)
     hardware_params: dict[str, Any] = field(default_factory=dict)
     agent_params: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +87,10 @@ class SearchConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.finetune_steps < 0:
             raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; valid: {', '.join(DEVICES)}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
 
@@ -100,6 +108,7 @@ class SearchConfig:
             "data": self.data,
             "checkpoint": self.checkpoint,
             "seed": self.seed,
+            "device": self.device,
             "scheme_params": self.scheme_params or None,
             "hardware_params": self.hardware_params or None,
         }

@@ -36,10 +36,12 @@ def validate_names(
 
 
 @lru_cache(maxsize=8)
-def _cached_workload(model: str, data: str | None, checkpoint: str | None, seed: int) -> Workload:
+def _cached_workload(
+    model: str, data: str | None, checkpoint: str | None, seed: int, device: str
+) -> Workload:
     from envs.workloads import get_workload
 
-    return get_workload(model, data=data, checkpoint=checkpoint, seed=seed)
+    return get_workload(model, data=data, checkpoint=checkpoint, seed=seed, device=device)
 
 
 @lru_cache(maxsize=16)
@@ -51,10 +53,11 @@ def _cached_task(
     data: str | None,
     checkpoint: str | None,
     seed: int,
+    device: str,
     scheme_params: tuple[tuple[str, Any], ...],
     hardware_params: tuple[tuple[str, Any], ...],
 ) -> PruningTask:
-    workload = _cached_workload(model, data, checkpoint, seed)
+    workload = _cached_workload(model, data, checkpoint, seed, device)
     hw = get_hardware(hardware, **dict(hardware_params))
     sch = get_scheme(scheme, hardware=hw, **dict(scheme_params))
     if "index_format" in hw.describe() and "index_format" not in dict(hardware_params):
@@ -71,13 +74,15 @@ def make_task(
     data: str | None = None,
     checkpoint: str | None = None,
     seed: int = 0,
+    device: str = "cpu",
     scheme_params: dict[str, Any] | None = None,
     hardware_params: dict[str, Any] | None = None,
 ) -> PruningTask:
     """The ``PruningTask`` for a setting given by names (memoised within the process).
 
     The hardware charges the scheme's index format unless ``hardware_params`` sets one;
-    ``metric=None`` budgets the hardware's ``default_metric``.
+    ``metric=None`` budgets the hardware's ``default_metric``; ``device`` (``"auto"``,
+    ``"cpu"``, ``"cuda"``) is where the accuracy proxies evaluate.
     """
     validate_names(model=model, scheme=scheme, hardware=hardware, metric=metric)
     return _cached_task(
@@ -88,6 +93,7 @@ def make_task(
         None if data is None else str(data),
         None if checkpoint is None else str(checkpoint),
         int(seed),
+        str(device),
         _frozen(scheme_params),
         _frozen(hardware_params),
     )
@@ -113,6 +119,7 @@ def make_env(
     data: str | None = None,
     checkpoint: str | None = None,
     seed: int = 0,
+    device: str = "cpu",
     scheme_params: dict[str, Any] | None = None,
     hardware_params: dict[str, Any] | None = None,
     proxy_params: dict[str, Any] | None = None,
@@ -137,6 +144,7 @@ def make_env(
             data=data,
             checkpoint=checkpoint,
             seed=seed,
+            device=device,
             scheme_params=scheme_params,
             hardware_params=hardware_params,
         )

@@ -53,15 +53,48 @@ def tiny_cnn() -> nn.Module:
     ).eval()
 
 
+class TinyResidual(nn.Module):
+    """A residual block with a depthwise conv: the couplings channel pruning must respect."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.pw = nn.Conv2d(16, 16, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.head = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn0(self.stem(x)))
+        y = torch.relu(self.bn1(self.dw(x)))
+        x = torch.relu(x + self.bn2(self.pw(y)))
+        x = torch.relu(self.head(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def make_workload(model: nn.Module, name: str) -> Workload:
+    """A workload around ``model`` with generated 1x8x8 data."""
+    gen = np.random.default_rng(0)
+    x = torch.as_tensor(gen.normal(size=(64, 1, 8, 8)), dtype=torch.float32)
+    y = torch.as_tensor(gen.integers(0, 10, size=64))
+    return Workload(name, model.eval(), x[:1], (x, y), (x, y), (x, y), 10)
+
+
 @pytest.fixture(scope="session")
 def tiny_workload() -> Workload:
     """A randomly initialised tiny CNN with generated data (no training, no files)."""
     torch.manual_seed(0)
-    model = tiny_cnn()
-    gen = np.random.default_rng(0)
-    x = torch.as_tensor(gen.normal(size=(64, 1, 8, 8)), dtype=torch.float32)
-    y = torch.as_tensor(gen.integers(0, 10, size=64))
-    return Workload("tiny", model, x[:1], (x, y), (x, y), (x, y), 10)
+    return make_workload(tiny_cnn(), "tiny")
+
+
+@pytest.fixture(scope="session")
+def residual_workload() -> Workload:
+    """A randomly initialised residual/depthwise net with generated data."""
+    torch.manual_seed(1)
+    return make_workload(TinyResidual(), "tiny-residual")
 
 
 @pytest.fixture

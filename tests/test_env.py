@@ -15,6 +15,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from envs import ENV_ID, REWARD_FORMS, LayerPruneEnv, PruningTask, build_task
 from hwmodels import get_hardware, list_hardware
 from pruning import get_scheme, list_schemes
+from tests.conftest import KeptMagnitudeProxy
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +189,42 @@ def test_coupled_channel_episodes_end_within_budget_on_exact_cost(
             info = play(env, rng.uniform(-1, 1, size=env.n_steps))
             # cost_ratio is the hardware's exact network cost on the completed masks.
             assert info["cost_ratio"] <= budget + 1e-9, (hardware, budget, info["choice"])
+
+
+_TASKS: dict[tuple[str, str, str], PruningTask] = {}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    network=st.sampled_from(["tiny", "tiny-residual"]),
+    scheme=st.sampled_from(list_schemes()),
+    hardware=st.sampled_from(["accel-kang-16", "gpu-jetson-tx2", "reram-128", "flops"]),
+    frac=st.floats(0.0, 1.0),
+    seed=st.integers(0, 10_000),
+)
+def test_wall_property_over_networks_schemes_hardware_and_budgets(
+    tiny_workload, residual_workload, network, scheme, hardware, frac, seed
+):
+    """Random actions at a random feasible budget: within budget, never below a level."""
+    key = (network, scheme, hardware)
+    if key not in _TASKS:
+        workload = tiny_workload if network == "tiny" else residual_workload
+        hw = get_hardware(hardware)
+        try:
+            _TASKS[key] = build_task(workload, get_scheme(scheme, hardware=hw), hw)
+        except ValueError as exc:
+            assert "nothing to search" in str(exc)
+            _TASKS[key] = None
+    task = _TASKS[key]
+    if task is None:
+        return
+    budget = min(1.0, task.min_cost_ratio + frac * (1.0 - task.min_cost_ratio))
+    proxy = KeptMagnitudeProxy(task.workload)
+    env = LayerPruneEnv(task, proxy, budget=budget)
+    env.reset(seed=seed)
+    info = play(env, np.random.default_rng(seed).uniform(-1, 1, size=env.n_steps))
+    assert info["cost_ratio"] <= budget + 1e-9
+    for d, j in zip(task.decisions, info["choice"], strict=True):
+        assert d.levels[0] <= d.levels[j] <= 1.0

@@ -144,3 +144,24 @@ def test_search_budgets_logs_a_front_in_one_run():
 def test_search_budgets_rejects_a_malformed_range():
     res = runner.invoke(app, ["search", "--budgets", "0.3-0.8"])
     assert res.exit_code == 2 and "is not LOW:HIGH" in res.output
+
+
+@pytest.mark.slow
+def test_parallel_envs_in_subprocesses_record_every_episode():
+    config = SearchConfig(
+        episodes=8,
+        n_envs=2,
+        agent="ddpg",
+        seed=3,
+        experiment="test-parallel",
+        agent_params={"warmup_episodes": 2},
+    )
+    result = run_search(config)
+    assert result.episodes == 8
+    history = mlflow.tracking.MlflowClient().get_metric_history(result.run_id, "episode/cost_ratio")
+    assert len(history) == 8 and all(m.value <= config.budget + 1e-9 for m in history)
+
+
+def test_unknown_device_is_rejected():
+    with pytest.raises(ValueError, match="unknown device 'tpu'; valid: cpu, cuda, auto"):
+        SearchConfig(device="tpu").validate()
