@@ -94,19 +94,27 @@ class CostLedger:
         self._resolve = {
             name: max([self._owner.get(name, -1), *self._producers[name]]) for name in self._layers
         }
+        all_dense = [DENSE] * self.n
         self.dense_total = 1.0
-        self.dense_total = sum(self._layer_cost(name, {}) for name in self._layers)
+        self.dense_total = sum(self._layer_cost(name, all_dense) for name in self._layers)
         self._cache.clear()  # entries so far were not normalised
-        self.base = sum(self._layer_cost(n, {}) for n, s in self._resolve.items() if s < 0)
+        self.base = sum(self._layer_cost(n, all_dense) for n, s in self._resolve.items() if s < 0)
         self._by_step = [[n for n, s in self._resolve.items() if s == t] for t in range(self.n)]
-        sparse = {i: 0 for i in range(self.n)}
-        self.min_ratio = sum(self._layer_cost(name, sparse) for name in self._layers)
+        self._open = [[n for n, s in self._resolve.items() if s > t] for t in range(self.n)]
+        self._varying = [
+            [n for n in self._open[t] if self._owner.get(n) == t or t in self._producers[n]]
+            for t in range(self.n)
+        ]
+        self._steady = [
+            [n for n in self._open[t] if n not in set(self._varying[t])] for t in range(self.n)
+        ]
+        self.min_ratio = sum(self._layer_cost(name, [0] * self.n) for name in self._layers)
 
-    def _layer_cost(self, name: str, levels: dict[int, int]) -> float:
-        """Normalised cost of layer ``name`` when decisions take ``levels`` (absent: dense)."""
+    def _layer_cost(self, name: str, levels: Sequence[int]) -> float:
+        """Normalised cost of layer ``name`` when decision i takes ``levels[i]`` (DENSE: none)."""
         owner = self._owner.get(name)
-        own = levels.get(owner, DENSE) if owner is not None else DENSE
-        prods = tuple(levels.get(p, DENSE) for p in self._producers[name])
+        own = levels[owner] if owner is not None else DENSE
+        prods = tuple(levels[p] for p in self._producers[name])
         key = (name, own, prods)
         hit = self._cache.get(key)
         if hit is not None:
@@ -131,18 +139,18 @@ class CostLedger:
             size = len(table)
             return table, np.full(size, self._rest_min[t]), np.full(size, self._rest_max[t])
         n_levels = len(self.task.decisions[t].levels)
-        known = {i: int(j) for i, j in enumerate(prefix[:t])}
-        sparse = {**{i: 0 for i in range(t + 1, self.n)}, **known}
-        dense = {**{i: len(d.levels) - 1 for i, d in enumerate(self.task.decisions)}, **known}
+        known = [int(j) for j in prefix[:t]]
+        tail = self.n - t - 1
+        sparse = known + [0] + [0] * tail
+        dense = known + [0] + [len(d.levels) - 1 for d in self.task.decisions[t + 1 :]]
+        current = known + [0] + [DENSE] * tail
         # Only layers decision t owns or feeds change with its level; sum the rest once.
-        open_layers = [n for n, s in self._resolve.items() if s > t]
-        varying = [n for n in open_layers if self._owner.get(n) == t or t in self._producers[n]]
-        fixed = [n for n in open_layers if n not in set(varying)]
-        low_rest = sum(self._layer_cost(n, {**sparse, t: 0}) for n in fixed)
-        high_rest = sum(self._layer_cost(n, {**dense, t: 0}) for n in fixed)
+        low_rest = sum(self._layer_cost(n, sparse) for n in self._steady[t])
+        high_rest = sum(self._layer_cost(n, dense) for n in self._steady[t])
         charge, low, high = np.zeros(n_levels), np.zeros(n_levels), np.zeros(n_levels)
         for j in range(n_levels):
-            charge[j] = sum(self._layer_cost(n, {**known, t: j}) for n in self._by_step[t])
-            low[j] = low_rest + sum(self._layer_cost(n, {**sparse, t: j}) for n in varying)
-            high[j] = high_rest + sum(self._layer_cost(n, {**dense, t: j}) for n in varying)
+            sparse[t] = dense[t] = current[t] = j
+            charge[j] = sum(self._layer_cost(n, current) for n in self._by_step[t])
+            low[j] = low_rest + sum(self._layer_cost(n, sparse) for n in self._varying[t])
+            high[j] = high_rest + sum(self._layer_cost(n, dense) for n in self._varying[t])
         return charge, low, high
