@@ -238,6 +238,29 @@ class _ActorLRScale:
             group["lr"] = group["lr"] * self.actor_lr_scale
 
 
+def _actor_critic_kwargs(
+    hp: dict[str, Any], n_steps: int, episodes: int, seed: int
+) -> dict[str, Any]:
+    """SB3 arguments DDPG and TD3 share: AMC's rates, warm-up, noise and n-step returns."""
+    return {
+        "learning_rate": float(hp["critic_learning_rate"]),
+        "actor_lr_scale": float(hp["actor_learning_rate"]) / float(hp["critic_learning_rate"]),
+        "buffer_size": int(hp["buffer_size"]),
+        "learning_starts": _warmup_episodes(hp, episodes) * n_steps,
+        "batch_size": int(hp["batch_size"]),
+        "tau": float(hp["tau"]),
+        "gamma": float(hp["gamma"]),
+        "train_freq": int(hp["train_freq"]),
+        "gradient_steps": int(hp["gradient_steps"]),
+        "action_noise": _noise(hp, seed),
+        "n_steps": n_steps,
+        "policy_kwargs": {"net_arch": list(hp["net_arch"])},
+        "seed": seed,
+        "device": "cpu",
+        "verbose": 0,
+    }
+
+
 class AMCDDPG(_ActorLRScale, DDPG):
     """DDPG with separate actor and critic learning rates."""
 
@@ -256,25 +279,8 @@ class DDPGAgent(SB3Agent):
 
     def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
         """AMC-configured DDPG on ``venv``."""
-        hp = self.hyperparams
         return AMCDDPG(
-            "MlpPolicy",
-            venv,
-            learning_rate=float(hp["critic_learning_rate"]),
-            actor_lr_scale=float(hp["actor_learning_rate"]) / float(hp["critic_learning_rate"]),
-            buffer_size=int(hp["buffer_size"]),
-            learning_starts=_warmup_episodes(hp, episodes) * n_steps,
-            batch_size=int(hp["batch_size"]),
-            tau=float(hp["tau"]),
-            gamma=float(hp["gamma"]),
-            train_freq=int(hp["train_freq"]),
-            gradient_steps=int(hp["gradient_steps"]),
-            action_noise=_noise(hp, seed),
-            n_steps=n_steps,
-            policy_kwargs={"net_arch": list(hp["net_arch"])},
-            seed=seed,
-            device="cpu",
-            verbose=0,
+            "MlpPolicy", venv, **_actor_critic_kwargs(self.hyperparams, n_steps, episodes, seed)
         )
 
 
@@ -292,24 +298,10 @@ class TD3Agent(SB3Agent):
         return AMCTD3(
             "MlpPolicy",
             venv,
-            learning_rate=float(hp["critic_learning_rate"]),
-            actor_lr_scale=float(hp["actor_learning_rate"]) / float(hp["critic_learning_rate"]),
-            buffer_size=int(hp["buffer_size"]),
-            learning_starts=_warmup_episodes(hp, episodes) * n_steps,
-            batch_size=int(hp["batch_size"]),
-            tau=float(hp["tau"]),
-            gamma=float(hp["gamma"]),
-            train_freq=int(hp["train_freq"]),
-            gradient_steps=int(hp["gradient_steps"]),
-            action_noise=_noise(hp, seed),
             policy_delay=int(hp["policy_delay"]),
             target_policy_noise=float(hp["target_policy_noise"]),
             target_noise_clip=float(hp["target_noise_clip"]),
-            n_steps=n_steps,
-            policy_kwargs={"net_arch": list(hp["net_arch"])},
-            seed=seed,
-            device="cpu",
-            verbose=0,
+            **_actor_critic_kwargs(hp, n_steps, episodes, seed),
         )
 
 
