@@ -20,9 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import mlflow
 import numpy as np
 from stable_baselines3 import DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.base import AGENTS, EnvFactory, SearchAgent
@@ -31,6 +33,7 @@ from agents.noise import DecayingNormalNoise
 from agents.recorder import EpisodeRecorder
 from agents.wrappers import MovingAverageBaseline
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
+from tracking.sb3_writer import MLflowOutputFormat
 
 ACTION_RANGES: tuple[str, ...] = ("wall", "layer")
 
@@ -192,6 +195,9 @@ class SB3Agent(SearchAgent):
             venv.seed(seed)
             n_steps = int(venv.get_attr("n_steps")[0])
             model = self.build(venv, n_steps, episodes, seed)
+            if mlflow.active_run() is not None:
+                # SB3's own training figures (losses, entropy) go to the search's run.
+                model.set_logger(Logger(folder=None, output_formats=[MLflowOutputFormat()]))
             callback = RecorderCallback(recorder, episodes, progress)
             # Margin: episodes of parallel envs finish together, PPO finishes a rollout.
             total = (episodes + venv.num_envs) * n_steps

@@ -164,8 +164,11 @@ def _env_factories(config: SearchConfig, env: LayerPruneEnv) -> list[Callable[[]
     return [worker for _ in range(config.n_envs)]
 
 
-def _policy_json(task: PruningTask, rec: dict[str, Any] | EpisodeRecord, config: SearchConfig):
-    get = rec.get if isinstance(rec, dict) else lambda k: getattr(rec, k)
+def _policy_json(
+    task: PruningTask, rec: dict[str, Any] | EpisodeRecord, config: SearchConfig
+) -> dict[str, Any]:
+    """``best_policy.json``: the policy (per-layer densities) and its figures."""
+    get = (dataclasses.asdict(rec) if isinstance(rec, EpisodeRecord) else rec).get
     return {
         "model": config.model,
         "scheme": config.scheme,

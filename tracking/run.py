@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import mlflow
 import yaml
 
-# MLflow caps a param value at 6000 characters (older servers: 500).
+# MLflow caps a param value (500 characters on older servers): longer values are cut.
 _MAX_PARAM = 500
 
 
@@ -52,8 +53,6 @@ class SearchRun:
 
     def write_episode(self, episode: int, metrics: dict[str, float]) -> None:
         """Buffer one episode's metrics (``step`` = episode index)."""
-        import time
-
         now = int(time.time() * 1000)
         for key, value in metrics.items():
             self._pending.append(
