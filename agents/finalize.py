@@ -9,21 +9,8 @@ import torch
 from torch import nn
 
 from envs import PruningTask
-from envs.evaluation import accuracy, finetune, iter_batches, reestimate_batchnorm
+from envs.evaluation import accuracy, bn_calibration_batches, finetune, reestimate_batchnorm
 from pruning import apply_masks, make_permanent
-
-BN_BATCHES = 4
-BN_BATCH_SIZE = 128
-
-
-def bn_batches(task: PruningTask, *, n: int = BN_BATCHES, batch_size: int = BN_BATCH_SIZE) -> list:
-    """The fixed training batches used to re-estimate BatchNorm statistics."""
-    out = []
-    for batch in iter_batches(task.workload.train, batch_size=batch_size):
-        out.append(batch[0])
-        if len(out) == n:
-            break
-    return out
 
 
 def pruned_model(
@@ -36,15 +23,15 @@ def pruned_model(
 ) -> nn.Module:
     """A copy of the workload's model pruned by ``choice``, masks made permanent.
 
-    BatchNorm statistics are re-estimated on fixed training batches (as the holdout proxy
-    does); an optional short fine-tune keeps the masks fixed.
+    BatchNorm statistics are re-estimated on the same fixed training batches as the
+    ``holdout`` proxy's defaults; an optional short fine-tune keeps the masks fixed.
     """
     model = copy.deepcopy(task.workload.model).cpu()
     apply_masks(model, task.masks(choice))
-    reestimate_batchnorm(model, bn_batches(task))
+    reestimate_batchnorm(model, bn_calibration_batches(task.workload.train))
     if finetune_steps > 0:
         finetune(model, task.workload.train, steps=finetune_steps, lr=finetune_lr, seed=seed)
-        reestimate_batchnorm(model, bn_batches(task))
+        reestimate_batchnorm(model, bn_calibration_batches(task.workload.train))
     return make_permanent(model).eval()
 
 

@@ -117,6 +117,25 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+def bn_calibration_batches(
+    train: DataLike, *, n_batches: int = 2, batch_size: int = 128, seed: int = 0
+) -> list[torch.Tensor]:
+    """The fixed training batches BatchNorm statistics are re-estimated on (CPU tensors).
+
+    ``n_batches`` batches of ``batch_size`` images (at most the whole split) drawn without
+    replacement by a permutation seeded with ``seed``. The accuracy proxies and the final
+    pruned model use the same ones, so the exported network is the one the search scored.
+    """
+    n_train = _length(train)
+    if n_train == 0:
+        raise ValueError("cannot draw BatchNorm batches from an empty training split")
+    # A training split smaller than one batch gives one batch of all of it.
+    batch_size = min(batch_size, n_train)
+    take = min(n_batches * batch_size, n_train - n_train % batch_size)
+    idx = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:take]
+    return [x for x, _ in iter_batches(train, batch_size=batch_size, indices=idx)]
+
+
 def reestimate_batchnorm(
     model: nn.Module,
     batches: Iterable[torch.Tensor | tuple[torch.Tensor, ...]],

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from envs.evaluation import (
+    bn_calibration_batches,
     dataset_tensors,
     finetune,
-    iter_batches,
     reestimate_batchnorm,
     resolve_device,
 )
@@ -99,18 +99,10 @@ class _WorkingCopyProxy(AccuracyProxy):
         self._trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         hx, hy = dataset_tensors(workload.holdout, limit=holdout_limit, device=self.device)
         self._holdout = (self._format(hx), hy)
-        n_train = len(workload.train)
-        if bn_batches and n_train < bn_batch_size:
-            raise ValueError(
-                f"bn_batch_size {bn_batch_size} exceeds the training split ({n_train} images)"
-            )
-        gen = torch.Generator().manual_seed(seed)
-        take = min(bn_batches * bn_batch_size, n_train - n_train % bn_batch_size)
-        idx = torch.randperm(n_train, generator=gen)[:take]
-        self._bn = [
-            self._format(x.to(self.device))
-            for x, _ in iter_batches(workload.train, batch_size=bn_batch_size, indices=idx)
-        ]
+        batches = bn_calibration_batches(
+            workload.train, n_batches=bn_batches, batch_size=bn_batch_size, seed=seed
+        )
+        self._bn = [self._format(x.to(self.device)) for x in batches]
 
     def _format(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=self._fmt) if x.dim() == 4 else x

@@ -167,3 +167,17 @@ def test_parallel_envs_in_subprocesses_record_every_episode():
 def test_unknown_device_is_rejected():
     with pytest.raises(ValueError, match="unknown device 'tpu'; valid: cpu, cuda, auto"):
         SearchConfig(device="tpu").validate()
+
+
+def test_final_model_is_the_network_the_proxy_scored():
+    from agents.finalize import pruned_model
+    from envs import get_proxy, make_task
+
+    task = make_task()
+    proxy = get_proxy("holdout", workload=task.workload)
+    for choice in ([0] * len(task.decisions), [len(d.levels) // 2 for d in task.decisions]):
+        model = pruned_model(task, choice)
+        # Same masks, same BatchNorm batches: the exported model scores what the search saw.
+        assert accuracy(model, task.workload.holdout) == pytest.approx(
+            proxy.evaluate(task.masks(choice)), abs=1e-9
+        )
