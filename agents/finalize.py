@@ -10,6 +10,7 @@ from torch import nn
 
 from envs import PruningTask
 from envs.evaluation import accuracy, bn_calibration_batches, finetune, reestimate_batchnorm
+from envs.headfit import HeadRefit
 from pruning import apply_masks, make_permanent
 
 
@@ -23,15 +24,21 @@ def pruned_model(
 ) -> nn.Module:
     """A copy of the workload's model pruned by ``choice``, masks made permanent.
 
-    BatchNorm statistics are re-estimated on the same fixed training batches as the
-    ``holdout`` proxy's defaults; an optional short fine-tune keeps the masks fixed.
+    BatchNorm statistics are re-estimated and the classifier head re-fitted on the same
+    fixed training batches as the ``holdout`` proxy's defaults (so without fine-tuning
+    this is the network that proxy scored); an optional short fine-tune starts from there
+    and keeps the masks fixed.
     """
     model = copy.deepcopy(task.workload.model).cpu()
+    batches = bn_calibration_batches(task.workload.train)
+    head = HeadRefit.from_model(model, batches)  # captured while still dense
     apply_masks(model, task.masks(choice))
-    reestimate_batchnorm(model, bn_calibration_batches(task.workload.train))
+    reestimate_batchnorm(model, batches)
+    if head is not None:
+        head.apply(model)
     if finetune_steps > 0:
         finetune(model, task.workload.train, steps=finetune_steps, lr=finetune_lr, seed=seed)
-        reestimate_batchnorm(model, bn_calibration_batches(task.workload.train))
+        reestimate_batchnorm(model, batches)
     return make_permanent(model).eval()
 
 

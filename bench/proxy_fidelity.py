@@ -46,7 +46,8 @@ from pruning import MaskSwitcher, get_scheme, inspect_model  # noqa: E402
 #: Proxy label -> (registry name, parameters).
 PROXY_SET: dict[str, tuple[str, dict[str, Any]]] = {
     "holdout": ("holdout", {}),
-    "holdout-raw": ("holdout", {"bn_batches": 0}),
+    "holdout-bn-only": ("holdout", {"refit_head": False}),
+    "holdout-raw": ("holdout", {"bn_batches": 0, "refit_head": False}),
     "finetune": ("finetune", {"steps": 10}),
     "weight-energy": ("weight-energy", {}),
     "weight-energy-params": ("weight-energy", {"sensitivity": "params"}),

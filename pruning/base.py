@@ -83,9 +83,7 @@ class PruningScheme(ABC):
 SCHEMES: Registry[PruningScheme] = Registry("scheme")
 
 
-def get_scheme(
-    name: str, *, hardware: HardwareModel | None = None, **params: Any
-) -> PruningScheme:
+def get_scheme(name: str, *, hardware: HardwareModel | None = None, **params: Any) -> PruningScheme:
     """Build scheme ``name``; structural parameters default to ``hardware``'s.
 
     Only the structural keys the scheme's factory accepts are taken from the hardware;

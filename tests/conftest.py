@@ -9,6 +9,7 @@ from torch import nn
 
 from envs.proxy import AccuracyProxy
 from envs.workload import Workload
+from envs.workloads import get_workload
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -84,6 +85,12 @@ def make_workload(model: nn.Module, name: str) -> Workload:
     x = torch.as_tensor(gen.normal(size=(64, 1, 8, 8)), dtype=torch.float32)
     y = torch.as_tensor(gen.integers(0, 10, size=64))
     return Workload(name, model.eval(), x[:1], (x, y), (x, y), (x, y), 10)
+
+
+@pytest.fixture(scope="session")
+def digits() -> Workload:
+    """The embedded default workload: digits-cnn, trained once and cached on disk."""
+    return get_workload("digits-cnn")
 
 
 @pytest.fixture(scope="session")

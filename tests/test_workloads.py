@@ -22,11 +22,6 @@ from envs.workloads import (
 )
 
 
-@pytest.fixture(scope="module")
-def digits() -> Workload:
-    return get_workload("digits-cnn")
-
-
 def test_digits_cnn_is_trained_and_accurate(digits: Workload) -> None:
     assert digits.meta["trained"] is True
     assert not digits.model.training
