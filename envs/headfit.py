@@ -105,8 +105,8 @@ def refit_masked_linear(
     return w[:, :-1].to(weight.dtype).contiguous(), w[:, -1].to(bias.dtype).contiguous()
 
 
-def _output_linear(model: nn.Module, x: torch.Tensor) -> tuple[str | None, torch.Tensor]:
-    """Name of the ``nn.Linear`` whose output is the model's output (None if none), and it."""
+def _output_linear(model: nn.Module, x: torch.Tensor) -> str | None:
+    """Name of the ``nn.Linear`` whose output is the model's output on ``x`` (None if none)."""
     outputs: dict[str, torch.Tensor] = {}
     handles = [
         m.register_forward_hook(lambda _m, _i, o, name=name: outputs.__setitem__(name, o))
@@ -119,10 +119,7 @@ def _output_linear(model: nn.Module, x: torch.Tensor) -> tuple[str | None, torch
     finally:
         for h in handles:
             h.remove()
-    for name, o in outputs.items():
-        if o is out:
-            return name, out
-    return None, out
+    return next((name for name, o in outputs.items() if o is out), None)
 
 
 @dataclass(frozen=True)
@@ -160,7 +157,7 @@ class HeadRefit:
         was_training = model.training
         model.eval()
         try:
-            head, _ = _output_linear(model, images[0])
+            head = _output_linear(model, images[0])
             if head is None:
                 return None
             with torch.no_grad():
