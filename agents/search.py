@@ -19,10 +19,9 @@ from agents.baselines import uniform_choice
 from agents.finalize import pruned_model, test_accuracy
 from agents.recorder import EpisodeRecord, EpisodeRecorder
 from envs import REWARD_FORMS, LayerPruneEnv, PruningTask, make_env, make_task, validate_names
+from envs.evaluation import DEVICES, resolve_device
 from pruning.export import export_pruned
 from tracking import plots, search_run
-
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
@@ -88,9 +87,8 @@ class SearchConfig:
         if self.finetune_steps < 0:
             raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
         if self.device not in DEVICES:
-            raise ValueError(f"unknown device {self.device!r}; valid: {', '.join(DEVICES)}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
+            raise ValueError(f"unknown device {self.device!r}; valid choices: {', '.join(DEVICES)}")
+        resolve_device(self.device)  # raises if CUDA is asked for but absent
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
 

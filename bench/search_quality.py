@@ -292,11 +292,17 @@ def _ms(values: list[float], pct: bool = True) -> str:
     return f"{mean:6.2f}+-{std:4.2f}" if pct else f"{mean:5.3f}+-{std:5.3f}"
 
 
-def _tables(cells: list[dict[str, Any]], methods: list[str]) -> str:
-    lines = []
-    groups: dict[tuple, list[dict]] = {}
+def _by_setting(cells: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Cells grouped by (model, scheme, hardware, budget): one group per setting."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
     for c in cells:
         groups.setdefault((c["model"], c["scheme"], c["hardware"], c["budget"]), []).append(c)
+    return groups
+
+
+def _tables(cells: list[dict[str, Any]], methods: list[str]) -> str:
+    lines = []
+    groups = _by_setting(cells)
     for field, title, pct in (
         ("holdout", "best holdout accuracy (%)", True),
         ("test", "test accuracy (%) of each best policy after the same fine-tune", True),
@@ -321,9 +327,7 @@ def _tables(cells: list[dict[str, Any]], methods: list[str]) -> str:
 def _verdicts(cells: list[dict[str, Any]], agent: str) -> list[tuple[str, bool]]:
     """Per setting: a line, and whether the agent's mean fine-tuned test accuracy is >= every
     baseline's and strictly above uniform's."""
-    groups: dict[tuple, list[dict]] = {}
-    for c in cells:
-        groups.setdefault((c["model"], c["scheme"], c["hardware"], c["budget"]), []).append(c)
+    groups = _by_setting(cells)
     out = []
     for (model, scheme, hw, b), group in sorted(groups.items()):
         mean = {
@@ -343,9 +347,7 @@ def _verdicts(cells: list[dict[str, Any]], agent: str) -> list[tuple[str, bool]]
 
 
 def _wins(cells: list[dict[str, Any]], agent: str, field: str) -> tuple[int, int]:
-    groups: dict[tuple, list[dict]] = {}
-    for c in cells:
-        groups.setdefault((c["model"], c["scheme"], c["hardware"], c["budget"]), []).append(c)
+    groups = _by_setting(cells)
     wins = 0
     for group in groups.values():
         mean = {

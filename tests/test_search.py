@@ -138,7 +138,7 @@ def test_search_budgets_logs_a_front_in_one_run():
     assert res.exit_code == 0, res.output
     run = mlflow.search_runs(experiment_names=["test-front"]).iloc[0]
     front = mlflow.artifacts.load_dict(f"runs:/{run.run_id}/front.json")
-    points = front["points"] if isinstance(front, dict) else front
+    points = front["points"]
     assert len(points) == 3
     assert all(p["cost_ratio"] <= p["budget"] + 1e-9 for p in points)
 
@@ -165,7 +165,7 @@ def test_parallel_envs_in_subprocesses_record_every_episode():
 
 
 def test_unknown_device_is_rejected():
-    with pytest.raises(ValueError, match="unknown device 'tpu'; valid: cpu, cuda, auto"):
+    with pytest.raises(ValueError, match="unknown device 'tpu'; valid choices: auto, cpu, cuda"):
         SearchConfig(device="tpu").validate()
 
 
