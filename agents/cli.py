@@ -58,7 +58,10 @@ def search(
     proxy: str = typer.Option("holdout", help="Accuracy proxy of the reward."),
     reward: str = typer.Option("accuracy", help="Reward form."),
     n_envs: int = typer.Option(1, "--n-envs", help="Parallel environments (subprocesses)."),
-    data: str = typer.Option(None, help="Data: digits (default), a CIFAR-10 or ImageFolder dir."),
+    data: str = typer.Option(
+        None,
+        help="Data: digits (default), digits-aug (distorted), a CIFAR-10 or ImageFolder dir.",
+    ),
     checkpoint: Path = typer.Option(None, help="State-dict checkpoint of the model."),
     finetune_steps: int = typer.Option(0, help="Fine-tune steps before export (0: none)."),
     threads: int = typer.Option(1, help="Torch threads per process."),

@@ -10,8 +10,9 @@
 - every torchvision classification model (``resnet18``, ``mobilenet_v2``, ``vgg16``,
   ``efficientnet_b0``...), always built with ``weights=None``: nothing is downloaded.
 
-Data (``data=``): ``None``/``"digits"`` (bundled), ``"synthetic"`` (generated, for tests),
-a CIFAR-10 python directory or an ImageFolder directory. A ``checkpoint=FILE`` (a
+Data (``data=``): ``None``/``"digits"`` (bundled), ``"digits-aug"`` (distorted views of the
+bundled digits: harder, with a 3,600-image test split), ``"synthetic"`` (generated, for
+tests), a CIFAR-10 python directory or an ImageFolder directory. A ``checkpoint=FILE`` (a
 state_dict, loaded with ``weights_only=True``) gives trained weights. Without one, a
 model is trained with the cached deterministic recipe when that is cheap: bundled or
 synthetic data and a small model (``resnet20`` on 32x32 digits qualifies, ``resnet56``
@@ -47,6 +48,7 @@ from envs.data import (
     Splits,
     is_cifar10_dir,
     load_cifar10_splits,
+    load_digits_aug_splits,
     load_digits_splits,
     load_imagefolder_splits,
     make_synthetic_splits,
@@ -126,8 +128,8 @@ def recipe_key(recipe: dict[str, Any]) -> str:
 def _data_kind(data: str | Path | None) -> str:
     if data is None or str(data) == "digits":
         return "digits"
-    if str(data) == "synthetic":
-        return "synthetic"
+    if str(data) in ("digits-aug", "synthetic"):
+        return str(data)
     path = Path(data).expanduser()
     if not path.is_dir():
         raise ValueError(
@@ -142,6 +144,8 @@ def _load_splits(
 ) -> Splits:
     if kind == "digits":
         return load_digits_splits(size=size, channels=channels or 1)
+    if kind == "digits-aug":
+        return load_digits_aug_splits(size=size, channels=channels or 1)
     if kind == "synthetic":
         return make_synthetic_splits(input_shape=(channels or default_c, size, size))
     assert data is not None
@@ -296,7 +300,7 @@ def _build_workload(
         macs = _macs(model, example)
         meta["macs"] = macs
         if train is None:
-            cheap = kind in ("digits", "synthetic") and macs <= MAX_TRAIN_MACS
+            cheap = kind in BUILTIN_SOURCES and macs <= MAX_TRAIN_MACS
             reason = (
                 f"training it here is too costly ({macs / 1e6:.0f} MMACs per image, "
                 f"max {MAX_TRAIN_MACS / 1e6:.0f}; or data that is not bundled)"
@@ -389,7 +393,8 @@ def get_workload(
 
     Args:
         name: a registered workload (``list_workloads()``); unknown names raise KeyError.
-        data: ``None``/``"digits"``, ``"synthetic"``, or a CIFAR-10 / ImageFolder directory.
+        data: ``None``/``"digits"``, ``"digits-aug"``, ``"synthetic"``, or a CIFAR-10 /
+            ImageFolder directory.
         checkpoint: a state_dict file with trained weights for this model and data.
         seed: seed of the model's initialisation and training (the splits are fixed).
         device: where proxies evaluate (``"auto"``, ``"cpu"``, ``"cuda"``); recorded in
@@ -435,7 +440,7 @@ _register(
     _Arch(
         name="digits-cnn",
         build=lambda c, k: DigitsCNN(in_channels=c, num_classes=k),
-        size=lambda kind: {"digits": 16, "synthetic": 16}.get(kind, 32),
+        size=lambda kind: {"digits": 16, "digits-aug": 16, "synthetic": 16}.get(kind, 32),
         recipe=TrainRecipe(epochs=30, lr=0.05),
     ),
     "six-conv VGG-style CNN on the bundled 8x8 digits upsampled to 16x16 (default)",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from envs.data import ImageSplit, load_digits_splits, make_synthetic_splits
+from envs.data import ImageSplit, load_digits_aug_splits, load_digits_splits, make_synthetic_splits
 from envs.evaluation import (
     accuracy,
     dataset_tensors,
@@ -48,6 +48,25 @@ def test_synthetic_is_deterministic_and_shaped() -> None:
     assert a.input_shape == (2, 12, 10) and a.test[0][0].shape == (2, 12, 10)
     with pytest.raises(ValueError, match="classes"):
         make_synthetic_splits(num_classes=1)
+
+
+def test_digits_aug_keeps_the_digits_split_and_distorts_deterministically() -> None:
+    plain = load_digits_splits()
+    a = load_digits_aug_splits(copies=(2, 1, 3))
+    b = load_digits_aug_splits(copies=(2, 1, 3))
+    assert [len(s) for s in (a.train, a.holdout, a.test)] == [
+        2 * len(plain.train),
+        len(plain.holdout),
+        3 * len(plain.test),
+    ]
+    assert torch.equal(a.test.images, b.test.images)
+    # Copy k of test glyph i is row k * 360 + i: same label, different views.
+    assert torch.equal(a.test.labels[:360], plain.test.labels)
+    assert torch.equal(a.test.labels[360:720], plain.test.labels)
+    assert not torch.allclose(a.test.images[:360], a.test.images[360:720])
+    assert a.input_shape == (1, 16, 16) and a.source != load_digits_aug_splits().source
+    with pytest.raises(ValueError, match="copies"):
+        load_digits_aug_splits(copies=(1, 0, 1))
 
 
 def _tiny() -> nn.Module:

@@ -145,6 +145,15 @@ def test_big_torchvision_model_is_untrained_and_warned(tmp_path, monkeypatch) ->
     assert w.model(w.example_input).shape == (1, 10)
 
 
+def test_digits_aug_is_a_builtin_source(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HWPRUNE_CACHE", str(tmp_path))
+    with pytest.warns(UntrainedModelWarning, match="train=False"):
+        w = get_workload("digits-cnn", data="digits-aug", train=False)
+    assert w.meta["data"].startswith("digits-aug")
+    assert [len(s) for s in (w.train, w.holdout, w.test)] == [6 * 1137, 2 * 300, 10 * 360]
+    assert tuple(w.example_input.shape) == (1, 1, 16, 16)
+
+
 def test_digits_are_replicated_for_three_channel_models(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HWPRUNE_CACHE", str(tmp_path))
     w = get_workload("mobilenet_v2", image_size=32, train=False)
