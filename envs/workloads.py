@@ -126,9 +126,9 @@ def recipe_key(recipe: dict[str, Any]) -> str:
 
 
 def _data_kind(data: str | Path | None) -> str:
-    if data is None or str(data) == "digits":
+    if data is None:
         return "digits"
-    if str(data) in ("digits-aug", "synthetic"):
+    if str(data) in BUILTIN_SOURCES:
         return str(data)
     path = Path(data).expanduser()
     if not path.is_dir():
