@@ -162,6 +162,11 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
+#: Test and search-holdout glyphs of the bundled digits (the rest, 1,137, train).
+DIGITS_TEST_SIZE = 360
+DIGITS_HOLDOUT_SIZE = 300
+
+
 def _digits_split_indices(
     labels: np.ndarray, *, test_size: int, holdout_size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,8 +180,8 @@ def load_digits_splits(
     *,
     size: int = 16,
     channels: int = 1,
-    test_size: int = 360,
-    holdout_size: int = 300,
+    test_size: int = DIGITS_TEST_SIZE,
+    holdout_size: int = DIGITS_HOLDOUT_SIZE,
 ) -> Splits:
     """scikit-learn's bundled 8x8 digits (1,797 images), upsampled to ``size``.
 
@@ -273,7 +278,9 @@ def load_digits_aug_splits(
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
     y = torch.from_numpy(bunch.target.astype(np.int64))
-    tr, ho, test = _digits_split_indices(bunch.target, test_size=360, holdout_size=300)
+    tr, ho, test = _digits_split_indices(
+        bunch.target, test_size=DIGITS_TEST_SIZE, holdout_size=DIGITS_HOLDOUT_SIZE
+    )
     splits = {}
     parts = (("train", tr), ("holdout", ho), ("test", test))
     for seed, ((name, idx), k) in enumerate(zip(parts, copies, strict=True), start=1):
