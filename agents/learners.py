@@ -2,7 +2,7 @@
 
 Every agent plays the same ``LayerPruneEnv`` episodes and reports them to the same
 ``EpisodeRecorder``; what differs is the SB3 algorithm and its hyperparameters
-(``agents/hyperparams/<name>.yml``). Two agent-side options shared by all of them:
+(``agents/hyperparams/<name>.yml``). Agent-side options shared by all of them:
 
 - ``action_range: wall`` maps the action ``[-1, 1]`` onto the densities the budget wall
   still allows at this step (read from the observation), instead of the layer's whole
@@ -12,6 +12,10 @@ Every agent plays the same ``LayerPruneEnv`` episodes and reports them to the sa
 - ``reward_baseline`` / ``reward_scale``: the terminal reward minus a moving average of
   past rewards (AMC's variance reduction), times a scale, so that accuracy differences of
   a fraction of a percent are not lost in the critic's noise.
+- ``refine_fraction``: the last share of a fixed-budget search's episodes goes to
+  budget-preserving one-level moves around the best policy found (``agents.refine``):
+  the learner finds the region, the moves take the last mile it leaves (measured in
+  ``bench/search_quality.py``). 0 learns throughout, as AMC does.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from agents.base import AGENTS, EnvFactory, SearchAgent
 from agents.callbacks import RecorderCallback
 from agents.noise import DecayingNormalNoise
 from agents.recorder import EpisodeRecorder
+from agents.refine import refine, refine_episodes
 from agents.wrappers import MovingAverageBaseline
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
 from tracking.sb3_writer import MLflowOutputFormat
@@ -165,6 +170,10 @@ class SB3Agent(SearchAgent):
 
     model: BaseAlgorithm | None = None
 
+    def __init__(self, **hyperparams: Any) -> None:
+        super().__init__(**hyperparams)
+        refine_episodes(1, float(hyperparams.get("refine_fraction", 0.0)))  # range check
+
     def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
         """The SB3 algorithm for ``venv`` (``n_steps`` decisions per episode)."""
         raise NotImplementedError
@@ -187,24 +196,35 @@ class SB3Agent(SearchAgent):
         seed: int = 0,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Train on the envs until ``episodes`` episodes have been recorded."""
+        """Train on the envs, then refine the best policy, ``episodes`` episodes in all.
+
+        With a fixed budget, the last ``refine_fraction`` of the episodes go to
+        ``agents.refine.refine`` (budget-preserving local moves around the best policy the
+        learner found); a budget-conditioned search (``budget_range``) learns throughout.
+        """
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
+        fraction = float(self.hyperparams.get("refine_fraction", 0.0))
         venv = make_vec_env(env_fns, **self._wrap_options())
         try:
             venv.seed(seed)
             n_steps = int(venv.get_attr("n_steps")[0])
-            model = self.build(venv, n_steps, episodes, seed)
+            fixed_budget = venv.get_attr("budget_range")[0] is None
+            n_refine = refine_episodes(episodes, fraction) if fixed_budget else 0
+            learn_episodes = episodes - n_refine
+            model = self.build(venv, n_steps, learn_episodes, seed)
             if mlflow.active_run() is not None:
                 # SB3's own training figures (losses, entropy) go to the search's run.
                 model.set_logger(Logger(folder=None, output_formats=[MLflowOutputFormat()]))
-            callback = RecorderCallback(recorder, episodes, progress)
+            callback = RecorderCallback(recorder, learn_episodes, progress)
             # Margin: episodes of parallel envs finish together, PPO finishes a rollout.
-            total = (episodes + venv.num_envs) * n_steps
+            total = (learn_episodes + venv.num_envs) * n_steps
             model.learn(total_timesteps=total, callback=callback)
             self.model = model
         finally:
             venv.close()
+        if n_refine > 0:
+            refine(env_fns[0](), recorder, n_refine, seed=seed, progress=progress)
 
     def policy_choice(self, env: LayerPruneEnv, *, budget: float) -> dict[str, Any]:
         """Terminal ``info`` of the trained deterministic policy on ``env`` at ``budget``.
@@ -279,7 +299,9 @@ class AMCTD3(_ActorLRScale, TD3):
 class DDPGAgent(SB3Agent):
     """DDPG as in AMC: random warm-up episodes, then Gaussian exploration noise decaying per
     episode, discount 1.0 with the episode's terminal reward reaching every step through
-    n-step returns over the episode length, actor and critic MLPs, tau 0.01, batch 64."""
+    n-step returns over the episode length, actor and critic MLPs, tau 0.01, batch 64.
+    AMC learns for every episode; here, as for every learner, the last ``refine_fraction``
+    of a fixed-budget search refines the best policy (``--hp refine_fraction=0``: AMC's)."""
 
     name = "ddpg"
 

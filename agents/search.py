@@ -74,7 +74,7 @@ class SearchConfig:
             metric=self.metric,
             proxy=self.proxy,
         )
-        load_hyperparams(self.agent, self.agent_params)
+        get_agent(self.agent, self.agent_params)  # names, keys and agent-side ranges
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget {self.budget} is outside (0, 1]")
         if self.reward not in REWARD_FORMS:

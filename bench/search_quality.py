@@ -7,7 +7,9 @@ number of evaluated episodes (proxy evaluations) on the same task and proxy:
 - ``random``: random actions through the budget wall;
 - ``greedy``: dense start, lower the layer with the least proxy loss per unit of saved
   cost, then fill unused budget (``agents.baselines.GreedyAgent``);
-- the RL agents (``--agents``, default ``sac ddpg td3``), with their YAML hyperparameters.
+- the RL agents (``--agents``, default ``sac ddpg td3``), with their YAML hyperparameters
+  (learning, then refining their best policy in the last ``refine_fraction`` of the
+  episodes: ``agents.refine``).
 
 Per method it reports the best feasible holdout (proxy) accuracy, the test accuracy of
 that policy after the same short fine-tune (``finalize.pruned_model(...,
@@ -110,8 +112,9 @@ RESNET_PROXY_PARAMS: dict[str, Any] = {"holdout_limit": 150, "bn_batches": 1}
 # digits-aug the holdout score without a fine-tune often ranked policies unlike the
 # fine-tuned test (sac at 200 episodes: best holdout on unstructured 0.35, 76.2 against
 # greedy's 71.5, but test 86.9 against 89.6); a 10-step fine-tune per evaluation (~150 ms,
-# against ~58 ms) scores what the test measures. Measured effect (100 episodes, mean test
-# over the 8 settings): the agents gain 0.2-0.6 points, greedy loses 0.7 (README).
+# against ~58 ms) scores what the test measures. Measured effect (100 episodes, before the
+# agents' refinement phase, mean test over the 8 settings): the agents gain 0.2-0.6
+# points, greedy loses 0.7 (README).
 SEARCH_PROXY: dict[str, tuple[str, dict[str, Any]]] = {
     "resnet20": ("holdout", RESNET_PROXY_PARAMS),
     "digits-aug": ("finetune", {"steps": 10}),

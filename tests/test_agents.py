@@ -10,6 +10,7 @@ from agents.base import AGENTS, get_agent, list_agents, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.learners import SB3Agent, wrap_env
 from agents.recorder import EpisodeRecorder
+from agents.refine import neighbours, refine, refine_episodes
 from envs import LayerPruneEnv, PruningTask, build_task
 from envs.proxy import AccuracyProxy
 from envs.workload import Workload
@@ -177,3 +178,81 @@ def test_wall_range_action_spans_allowed_levels(task: PruningTask) -> None:
         wrapped.reset(seed=0)
         wrapped.step([action])
         assert env._prev == pytest.approx(want)
+
+
+def test_refine_episodes_share_and_range() -> None:
+    assert refine_episodes(100, 0.2) == 20
+    assert refine_episodes(100, 0.0) == 0
+    assert refine_episodes(10, 0.99) == 9  # the learner keeps at least one episode
+    assert refine_episodes(1, 0.5) == 0
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=f"refine_fraction must be in \\[0, 1\\), got {bad}"):
+            refine_episodes(10, bad)
+    with pytest.raises(ValueError, match="refine_fraction"):
+        get_agent("td3", {"refine_fraction": 1.5})
+
+
+def test_neighbours_are_feasible_one_level_moves(task: PruningTask) -> None:
+    import numpy as np
+
+    base = uniform_choice(task, BUDGET)
+    moves = list(neighbours(task, base, BUDGET, np.random.default_rng(0)))
+    assert moves and len(set(moves)) == len(moves)
+    kinds = []
+    for cand in moves:
+        assert task.cost_ratio(cand) <= BUDGET + 1e-9
+        diff = [c - b for c, b in zip(cand, base, strict=True)]
+        raised = [d for d in diff if d > 0]
+        lowered = [d for d in diff if d < 0]
+        assert raised == [1] and len(lowered) <= 1
+        kinds.append("swap" if lowered else "raise")
+    # Raise moves (free accuracy) are all offered before any swap.
+    assert kinds == sorted(kinds, key=lambda k: k == "swap")
+    # The set of moves does not depend on the order's seed.
+    assert set(neighbours(task, base, BUDGET, np.random.default_rng(7))) == set(moves)
+
+
+def test_refine_improves_the_best_without_repeating(task: PruningTask) -> None:
+    env = env_fn(task)()
+    recorder = EpisodeRecorder()
+    start = recorder.record(env.evaluate_choice(tuple(uniform_choice(task, BUDGET))))
+    used = refine(env, recorder, 30, seed=0)
+    assert used == 30 and recorder.episodes == 31
+    choices = [tuple(r.choice) for r in recorder.history]
+    assert len(set(choices)) == len(choices)
+    assert all(r.within_budget for r in recorder.history)
+    assert recorder.best.accuracy > start.accuracy
+
+
+def test_refine_stops_when_nothing_is_left_to_try(task: PruningTask) -> None:
+    """At the least cost, only a few policies are feasible: refine tries each once, stops."""
+    sparsest = (0,) * len(task.decisions)
+    env = env_fn(task, budget=task.cost_ratio(sparsest))()
+    recorder = EpisodeRecorder()
+    recorder.record(env.evaluate_choice(sparsest))
+    used = refine(env, recorder, 10_000, seed=0)
+    assert used < 10_000 and recorder.episodes == used + 1
+    choices = [tuple(r.choice) for r in recorder.history]
+    assert len(set(choices)) == len(choices)
+    assert all(r.within_budget for r in recorder.history)
+    assert refine(env, recorder, 10, seed=1) == 0  # nothing untried is left
+
+
+def test_learned_agent_refines_its_last_episodes(task: PruningTask) -> None:
+    """With refine_fraction 0.5, the second half of the episodes are new one-level moves
+    around earlier feasible policies, and the run still plays exactly its episodes."""
+    recorder = EpisodeRecorder()
+    overrides = {"warmup_episodes": 5, "refine_fraction": 0.5}
+    get_agent("td3", overrides).search([env_fn(task)], episodes=30, recorder=recorder, seed=2)
+    assert recorder.episodes == 30
+    learned, refined = recorder.history[:15], recorder.history[15:]
+    seen = {tuple(r.choice) for r in learned}
+    for rec in refined:
+        assert tuple(rec.choice) not in seen
+        assert any(
+            sum(abs(a - b) for a, b in zip(rec.choice, prev, strict=True)) >= 1
+            and sum(a > b for a, b in zip(rec.choice, prev, strict=True)) == 1
+            and sum(a < b for a, b in zip(rec.choice, prev, strict=True)) <= 1
+            for prev in seen
+        )
+        seen.add(tuple(rec.choice))
