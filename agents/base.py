@@ -27,6 +27,9 @@ class SearchAgent(ABC):
 
     def __init__(self, **hyperparams: Any) -> None:
         self.hyperparams = hyperparams
+        # Episodes of the last search spent refining a found policy (agents.refine):
+        # the last ones recorded. 0 for agents that do not refine.
+        self.refined_episodes = 0
 
     @abstractmethod
     def search(

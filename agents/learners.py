@@ -223,8 +223,11 @@ class SB3Agent(SearchAgent):
             self.model = model
         finally:
             venv.close()
+        self.refined_episodes = 0
         if n_refine > 0:
-            refine(env_fns[0](), recorder, n_refine, seed=seed, progress=progress)
+            self.refined_episodes = refine(
+                env_fns[0](), recorder, n_refine, seed=seed, progress=progress
+            )
 
     def policy_choice(self, env: LayerPruneEnv, *, budget: float) -> dict[str, Any]:
         """Terminal ``info`` of the trained deterministic policy on ``env`` at ``budget``.

@@ -277,6 +277,7 @@ def _run_search(
                 "best/cost_ratio": best.cost_ratio,
                 "best/density": best.density,
                 "best/episode": best.episode,
+                "search/refine_episodes": agent.refined_episodes,
                 "uniform/test_accuracy": uniform_test,
                 "dense/test_accuracy": float(task.workload.meta.get("test_accuracy", float("nan"))),
             }

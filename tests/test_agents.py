@@ -243,8 +243,9 @@ def test_learned_agent_refines_its_last_episodes(task: PruningTask) -> None:
     around earlier feasible policies, and the run still plays exactly its episodes."""
     recorder = EpisodeRecorder()
     overrides = {"warmup_episodes": 5, "refine_fraction": 0.5}
-    get_agent("td3", overrides).search([env_fn(task)], episodes=30, recorder=recorder, seed=2)
-    assert recorder.episodes == 30
+    agent = get_agent("td3", overrides)
+    agent.search([env_fn(task)], episodes=30, recorder=recorder, seed=2)
+    assert recorder.episodes == 30 and agent.refined_episodes == 15
     learned, refined = recorder.history[:15], recorder.history[15:]
     seen = {tuple(r.choice) for r in learned}
     for rec in refined:

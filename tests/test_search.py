@@ -38,6 +38,8 @@ def test_search_is_within_budget_and_logged(finished):
     assert run.data.params["scheme"] == "balanced" and run.data.params["budget"] == "0.5"
     for key in ("best/holdout_accuracy", "best/test_accuracy", "uniform/holdout_accuracy"):
         assert key in run.data.metrics
+    # DDPG's YAML refines in the last 20% of the episodes: 5 of 24.
+    assert run.data.metrics["search/refine_episodes"] == 5
     # SB3's own training figures arrive through the MLflow KVWriter.
     assert any(key.startswith("sb3/train/") for key in run.data.metrics)
     history = mlflow.tracking.MlflowClient().get_metric_history(result.run_id, "episode/accuracy")
