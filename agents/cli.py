@@ -213,7 +213,8 @@ def _print_summary(cfg: Any, result: Any) -> None:
             f"{s[f'{who}_density']:.4f}",
         )
     console.print(table)
-    console.print(f"episodes: {result.episodes}   best episode: {result.best.episode}")
+    refined = f" (the last {result.refined_episodes} refining)" if result.refined_episodes else ""
+    console.print(f"episodes: {result.episodes}{refined}   best episode: {result.best.episode}")
     console.print(f"MLflow run id: [bold]{result.run_id}[/]")
     if result.export_dir is not None:
         console.print(f"exported pruned model: {result.export_dir}")

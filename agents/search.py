@@ -134,6 +134,7 @@ class SearchResult:
     episodes: int
     metric: str = "latency_s"
     export_dir: Path | None = None
+    refined_episodes: int = 0  # the last of ``episodes`` spent refining (agents.refine)
 
     def summary(self) -> dict[str, float]:
         """The headline figures: best versus uniform at the same budget."""
@@ -321,6 +322,7 @@ def _run_search(
             episodes=recorder.episodes,
             metric=task.metric,
             export_dir=final_dir,
+            refined_episodes=agent.refined_episodes,
         )
 
 

@@ -39,7 +39,7 @@ def test_search_is_within_budget_and_logged(finished):
     for key in ("best/holdout_accuracy", "best/test_accuracy", "uniform/holdout_accuracy"):
         assert key in run.data.metrics
     # DDPG's YAML refines in the last 20% of the episodes: 5 of 24.
-    assert run.data.metrics["search/refine_episodes"] == 5
+    assert run.data.metrics["search/refine_episodes"] == 5 == result.refined_episodes
     # SB3's own training figures arrive through the MLflow KVWriter.
     assert any(key.startswith("sb3/train/") for key in run.data.metrics)
     history = mlflow.tracking.MlflowClient().get_metric_history(result.run_id, "episode/accuracy")
@@ -95,6 +95,7 @@ def test_export_of_unknown_run_fails_clearly(tmp_path):
         (["--budget", "0"], "budget 0.0 is outside (0, 1]"),
         (["--metric", "speed"], "unknown cost metric 'speed'"),
         (["--hp", "bogus=1"], "unknown hyperparameter 'bogus'"),
+        (["--hp", "refine_fraction=1"], "refine_fraction must be in [0, 1), got 1"),
         (["--budget", "0.01"], "least achievable cost ratio"),
     ],
 )
