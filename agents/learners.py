@@ -35,7 +35,7 @@ from agents.base import AGENTS, EnvFactory, SearchAgent
 from agents.callbacks import RecorderCallback
 from agents.noise import DecayingNormalNoise
 from agents.recorder import EpisodeRecorder
-from agents.refine import refine, refine_episodes
+from agents.refine import check_refine_fraction, refine, refine_episodes
 from agents.wrappers import MovingAverageBaseline
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
 from tracking.sb3_writer import MLflowOutputFormat
@@ -172,7 +172,7 @@ class SB3Agent(SearchAgent):
 
     def __init__(self, **hyperparams: Any) -> None:
         super().__init__(**hyperparams)
-        refine_episodes(1, float(hyperparams.get("refine_fraction", 0.0)))  # range check
+        check_refine_fraction(hyperparams.get("refine_fraction", 0.0))
 
     def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
         """The SB3 algorithm for ``venv`` (``n_steps`` decisions per episode)."""

@@ -29,12 +29,18 @@ from agents.recorder import EpisodeRecorder
 from envs import LayerPruneEnv, PruningTask
 
 
+def check_refine_fraction(fraction: float) -> float:
+    """``fraction`` as a float; ``ValueError`` naming it if it is outside ``[0, 1)``."""
+    if not 0.0 <= float(fraction) < 1.0:
+        raise ValueError(f"refine_fraction must be in [0, 1), got {fraction}")
+    return float(fraction)
+
+
 def refine_episodes(episodes: int, fraction: float) -> int:
     """How many of ``episodes`` go to refinement: ``fraction`` of them, leaving at least one
     for the learner. Raises ``ValueError`` for a fraction outside ``[0, 1)``."""
-    if not 0.0 <= float(fraction) < 1.0:
-        raise ValueError(f"refine_fraction must be in [0, 1), got {fraction}")
-    return max(0, min(int(round(episodes * float(fraction))), episodes - 1))
+    share = check_refine_fraction(fraction)
+    return max(0, min(int(round(episodes * share)), episodes - 1))
 
 
 def neighbours(
