@@ -1,4 +1,5 @@
-"""Datasets for workloads: bundled digits (plain or distorted), CIFAR-10, ImageFolders, synthetic.
+"""Datasets for workloads: bundled digits (plain or distorted), Fashion-MNIST, CIFAR-10,
+ImageFolders, synthetic.
 
 Every source is split the same way: a fixed, stratified test split (the source's own
 test split where it has one), and a *search-holdout* split carved out of the training
@@ -12,6 +13,9 @@ resolution (digits are 8x8) and resize, replicate channels and normalise per bat
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Names ``data=`` accepts besides a directory path.
 BUILTIN_SOURCES = ("digits", "digits-aug", "synthetic")
+#: Sources installed on the machine rather than bundled: name -> loader of their directory.
+INSTALLED_SOURCES = ("fashion-mnist",)
 
 
 class ImageSplit(Dataset):
@@ -317,6 +323,156 @@ def load_digits_aug_splits(
         input_shape=train.input_shape,
         # The generation settings are part of the provenance (and so of the cache key).
         source=f"digits-aug:{copies}:{max_rotation}:{max_shift}:{scale}:{noise}",
+    )
+
+
+#: Where Debian's ``dataset-fashion-mnist`` package installs the four idx files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: The four files of (Fashion-)MNIST, each optionally gzipped.
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+#: Search-holdout images carved (stratified) out of Fashion-MNIST's 60,000 training images.
+FASHION_HOLDOUT_SIZE = 5000
+# The idx format's type codes (third byte of the magic number) this reader accepts.
+_IDX_UBYTE = 0x08
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An idx file (LeCun's MNIST format, gzipped or not) as a uint8 array.
+
+    The header is a big-endian magic number ``0x0000 08 D`` (unsigned bytes, ``D``
+    dimensions) followed by ``D`` big-endian int32 sizes. Raises ``ValueError`` naming the
+    file for a bad magic number, a type other than unsigned bytes, or a file shorter or
+    longer than its header says.
+    """
+    p = Path(path)
+    opener = gzip.open if p.suffix == ".gz" else open
+    try:
+        with opener(p, "rb") as fh:
+            blob = fh.read()
+    except (OSError, EOFError) as exc:  # gzip's "not a gzipped file", truncated streams
+        raise ValueError(f"cannot read idx file {str(p)!r}: {exc}") from exc
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0:
+        raise ValueError(
+            f"{str(p)!r} is not an idx file: bad magic number {blob[:4].hex() or '(empty)'}"
+            " (expected 0x000008NN)"
+        )
+    if blob[2] != _IDX_UBYTE:
+        raise ValueError(
+            f"{str(p)!r}: idx type 0x{blob[2]:02x} is not supported (only unsigned bytes, 0x08)"
+        )
+    ndim = blob[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(blob) < header:
+        raise ValueError(f"{str(p)!r} is truncated: its header needs {header} bytes")
+    shape = tuple(int(d) for d in np.frombuffer(blob, dtype=">i4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape))
+    if len(blob) != expected:
+        raise ValueError(
+            f"{str(p)!r} is truncated or corrupt: {len(blob)} bytes, its header "
+            f"{shape} needs {expected}"
+        )
+    return np.frombuffer(blob, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _idx_path(root: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def is_idx_dir(path: Path) -> bool:
+    """Whether ``path`` holds the four (Fashion-)MNIST idx files, gzipped or not."""
+    return all(_idx_path(path, stem) is not None for stem in IDX_FILES.values())
+
+
+def fashion_mnist_dir() -> Path:
+    """The installed Fashion-MNIST directory (``$HWPRUNE_FASHION_MNIST``, else Debian's).
+
+    Raises ``ValueError`` saying how to get the data when it is not there.
+    """
+    env = os.environ.get("HWPRUNE_FASHION_MNIST")
+    root = Path(env).expanduser() if env else FASHION_MNIST_DIR
+    if not is_idx_dir(root):
+        files = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
+        raise ValueError(
+            f"Fashion-MNIST is not installed in {str(root)!r}: install it with "
+            "'apt-get install dataset-fashion-mnist' (Debian/Ubuntu, as root), or put the "
+            f"four idx files ({files}) in a directory and pass --data DIR"
+        )
+    return root
+
+
+def load_idx_splits(
+    path: str | Path,
+    *,
+    size: int = 28,
+    channels: int = 1,
+    holdout_size: int = FASHION_HOLDOUT_SIZE,
+    name: str = "idx",
+) -> Splits:
+    """(Fashion-)MNIST from a directory of its four idx files, gzipped or not.
+
+    The source's own 10,000 test images are the test split; ``holdout_size`` training
+    images (stratified, seed :data:`SPLIT_SEED`) form the search holdout and the rest
+    (55,000 by default) the training split. Normalised with the training split's mean
+    and std. Images stay uint8 in memory (47 MB for all 70,000). The provenance string
+    is ``name`` plus a hash of the labels (and test images), so trained weights are cached by content,
+    whichever directory the files come from.
+    """
+    root = Path(path).expanduser()
+    if not is_idx_dir(root):
+        missing = [s for s in IDX_FILES.values() if _idx_path(root, s) is None]
+        raise ValueError(
+            f"{str(root)!r} lacks the idx file(s) {', '.join(missing)} (gzipped or not)"
+        )
+    arrays = {k: read_idx(_idx_path(root, stem)) for k, stem in IDX_FILES.items()}  # type: ignore[arg-type]
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{str(root)!r}: {split} images {images.shape} and labels {labels.shape} do "
+                "not match (expected (N, H, W) and (N,))"
+            )
+    digest = hashlib.sha256()
+    for key in ("train_labels", "test_labels", "test_images"):
+        digest.update(arrays[key].tobytes())
+    labels_hash = digest.hexdigest()[:12]
+    x = torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1)
+    y = torch.from_numpy(arrays["train_labels"].astype(np.int64))
+    xt = torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1)
+    yt = torch.from_numpy(arrays["test_labels"].astype(np.int64))
+    tr, ho = stratified_split(y.numpy(), size=holdout_size)
+    mean, std = _channel_stats(x[torch.from_numpy(tr)])
+    return _make_splits(
+        x,
+        y,
+        tr,
+        ho,
+        xt,
+        yt,
+        size=(size, size),
+        channels=channels,
+        mean=mean * channels,
+        std=std * channels,
+        source=f"{name}:{labels_hash}:{holdout_size}",
     )
 
 

@@ -186,6 +186,7 @@ def finetune(
     weight_decay: float = 5e-4,
     schedule: str = "constant",
     label_smoothing: float = 0.0,
+    hflip: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> nn.Module:
@@ -193,7 +194,8 @@ def finetune(
 
     Batches are drawn epoch by epoch from a permutation seeded by ``seed``, so the same
     call gives the same result. ``schedule`` is ``"constant"`` or ``"cosine"`` (decay to
-    0 over ``steps``). Parameters reparametrised by ``torch.nn.utils.prune`` (``*_orig``
+    0 over ``steps``). ``hflip`` mirrors a random half of every batch (augmentation for
+    mirror-symmetric classes). Parameters reparametrised by ``torch.nn.utils.prune`` (``*_orig``
     times a ``*_mask`` buffer) receive zero gradient where masked, so pruned weights stay
     pruned: fine-tuning with masks held fixed needs nothing special.
     """
@@ -226,6 +228,9 @@ def finetune(
             if step >= steps:
                 break
             x, y = _take(train, perm[b * batch_size : (b + 1) * batch_size])
+            if hflip:
+                flip = torch.rand(x.shape[0], generator=gen) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             loss = F.cross_entropy(
                 model(x.to(dev, non_blocking=True)),
                 y.to(dev, non_blocking=True),

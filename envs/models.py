@@ -43,6 +43,10 @@ class DigitsCNN(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+#: fashion-cnn: the digits CNN at twice the width (about 72k parameters).
+FASHION_CNN_WIDTHS = (16, 16, 32, 32, 64, 64)
+
+
 class _ShortcutA(nn.Module):
     """He et al.'s CIFAR "option A" shortcut: subsample and zero-pad channels (no weights)."""
 

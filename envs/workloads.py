@@ -44,18 +44,23 @@ from torch import nn
 
 from envs.data import (
     BUILTIN_SOURCES,
+    INSTALLED_SOURCES,
     SPLIT_SEED,
     Splits,
+    fashion_mnist_dir,
     is_cifar10_dir,
+    is_idx_dir,
     load_cifar10_splits,
     load_digits_aug_splits,
     load_digits_splits,
+    load_idx_splits,
     load_imagefolder_splits,
     make_synthetic_splits,
 )
 from envs.evaluation import DEVICES, accuracy, finetune, resolve_device
 from envs.models import (
     CIFAR_MODELS,
+    FASHION_CNN_WIDTHS,
     TORCHVISION_INPUT_SIZE,
     DigitsCNN,
     build_torchvision,
@@ -87,10 +92,17 @@ class TrainRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
+    hflip: bool = False
+    """Random horizontal flips of half of every batch (for data whose classes are
+    mirror-symmetric, like clothes; not for digits)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for hashing and provenance)."""
-        return dict(vars(self))
+        """Plain dict (for hashing and provenance); ``hflip`` only when on, so that the
+        recipes written before it existed keep their cache keys."""
+        d = dict(vars(self))
+        if not self.hflip:
+            d.pop("hflip")
+        return d
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,10 @@ class _Arch:
     """Fixed input channels (3 for torchvision); None = the data's own."""
     recipe: TrainRecipe = field(default_factory=TrainRecipe)
     family: str = "custom"
+    default_data: str | None = None
+    """Data source when ``data=None`` (``None``: the bundled digits)."""
+    recipes: dict[str, TrainRecipe] = field(default_factory=dict)
+    """Training recipe per data kind, where it differs from ``recipe``."""
 
 
 def cache_dir() -> Path:
@@ -125,17 +141,33 @@ def recipe_key(recipe: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: Data kinds whose training is cheap enough to run automatically (for small models).
+TRAINABLE_KINDS = (*BUILTIN_SOURCES, "fashion-mnist", "idx")
+
+
 def _data_kind(data: str | Path | None) -> str:
+    """The kind of a ``data=`` value; raises ``ValueError`` (before any loading) if unusable.
+
+    Kinds: the built-in sources, ``fashion-mnist`` (installed; its absence is reported
+    with how to install it), ``idx`` (a directory of (Fashion-)MNIST idx files),
+    ``cifar10`` and ``folder`` (ImageFolder).
+    """
     if data is None:
         return "digits"
     if str(data) in BUILTIN_SOURCES:
         return str(data)
+    if str(data) in INSTALLED_SOURCES:
+        fashion_mnist_dir()  # raises, saying how to install it, if it is absent
+        return str(data)
     path = Path(data).expanduser()
     if not path.is_dir():
         raise ValueError(
-            f"data {str(data)!r} is neither a built-in source ({', '.join(BUILTIN_SOURCES)}) "
-            "nor an existing directory (CIFAR-10 python batches or an ImageFolder)"
+            f"data {str(data)!r} is neither a built-in source "
+            f"({', '.join((*BUILTIN_SOURCES, *INSTALLED_SOURCES))}) nor an existing directory "
+            "((Fashion-)MNIST idx files, CIFAR-10 python batches or an ImageFolder)"
         )
+    if is_idx_dir(path):
+        return "idx"
     return "cifar10" if is_cifar10_dir(path) else "folder"
 
 
@@ -148,7 +180,13 @@ def _load_splits(
         return load_digits_aug_splits(size=size, channels=channels or 1)
     if kind == "synthetic":
         return make_synthetic_splits(input_shape=(channels or default_c, size, size))
+    if kind == "fashion-mnist":
+        return load_idx_splits(
+            fashion_mnist_dir(), size=size, channels=channels or 1, name="fashion-mnist"
+        )
     assert data is not None
+    if kind == "idx":
+        return load_idx_splits(data, size=size, channels=channels or 1)
     if channels not in (None, 3):
         raise ValueError(f"{kind} data has 3 channels; this model needs {channels}")
     if kind == "cifar10":
@@ -255,6 +293,7 @@ def _train(model: nn.Module, splits: Splits, recipe: TrainRecipe, seed: int) -> 
         weight_decay=recipe.weight_decay,
         schedule="cosine",
         label_smoothing=recipe.label_smoothing,
+        hflip=recipe.hflip,
         seed=seed,
         device="cpu",
     )
@@ -271,6 +310,8 @@ def _build_workload(
     train: bool | None = None,
 ) -> Workload:
     # Validate every argument before any long work (data loading, training).
+    if data is None:
+        data = arch.default_data
     kind = _data_kind(data)
     dev = resolve_device(device)
     if image_size is not None and image_size < 1:
@@ -282,7 +323,7 @@ def _build_workload(
     with _deterministic(seed):
         model = arch.build(splits.input_shape[0], splits.num_classes)
     example = splits.holdout[0][0].unsqueeze(0)
-    recipe = arch.recipe
+    recipe = arch.recipes.get(kind, arch.recipe)
     if kind == "synthetic":  # learnable in a few epochs; keeps tests fast
         recipe = TrainRecipe(epochs=min(recipe.epochs, 5), lr=recipe.lr)
     meta: dict[str, Any] = {
@@ -300,7 +341,7 @@ def _build_workload(
         macs = _macs(model, example)
         meta["macs"] = macs
         if train is None:
-            cheap = kind in BUILTIN_SOURCES and macs <= MAX_TRAIN_MACS
+            cheap = kind in TRAINABLE_KINDS and macs <= MAX_TRAIN_MACS
             reason = (
                 f"training it here is too costly ({macs / 1e6:.0f} MMACs per image, "
                 f"max {MAX_TRAIN_MACS / 1e6:.0f}; or data that is not bundled)"
@@ -436,6 +477,18 @@ def _register(arch: _Arch, help: str) -> None:
     WORKLOADS.register(arch.name, factory, help=help)
 
 
+#: Native side length of the (Fashion-)MNIST idx sources: their nets run at 28x28.
+IDX_SIZE = 28
+_IDX_KINDS = ("fashion-mnist", "idx")
+#: Fashion-MNIST recipes: SGD with flips (clothes are mirror-symmetric), cosine schedule.
+FASHION_RECIPE = TrainRecipe(epochs=10, lr=0.05, batch_size=128, hflip=True)
+RESNET20_FASHION_RECIPE = TrainRecipe(epochs=8, lr=0.1, batch_size=128, hflip=True)
+
+
+def _side(kind: str, default: int) -> int:
+    return IDX_SIZE if kind in _IDX_KINDS else default
+
+
 _register(
     _Arch(
         name="digits-cnn",
@@ -445,11 +498,22 @@ _register(
     ),
     "six-conv VGG-style CNN on the bundled 8x8 digits upsampled to 16x16 (default)",
 )
+_register(
+    _Arch(
+        name="fashion-cnn",
+        build=lambda c, k: DigitsCNN(in_channels=c, num_classes=k, widths=FASHION_CNN_WIDTHS),
+        size=lambda kind: _side(kind, 32),
+        recipe=FASHION_RECIPE,
+        default_data="fashion-mnist",
+    ),
+    "six-conv VGG-style CNN, twice digits-cnn's width, on Fashion-MNIST (28x28)",
+)
 #: CIFAR-style nets: name -> (recipe, help). Only resnet20 is cheap enough to auto-train.
 _CIFAR_HELP = {
     "resnet20": (
         TrainRecipe(epochs=6, lr=0.1),
-        "CIFAR ResNet-20 (32x32 inputs); trained on digits upsampled to 32x32 by default",
+        "CIFAR ResNet-20 (32x32 inputs; 28x28 on Fashion-MNIST); trained on digits upsampled "
+        "to 32x32 by default",
     ),
     "resnet56": (
         TrainRecipe(epochs=12, lr=0.1),
@@ -465,8 +529,9 @@ for _name, (_recipe, _help) in _CIFAR_HELP.items():
         _Arch(
             name=_name,
             build=CIFAR_MODELS[_name],
-            size=lambda kind: 32,
+            size=lambda kind: _side(kind, 32),
             recipe=_recipe,
+            recipes={k: RESNET20_FASHION_RECIPE for k in _IDX_KINDS} if _name == "resnet20" else {},
             family="cifar",
         ),
         _help,

@@ -256,3 +256,31 @@ def test_learned_agent_refines_its_last_episodes(task: PruningTask) -> None:
             for prev in seen
         )
         seen.add(tuple(rec.choice))
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "message"),
+    [
+        ("tpe", {"n_startup_trials": -1}, "n_startup_trials must be an int >= 0, got -1"),
+        ("tpe", {"n_ei_candidates": 0}, "n_ei_candidates must be an int >= 1"),
+        ("tpe", {"multivariate": "yes"}, "multivariate must be true or false"),
+        ("tpe", {"action_range": "bogus"}, "unknown action_range 'bogus'.*wall"),
+        ("cmaes", {"sigma0": 0}, "sigma0 must be a positive number or null, got 0"),
+        ("cmaes", {"popsize": 1}, "popsize must be an int >= 2"),
+        ("cmaes", {"restarts": "bipop"}, "unknown restarts 'bipop'; valid choices: none, ipop"),
+    ],
+)
+def test_optuna_agents_reject_bad_hyperparameters(name: str, override: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_agent(name, override)
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes"])
+def test_optuna_agents_exploit_what_they_learn(name: str, task: PruningTask) -> None:
+    """The sampler's model is used: later trials score better on average than the first
+    ones, and one trial is exactly one recorded episode."""
+    recorder = EpisodeRecorder()
+    get_agent(name).search([env_fn(task)], episodes=60, recorder=recorder, seed=0)
+    acc = [r.accuracy for r in recorder.history]
+    assert len(acc) == 60
+    assert sum(acc[-20:]) / 20 > sum(acc[:20]) / 20

@@ -118,3 +118,148 @@ def test_iter_batches_and_devices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# --- (Fashion-)MNIST idx files -------------------------------------------------------------
+
+
+def _write_idx(path, array, *, magic: bytes | None = None, cut: int = 0) -> None:
+    """``array`` (uint8) as an idx file at ``path`` (gzipped if it ends in .gz)."""
+    import gzip
+
+    import numpy as np
+
+    header = magic if magic is not None else bytes([0, 0, 0x08, array.ndim])
+    blob = header + np.asarray(array.shape, dtype=">i4").tobytes() + array.tobytes()
+    blob = blob[: len(blob) - cut]
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as fh:
+        fh.write(blob)
+
+
+def _write_idx_dir(root, *, gz: bool, n_train: int = 60, n_test: int = 20) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(
+            root / f"{split}-images-idx3-ubyte{suffix}",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        )
+        _write_idx(
+            root / f"{split}-labels-idx1-ubyte{suffix}", (np.arange(n) % 10).astype(np.uint8)
+        )
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_round_trips(tmp_path, gz: bool) -> None:
+    import numpy as np
+
+    from envs.data import read_idx
+
+    a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / ("x.idx.gz" if gz else "x.idx")
+    _write_idx(path, a)
+    assert np.array_equal(read_idx(path), a)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_rejects_bad_files(tmp_path, gz: bool) -> None:
+    import numpy as np
+
+    from envs.data import read_idx
+
+    a = np.zeros((3, 4), dtype=np.uint8)
+    sfx = ".gz" if gz else ""
+    _write_idx(tmp_path / f"magic{sfx}", a, magic=b"\x12\x34\x08\x02")
+    with pytest.raises(ValueError, match="not an idx file: bad magic number 12340802"):
+        read_idx(tmp_path / f"magic{sfx}")
+    _write_idx(tmp_path / f"float{sfx}", a, magic=b"\x00\x00\x0d\x02")
+    with pytest.raises(ValueError, match="idx type 0x0d is not supported"):
+        read_idx(tmp_path / f"float{sfx}")
+    _write_idx(tmp_path / f"cut{sfx}", a, cut=5)
+    with pytest.raises(ValueError, match="truncated or corrupt: 19 bytes.*needs 24"):
+        read_idx(tmp_path / f"cut{sfx}")
+    _write_idx(tmp_path / f"header{sfx}", a, cut=18)
+    with pytest.raises(ValueError, match="truncated: its header needs 12 bytes"):
+        read_idx(tmp_path / f"header{sfx}")
+    if gz:  # a gzip stream cut short is an unreadable file, not a short one
+        (tmp_path / "stream.gz").write_bytes((tmp_path / "magic.gz").read_bytes()[:12])
+        with pytest.raises(ValueError, match="cannot read idx file"):
+            read_idx(tmp_path / "stream.gz")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_directory_splits(tmp_path, gz: bool) -> None:
+    from envs.data import is_idx_dir, load_idx_splits
+
+    _write_idx_dir(tmp_path, gz=gz)
+    assert is_idx_dir(tmp_path)
+    s = load_idx_splits(tmp_path, holdout_size=10)
+    assert [len(s.train), len(s.holdout), len(s.test)] == [50, 10, 20]
+    assert s.input_shape == (1, 28, 28) and s.num_classes == 10
+    # The holdout is stratified: one image of every class.
+    assert sorted(s.holdout.labels.tolist()) == list(range(10))
+    assert (
+        s.source.startswith("idx:")
+        and s.source == load_idx_splits(tmp_path, holdout_size=10).source
+    )
+    (tmp_path / ("t10k-labels-idx1-ubyte" + (".gz" if gz else ""))).unlink()
+    with pytest.raises(ValueError, match="lacks the idx file.*t10k-labels-idx1-ubyte"):
+        load_idx_splits(tmp_path)
+
+
+def test_idx_directory_with_mismatched_counts_is_refused(tmp_path) -> None:
+    import numpy as np
+
+    from envs.data import load_idx_splits
+
+    _write_idx_dir(tmp_path, gz=False)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
+    with pytest.raises(ValueError, match="test images .* and labels .* do not match"):
+        load_idx_splits(tmp_path, holdout_size=10)
+
+
+def test_missing_fashion_mnist_says_how_to_install(tmp_path, monkeypatch) -> None:
+    from envs.workloads import get_workload
+
+    monkeypatch.setenv("HWPRUNE_FASHION_MNIST", str(tmp_path))
+    with pytest.raises(ValueError, match="apt-get install dataset-fashion-mnist.*--data DIR"):
+        get_workload("fashion-cnn")
+    with pytest.raises(ValueError, match="neither a built-in source.*fashion-mnist"):
+        get_workload("fashion-cnn", data=str(tmp_path / "nowhere"))
+
+
+def test_idx_directory_is_a_data_source(tmp_path) -> None:
+    from envs.workloads import _data_kind
+
+    _write_idx_dir(tmp_path, gz=True)
+    assert _data_kind(str(tmp_path)) == "idx"
+    assert _data_kind("fashion-mnist" if _fashion_installed() else "digits") in (
+        "fashion-mnist",
+        "digits",
+    )
+
+
+def _fashion_installed() -> bool:
+    from envs.data import FASHION_MNIST_DIR, is_idx_dir
+
+    return is_idx_dir(FASHION_MNIST_DIR)
+
+
+@pytest.mark.skipif(
+    not _fashion_installed(),
+    reason="Debian's dataset-fashion-mnist is not installed (make test installs it as root)",
+)
+def test_real_fashion_mnist_files() -> None:
+    from envs.data import FASHION_MNIST_DIR, load_idx_splits
+
+    s = load_idx_splits(FASHION_MNIST_DIR, name="fashion-mnist")
+    assert [len(s.train), len(s.holdout), len(s.test)] == [55_000, 5_000, 10_000]
+    assert s.num_classes == 10 and s.input_shape == (1, 28, 28)
+    # Balanced classes: 6,000 training and 1,000 test images each.
+    assert torch.bincount(s.test.labels).tolist() == [1000] * 10
+    assert torch.bincount(s.holdout.labels).tolist() == [500] * 10
+    x, _ = dataset_tensors(s.train, limit=2000)
+    assert abs(float(x.mean())) < 0.1 and 0.8 < float(x.std()) < 1.2
