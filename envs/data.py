@@ -434,8 +434,8 @@ def load_idx_splits(
     images (stratified, seed :data:`SPLIT_SEED`) form the search holdout and the rest
     (55,000 by default) the training split. Normalised with the training split's mean
     and std. Images stay uint8 in memory (47 MB for all 70,000). The provenance string
-    is ``name`` plus a hash of the labels (and test images), so trained weights are cached by content,
-    whichever directory the files come from.
+    is ``name`` plus a hash of the labels and test images, so trained weights are cached
+    by content, whichever directory the files come from.
     """
     root = Path(path).expanduser()
     if not is_idx_dir(root):
