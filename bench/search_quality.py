@@ -75,10 +75,25 @@ PAIRS: list[tuple[str, str]] = [
 # dense accuracy is 97.9%, the benchmark's pruned and fine-tuned networks land between 72%
 # and 97%, and its 3,600 test images resolve 0.03 points.
 WORKLOADS: dict[str, tuple[str, str | None]] = {
+    "fashion-cnn": ("fashion-cnn", "fashion-mnist"),
+    "resnet20-fashion": ("resnet20", "fashion-mnist"),
     "digits-cnn": ("digits-cnn", None),
     "digits-aug": ("digits-cnn", "digits-aug"),
     "resnet20": ("resnet20", None),
 }
+# Tracks: the main one on real data (Fashion-MNIST, 10,000 test images), and the digits
+# smoke tracks of earlier rounds (their 360 test images cannot rank close policies).
+TRACKS: dict[str, tuple[str, ...]] = {
+    "fashion": ("fashion-cnn", "resnet20-fashion"),
+    "digits": ("digits-cnn", "resnet20"),
+    "digits-aug": ("digits-aug",),
+}
+# Pairs on resnet20 / Fashion-MNIST (the residual network costs ~3x fashion-cnn per image).
+FASHION_RESNET_PAIRS: list[tuple[str, str]] = [
+    ("balanced", "accel-kang-16"),
+    ("crossbar", "reram-128"),
+    ("channel", "gpu-jetson-tx2"),
+]
 # Pairs also run on digits-aug: those whose decision space is not tiny on this network
 # (crossbar x reram-128 has 12 policies in all, channel x gpu-jetson-tx2 64, whatever the data).
 AUG_PAIRS: list[tuple[str, str]] = [
@@ -89,6 +104,26 @@ AUG_PAIRS: list[tuple[str, str]] = [
 ]
 # Pairs also run on resnet20 (digits upsampled to 32x32).
 RESNET_PAIRS: list[tuple[str, str]] = [("balanced", "accel-kang-16"), ("crossbar", "reram-128")]
+# Pairs per workload (default: every pair of PAIRS).
+MODEL_PAIRS: dict[str, list[tuple[str, str]]] = {
+    "resnet20-fashion": FASHION_RESNET_PAIRS,
+    "digits-aug": AUG_PAIRS,
+    "resnet20": RESNET_PAIRS,
+}
+# Evaluated episodes per search and method (AMC used hundreds).
+EPISODES: dict[str, int] = {
+    "fashion-cnn": 200,
+    "resnet20-fashion": 120,
+    "digits-cnn": 100,
+    "digits-aug": 100,
+    "resnet20": 36,
+}
+# Fine-tune steps (batch 64, lr 0.01, masks fixed) of the test truth, per workload. On
+# Fashion-MNIST, 300 steps (19,200 images, a third of an epoch; 10 s for fashion-cnn on one
+# core) recovered uniform unstructured at 0.6 from 82.85% to 91.09 / 91.04% (two seeds),
+# one epoch (28 s) to 91.45 / 91.39%: the ranking signal is there at a third of the cost.
+FINETUNE: dict[str, int] = {"default": 30, "fashion-cnn": 300, "resnet20-fashion": 300}
+DEFAULT_BUDGETS: tuple[float, ...] = (0.35, 0.5)
 # Where the default (latency, --budgets) does not fit a pair: ReRAM latency does not fall
 # with pruning (crossbars run in parallel), so crossbar pairs budget the crossbar count;
 # on the small digits network the GPU's latency floor is ~0.9 of dense, so the channel pair
@@ -97,10 +132,36 @@ PAIR_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
     ("crossbar", "reram-128"): {"metric": "resources", "budgets": (0.7, 0.8)},
     ("channel", "gpu-jetson-tx2"): {"metric": "latency", "budgets": (0.92, 0.96)},
 }
+# fashion-cnn budgets: each setting has >= 1,000 feasible policies and the uniform policy
+# loses >= 2 points of holdout accuracy (both printed per setting). Measured: balanced 0.35
+# and 0.5 (uniform -9.4 points; ~2.3M and ~28M feasible policies), pattern 0.4 / 0.6
+# (-20.9 / -11.9; ~5.6k / ~135k), ikr 0.5 / 0.6 (-24.0 / -12.7; 3,795 / 11,808), unstructured
+# 0.6 / 0.7 (-10.7 / -4.2). On this small network (<= 64 output channels, <= 576 rows per
+# layer) whole-crossbar pruning leaves 180 policies in all (levels 2, 2, 3, 3, 5), so the
+# crossbar pair prunes at column grain (Liang et al.'s second grain) and budgets the ReRAM
+# energy, which the used columns' ADC conversions dominate. The GPU is costed at batch 32:
+# at batch 1 a network this small is launch-bound (latency floor 0.74 of dense; 0.44 at 32).
+FASHION_CNN_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
+    ("balanced", "accel-kang-16"): {"budgets": (0.35, 0.5)},
+    ("pattern", "accel-kang-16"): {"budgets": (0.4, 0.6)},
+    ("ikr", "accel-kang-16"): {"budgets": (0.5, 0.6)},
+    ("unstructured", "accel-kang-16"): {"budgets": (0.6, 0.7)},
+    ("crossbar", "reram-128"): {
+        "metric": "energy",
+        "budgets": (0.8, 0.9),
+        "scheme_params": {"grain": "column"},
+    },
+    ("channel", "gpu-jetson-tx2"): {
+        "metric": "latency",
+        "budgets": (0.7, 0.8),
+        "hardware_params": {"batch": 32},
+    },
+}
 # Per-model overrides of the above. resnet20's crossbar floor is ~0.34 of dense (digits-cnn:
 # ~0.64), so 0.7/0.8 would leave every method near dense accuracy; 0.5/0.7 leaves room.
 MODEL_PAIR_SETTINGS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("resnet20", "crossbar", "reram-128"): {"budgets": (0.5, 0.7)},
+    **{("fashion-cnn", *pair): setting for pair, setting in FASHION_CNN_SETTINGS.items()},
 }
 # Holdout-proxy settings per workload (envs.proxies.HoldoutProxy keywords). On resnet20 the
 # default (all 300 holdout images, BN re-estimated on 2 x 128 images) costs ~0.8 s per
@@ -128,15 +189,16 @@ DEFAULT_SEARCH_PROXY: tuple[str, dict[str, Any]] = ("holdout", {})
 # of all 12 crossbar choices found the same policy best for both, so budgets stay below
 # that). The GPU runs at batch 32 here:
 # at batch 1 its latency is launch-bound and barely moves with the channel counts.
-AWARE_PAIRS: list[tuple[str, str]] = [("channel", "gpu-jetson-tx2"), ("crossbar", "reram-128")]
-AWARE_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
-    ("channel", "gpu-jetson-tx2"): {"budgets": (0.6, 0.75), "hardware_params": {"batch": 32}},
-    ("crossbar", "reram-128"): {"budgets": (0.85, 0.88)},
+AWARE_SETTINGS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
+    "digits-cnn": {
+        ("channel", "gpu-jetson-tx2"): {"budgets": (0.6, 0.75), "hardware_params": {"batch": 32}},
+        ("crossbar", "reram-128"): {"budgets": (0.85, 0.88)},
+    },
 }
 # Target-search budgets of the awareness check: fractions of the way from the flops
 # policy's target cost c_f down to the target's least achievable cost (its floor).
 AWARE_STEPS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.35, 0.5)
-BASELINES = ("uniform", "random", "greedy")
+BASELINES = ("uniform", "random", "greedy", "tpe", "cmaes")
 OUT = ROOT / "bench" / "results" / "search_quality.json"
 
 _TASKS: dict[tuple, Any] = {}
@@ -160,6 +222,7 @@ def _task_and_proxy(
     *,
     metric: str | None = None,
     hardware_params: dict[str, Any] | None = None,
+    scheme_params: dict[str, Any] | None = None,
     cost_on: str | None = None,
 ):
     """Task (memoised per worker) and its search proxy; ``cost_on`` swaps the cost model
@@ -169,7 +232,8 @@ def _task_and_proxy(
     from hwmodels import get_hardware
 
     hp = tuple(sorted((hardware_params or {}).items()))
-    key = (model, scheme, hardware, metric, hp, cost_on)
+    sp = tuple(sorted((scheme_params or {}).items()))
+    key = (model, scheme, hardware, metric, hp, sp, cost_on)
     if key not in _TASKS:
         arch, data = WORKLOADS[model]
         task = make_task(
@@ -179,6 +243,7 @@ def _task_and_proxy(
             hardware=hardware,
             metric=metric,
             hardware_params=hardware_params,
+            scheme_params=scheme_params,
         )
         if cost_on is not None:  # FLOPs: kept MACs as nominal latency
             task = build_task(task.workload, task.scheme, get_hardware(cost_on), metric="latency")
@@ -200,19 +265,54 @@ def _search(task, proxy, method: str, *, budget: float, episodes: int, seed: int
     return rec, time.perf_counter() - t0
 
 
-def feasible_policies(task, budget: float, limit: int = 5000) -> int | None:
-    """How many policies are within ``budget`` (None if there are more than ``limit``
-    policies in all: too many to enumerate). A setting with a handful of feasible policies
-    is no test of search: every method with enough episodes finds the best of them."""
+def feasible_policies(
+    task, budget: float, *, exact_limit: int = 200_000, samples: int = 20_000
+) -> tuple[int, bool]:
+    """How many policies are within ``budget``, and whether the count is exact.
+
+    Exact (enumeration) when there are at most ``exact_limit`` policies in all; otherwise
+    estimated from ``samples`` uniformly random policies (fixed seed) as the feasible
+    share times the total. A setting with a handful of feasible policies is no test of
+    search: every method with enough episodes finds the best of them.
+    """
     import itertools
 
+    import numpy as np
+
     sizes = [len(d.levels) for d in task.decisions]
-    if math.prod(sizes) > limit:
-        return None
-    return sum(
-        task.cost_ratio(choice) <= budget + 1e-9
-        for choice in itertools.product(*(range(n) for n in sizes))
-    )
+    total = math.prod(sizes)
+    if total <= exact_limit:
+        count = sum(
+            task.cost_ratio(choice) <= budget + 1e-9
+            for choice in itertools.product(*(range(n) for n in sizes))
+        )
+        return int(count), True
+    rng = np.random.default_rng(0)
+    draws = np.stack([rng.integers(0, n, samples) for n in sizes], axis=1)
+    hits = sum(task.cost_ratio(tuple(int(j) for j in row)) <= budget + 1e-9 for row in draws)
+    return int(round(total * hits / samples)), False
+
+
+def dense_holdout(task, proxy) -> float:
+    """The search proxy's score of the unpruned network (the reference of holdout loss)."""
+    return float(proxy.evaluate(task.masks([len(d.levels) - 1 for d in task.decisions])))
+
+
+_TRUTHS: dict[tuple, float] = {}
+
+
+def truth(task, cell: dict[str, Any], choice, k: int, pruned_model, test_accuracy) -> float:
+    """Test accuracy of ``choice`` after fine-tune number ``k`` (seed ``k``), memoised per
+    worker. The seed depends on ``k`` only, so the truth is a function of the policy: two
+    methods (or seeds) that find the same policy get the same figure, and the comparison
+    is paired. Several fine-tunes per policy: one fine-tune's seed moves the test accuracy
+    of the same policy as much as close methods differ."""
+    key = (cell["model"], cell["scheme"], cell["hardware"], cell["metric"], tuple(choice))
+    key += (str(cell.get("scheme_params")), k, cell["finetune"])
+    if key not in _TRUTHS:
+        model = pruned_model(task, choice, finetune_steps=cell["finetune"], seed=k)
+        _TRUTHS[key] = test_accuracy(task, model)
+    return _TRUTHS[key]
 
 
 def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
@@ -224,31 +324,27 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     task, proxy = _task_and_proxy(
-        cell["model"], cell["scheme"], cell["hardware"], metric=cell["metric"]
+        cell["model"],
+        cell["scheme"],
+        cell["hardware"],
+        metric=cell["metric"],
+        hardware_params=cell.get("hardware_params"),
+        scheme_params=cell.get("scheme_params"),
     )
     out = {
         **cell,
         "methods": {},
         "proxy": SEARCH_PROXY.get(cell["model"], DEFAULT_SEARCH_PROXY),
-        "feasible_policies": feasible_policies(task, cell["budget"]),
+        "dense_holdout": dense_holdout(task, proxy),
     }
+    out["feasible_policies"], out["feasible_exact"] = feasible_policies(task, cell["budget"])
     for method in cell["methods"]:
         rec, secs = _search(
             task, proxy, method, budget=cell["budget"], episodes=cell["episodes"], seed=cell["seed"]
         )
         best = rec.best
-        # Several fine-tunes per policy: one fine-tune's seed moves the test accuracy of
-        # the same policy by ~0.3-0.6 points (360 test images), as much as the methods differ.
         tests = [
-            test_accuracy(
-                task,
-                pruned_model(
-                    task,
-                    best.choice,
-                    finetune_steps=cell["finetune"],
-                    seed=cell["seed"] * 1000 + k,
-                ),
-            )
+            truth(task, cell, best.choice, k, pruned_model, test_accuracy)
             for k in range(cell["finetune_seeds"])
         ]
         out["methods"][method] = {
@@ -327,11 +423,16 @@ def _available(scheme: str, hardware: str) -> str | None:
     return f"{' and '.join(missing)} not registered" if missing else None
 
 
-def _ms(values: list[float], pct: bool = True) -> str:
-    scale = 100.0 if pct else 1.0
+def _ms(values: list[float], kind: str = "pct") -> str:
+    """``mean+-std`` of ``values``: ``pct`` (fractions as percent), ``ratio`` or ``seconds``."""
+    scale = 100.0 if kind == "pct" else 1.0
     mean = statistics.fmean(values) * scale
     std = (statistics.stdev(values) if len(values) > 1 else 0.0) * scale
-    return f"{mean:6.2f}+-{std:4.2f}" if pct else f"{mean:5.3f}+-{std:5.3f}"
+    if kind == "pct":
+        return f"{mean:6.2f}+-{std:4.2f}"
+    if kind == "seconds":
+        return f"{mean:6.0f}+-{std:4.0f}"
+    return f"{mean:5.3f}+-{std:5.3f}"
 
 
 def _by_setting(cells: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
@@ -345,25 +446,49 @@ def _by_setting(cells: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]
 def _tables(cells: list[dict[str, Any]], methods: list[str]) -> str:
     lines = []
     groups = _by_setting(cells)
-    for field, title, pct in (
-        ("holdout", "best holdout accuracy (%)", True),
-        ("test", "test accuracy (%) of each best policy after the same fine-tune", True),
-        ("cost_ratio", "cost ratio reached", False),
-        ("episodes", "evaluated episodes per search", False),
+    for field, title, kind in (
+        ("holdout", "best holdout accuracy (%)", "pct"),
+        ("test", "test accuracy (%) of each best policy after the same fine-tunes", "pct"),
+        ("cost_ratio", "cost ratio reached", "ratio"),
+        ("episodes", "evaluated episodes per search", "ratio"),
+        ("seconds", "search wall time (s, one core)", "seconds"),
     ):
         lines.append(f"\n## {title}, mean +- std over seeds")
-        head = f"{'model':10s} {'scheme':12s} {'hardware':15s} {'budget':>6s}  " + "  ".join(
+        head = f"{'model':16s} {'scheme':12s} {'hardware':15s} {'budget':>6s}  " + "  ".join(
             f"{m:>13s}" for m in methods
         )
         lines.append(head)
         for (model, scheme, hw, b), group in sorted(groups.items()):
-            row = f"{model:10s} {scheme:12s} {hw:15s} {b:6.2f}  "
+            row = f"{model:16s} {scheme:12s} {hw:15s} {b:6.2f}  "
             vals = []
             for m in methods:
                 xs = [g["methods"][m][field] for g in group if m in g["methods"]]
-                vals.append(f"{_ms(xs, pct):>13s}" if xs else f"{'-':>13s}")
+                vals.append(f"{_ms(xs, kind):>13s}" if xs else f"{'-':>13s}")
             lines.append(row + "  ".join(vals))
     return "\n".join(lines)
+
+
+def _setting_notes(group: list[dict[str, Any]]) -> str:
+    """Feasible-policy count and uniform's holdout loss against dense, for one setting."""
+    c = group[0]
+    notes = []
+    if c.get("feasible_policies") is not None:
+        approx = "" if c.get("feasible_exact", True) else "~"
+        notes.append(f"{approx}{c['feasible_policies']} feasible policies")
+    if "dense_holdout" in c and "uniform" in c["methods"]:
+        loss = 100 * (c["dense_holdout"] - c["methods"]["uniform"]["holdout"])
+        notes.append(f"uniform loses {loss:.2f} pts of holdout")
+    return f"  [{'; '.join(notes)}]" if notes else ""
+
+
+def paired_difference(group: list[dict[str, Any]], agent: str) -> tuple[str, float, float]:
+    """The best baseline of a setting (by mean test accuracy) and the agent's paired
+    difference to it: mean and standard error over the seeds, in points."""
+    baselines = [m for m in BASELINES if m in group[0]["methods"]]
+    best = max(baselines, key=lambda m: statistics.fmean(g["methods"][m]["test"] for g in group))
+    diffs = [100 * (g["methods"][agent]["test"] - g["methods"][best]["test"]) for g in group]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return best, statistics.fmean(diffs), se
 
 
 def _verdicts(cells: list[dict[str, Any]], agent: str) -> list[tuple[str, bool]]:
@@ -377,13 +502,13 @@ def _verdicts(cells: list[dict[str, Any]], agent: str) -> list[tuple[str, bool]]
         }
         ge_all = all(mean[agent] >= mean[m] - 1e-12 for m in BASELINES if m in mean)
         gt_uni = mean[agent] > mean.get("uniform", float("-inf")) + 1e-12
+        best, diff, se = paired_difference(group, agent)
         line = (
-            f"{model:10s} {scheme:12s} {hw:15s} {b:6.2f}  {agent} test {100 * mean[agent]:6.2f} "
-            f">= every baseline: {'yes' if ge_all else 'NO'}; > uniform "
-            f"({100 * mean['uniform']:6.2f}): {'yes' if gt_uni else 'NO'}"
-        )
-        if group[0].get("feasible_policies") is not None:
-            line += f"  [{group[0]['feasible_policies']} feasible policies]"
+            f"{model:16s} {scheme:12s} {hw:15s} {b:5.2f}  {agent} test {100 * mean[agent]:6.2f}; "
+            f"- best baseline ({best}) {diff:+.2f} +- {se:.2f} (se); >= every baseline: "
+            f"{'yes' if ge_all else 'NO'}; > uniform ({100 * mean['uniform']:6.2f}): "
+            f"{'yes' if gt_uni else 'NO'}"
+        ) + _setting_notes(group)
         out.append((line, ge_all and gt_uni))
     return out
 
@@ -411,12 +536,8 @@ def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: li
     """The benchmark's tables, per-agent verdicts and awareness summary as text."""
     lines = [_tables(cells, methods)] if cells else []
     agents = [m for m in methods if m not in BASELINES]
-    # Verdicts per track: the plain-digits workloads, and digits-aug (which resolves them).
-    tracks = {
-        "digits-cnn + resnet20": [c for c in cells if c["model"] != "digits-aug"],
-        "digits-aug": [c for c in cells if c["model"] == "digits-aug"],
-    }
-    for track, track_cells in tracks.items():
+    for track, models in TRACKS.items():
+        track_cells = [c for c in cells if c["model"] in models]
         for a in agents:
             mine = [c for c in track_cells if a in c["methods"]]
             if not mine:
@@ -426,8 +547,8 @@ def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: li
             verdicts = _verdicts(mine, a)
             met = sum(ok for _, ok in verdicts)
             lines.append(
-                f"\n{a} on {track}: best or tied on holdout in {w}/{n} settings, on test in "
-                f"{wt}/{n}; test >= every baseline and > uniform in {met}/{n}"
+                f"\n{a} on the {track} track: best or tied on holdout in {w}/{n} settings, on "
+                f"test in {wt}/{n}; test >= every baseline and > uniform in {met}/{n}"
             )
             lines.extend(line for line, _ in verdicts)
     if aware:
@@ -446,7 +567,7 @@ def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: li
             reached = sum(r["reached_flops_accuracy"] for r in rs)
 
             def col(key: str, pct: bool = False, rs: list[dict] = rs) -> str:
-                return _ms([r[key] for r in rs], pct)
+                return _ms([r[key] for r in rs], "pct" if pct else "ratio")
 
             lines.append(
                 f"{scheme:9s} {hw}{hp or ''} flops budget {b:.2f} (metric {rs[0]['metric']}, "
@@ -462,36 +583,64 @@ def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: li
     return "\n".join(lines)
 
 
+def _cell_key(c: dict[str, Any]) -> tuple:
+    """What identifies a cell (or awareness row) across runs of this script."""
+    return (c["model"], c["scheme"], c["hardware"], c["budget"], c["seed"])
+
+
+def _episodes_arg(text: str) -> tuple[str, int]:
+    label, _, n = text.partition("=")
+    if label not in WORKLOADS or not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected WORKLOAD=N with WORKLOAD one of {', '.join(WORKLOADS)} and N >= 1, "
+            f"got {text!r}"
+        )
+    return label, int(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the process exit status."""
+    from agents.search import SearchConfig
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="CI-sized: one pair, budget, seed")
     p.add_argument(
-        "--agents", nargs="+", default=["sac", "ddpg", "td3"], help="RL agents to compare"
+        "--tracks",
+        nargs="+",
+        choices=list(TRACKS),
+        default=["fashion"],
+        help="workload tracks (default: the main Fashion-MNIST track)",
     )
-    p.add_argument("--episodes", type=int, default=100, help="episodes per search (digits-cnn)")
-    p.add_argument("--resnet-episodes", type=int, default=36, help="episodes per search (resnet20)")
     p.add_argument(
-        "--aug-episodes", type=int, help="episodes per search (digits-aug; default: --episodes)"
+        "--agents",
+        nargs="+",
+        default=[SearchConfig().agent],
+        help="RL agents to compare (default: the product's default agent)",
     )
     p.add_argument(
-        "--aware-episodes", type=int, help="episodes per awareness search (default: --episodes)"
+        "--episodes",
+        type=_episodes_arg,
+        nargs="+",
+        default=[],
+        metavar="WORKLOAD=N",
+        help=f"episodes per search, overriding {EPISODES}",
     )
-    p.add_argument("--budgets", type=float, nargs="+", default=[0.35, 0.5])
+    p.add_argument("--aware-episodes", type=int, help="episodes per awareness search")
+    p.add_argument("--budgets", type=float, nargs="+", help="override every setting's budgets")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--finetune", type=int, default=30, help="fine-tune steps of every best policy")
+    p.add_argument(
+        "--finetune", type=int, help=f"fine-tune steps of every best policy (default {FINETUNE})"
+    )
     p.add_argument(
         "--finetune-seeds",
         type=int,
-        default=3,
+        default=2,
         help="fine-tunes (seeds) per best policy; its test accuracy is their mean",
     )
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--no-digits", action="store_true", help="skip the digits-cnn method table")
-    p.add_argument("--no-resnet", action="store_true")
-    p.add_argument("--no-aug", action="store_true", help="skip the digits-aug method table")
     p.add_argument("--no-aware", action="store_true")
     p.add_argument("--pairs", nargs="+", help="only these SCHEME:HARDWARE pairs")
+    p.add_argument("--models", nargs="+", choices=list(WORKLOADS), help="only these workloads")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument(
         "--report",
@@ -503,6 +652,11 @@ def main(argv: list[str] | None = None) -> int:
         "--merge",
         action="store_true",
         help="keep the cells of --out for settings this run does not repeat",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the cells already in --out and keep them (continue an interrupted run)",
     )
     args = p.parse_args(argv)
     if args.finetune_seeds < 1:
@@ -520,18 +674,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.agents:
         AGENTS.check(name)
     methods = [*BASELINES, *args.agents]
-    pairs = [] if args.no_digits else [("digits-cnn", s, h) for s, h in PAIRS]
-    if not args.no_aug:
-        pairs += [("digits-aug", s, h) for s, h in AUG_PAIRS]
-    if not args.no_resnet:
-        pairs += [("resnet20", s, h) for s, h in RESNET_PAIRS]
+    episodes = {**EPISODES, **dict(args.episodes)}
+    models = [m for t in args.tracks for m in TRACKS[t]]
+    if args.models:
+        models = [m for m in models if m in args.models]
+    pairs = [(m, s, h) for m in models for s, h in MODEL_PAIRS.get(m, PAIRS)]
     if args.pairs:
         pairs = [p for p in pairs if f"{p[1]}:{p[2]}" in args.pairs]
-    budgets, seeds, eps = args.budgets, list(range(args.seeds)), args.episodes
-    aware_eps = args.aware_episodes or eps
-    aug_eps = args.aug_episodes or eps
-    if args.quick:
-        pairs, budgets, seeds, eps = pairs[:1], budgets[-1:], [0], min(eps, 30)
+    seeds = list(range(args.seeds))
+    if args.quick:  # CI-sized, on the bundled digits whatever the tracks
+        pairs, seeds = [("digits-cnn", *PAIRS[0])], [0]
+        episodes["digits-cnn"] = min(episodes["digits-cnn"], 30)
         args.no_aware = True
     notes = []
     cells = []
@@ -540,10 +693,12 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             notes.append(f"skipped {model} {scheme} x {hw}: {why}")
             continue
-        n = {"resnet20": args.resnet_episodes, "digits-aug": aug_eps}.get(model, eps)
         setting = _setting(model, scheme, hw)
         metric = setting.get("metric", "latency")
-        for b in budgets if args.quick else setting.get("budgets", budgets):
+        budgets = args.budgets or setting.get("budgets", DEFAULT_BUDGETS)
+        if args.quick:
+            budgets = budgets[-1:]
+        for b in budgets:
             for s in seeds:
                 cells.append(
                     {
@@ -552,37 +707,65 @@ def main(argv: list[str] | None = None) -> int:
                         "hardware": hw,
                         "budget": b,
                         "metric": metric,
+                        "hardware_params": setting.get("hardware_params", {}),
+                        "scheme_params": setting.get("scheme_params", {}),
                         "seed": s,
-                        "episodes": n,
-                        "finetune": args.finetune,
+                        "episodes": episodes[model],
+                        "finetune": args.finetune or FINETUNE.get(model, FINETUNE["default"]),
                         "finetune_seeds": args.finetune_seeds,
                         "methods": methods,
                     }
                 )
     aware = []
+    aware_models = [m for m in models if m in AWARE_SETTINGS]
     if not args.no_aware:
-        for scheme, hw in AWARE_PAIRS:
-            if args.pairs and f"{scheme}:{hw}" not in args.pairs:
-                continue
-            if _available(scheme, hw) or _available(scheme, "flops"):
-                notes.append(f"skipped awareness {scheme} x {hw}: missing")
-                continue
-            setting = AWARE_SETTINGS[(scheme, hw)]
-            for b in setting["budgets"]:
-                for s in seeds:
-                    aware.append(
-                        {
-                            "model": "digits-cnn",
-                            "scheme": scheme,
-                            "hardware": hw,
-                            "hardware_params": setting.get("hardware_params", {}),
-                            "budget": b,
-                            "metric": _setting("digits-cnn", scheme, hw).get("metric", "latency"),
-                            "seed": s,
-                            "episodes": aware_eps,
-                            "agent": args.agents[0],
-                        }
-                    )
+        for model in aware_models:
+            for (scheme, hw), setting in AWARE_SETTINGS[model].items():
+                if args.pairs and f"{scheme}:{hw}" not in args.pairs:
+                    continue
+                if _available(scheme, hw) or _available(scheme, "flops"):
+                    notes.append(f"skipped awareness {scheme} x {hw}: missing")
+                    continue
+                for b in setting["budgets"]:
+                    for s in seeds:
+                        aware.append(
+                            {
+                                "model": model,
+                                "scheme": scheme,
+                                "hardware": hw,
+                                "hardware_params": setting.get("hardware_params", {}),
+                                "budget": b,
+                                "metric": _setting(model, scheme, hw).get("metric", "latency"),
+                                "seed": s,
+                                "episodes": args.aware_episodes or episodes[model],
+                                "agent": args.agents[0],
+                            }
+                        )
+    keep_old = (args.merge or args.resume) and args.out.exists()
+    old = json.loads(args.out.read_text()) if keep_old else {}
+    if args.resume:  # cells already in --out are not run again
+        done = {_cell_key(c) for c in old.get("cells", [])}
+        done_aware = {_cell_key(c) for c in old.get("awareness", [])}
+        skipped = len(cells) + len(aware)
+        cells = [c for c in cells if _cell_key(c) not in done]
+        aware = [c for c in aware if _cell_key(c) not in done_aware]
+        notes.append(f"resumed: {skipped - len(cells) - len(aware)} cells already in {args.out}")
+    config = {
+        "tracks": args.tracks,
+        "episodes": episodes,
+        "aware_episodes": args.aware_episodes,
+        "workloads": WORKLOADS,
+        "aware_steps": list(AWARE_STEPS),
+        "budgets": args.budgets,
+        "seeds": seeds,
+        "finetune_steps": args.finetune or FINETUNE,
+        "finetune_seeds": args.finetune_seeds,
+        "methods": methods,
+        "search_proxy": SEARCH_PROXY,
+        "quick": args.quick,
+        "cpu_count": os.cpu_count(),
+        "command": " ".join(sys.argv),
+    }
     t0 = time.perf_counter()
     # Train and cache each workload once here, not concurrently in every worker.
     from envs import get_workload
@@ -591,10 +774,35 @@ def main(argv: list[str] | None = None) -> int:
         arch, data = WORKLOADS[label]
         get_workload(arch, data=data)
     print(f"workloads ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    results, aware_results = [], []
+    results: list[dict[str, Any]] = []
+    aware_results: list[dict[str, Any]] = []
+
+    def write(wall: float) -> dict[str, Any]:
+        """Write everything finished so far (merged with --out's other cells), atomically:
+        an interrupted run keeps every finished cell, and ``--resume`` continues it."""
+        doc: dict[str, Any] = {"config": config, "wall_seconds": wall}
+        all_cells, all_aware = list(results), list(aware_results)
+        if old:
+            new_keys = {_cell_key(c) for c in results}
+            new_aware = {_cell_key(c) for c in aware_results}
+            all_cells = [c for c in old.get("cells", []) if _cell_key(c) not in new_keys]
+            all_cells += results
+            all_aware = [c for c in old.get("awareness", []) if _cell_key(c) not in new_aware]
+            all_aware += aware_results
+            doc["earlier_runs"] = [
+                *old.get("earlier_runs", []),
+                {k: old.get(k) for k in ("config", "wall_seconds")},
+            ]
+        doc.update({"cells": all_cells, "awareness": all_aware, "notes": notes})
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        os.replace(tmp, args.out)
+        return doc
+
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         # Slowest first (resnet20 cells), so the workers finish together.
-        order = sorted(cells, key=lambda c: c["model"] != "resnet20")
+        order = sorted(cells, key=lambda c: not c["model"].startswith("resnet20"))
         futures = {pool.submit(run_cell, c): ("cell", c) for c in order}
         futures.update({pool.submit(run_aware, c): ("aware", c) for c in aware})
         for fut in as_completed(futures):
@@ -607,62 +815,18 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 continue
             (results if kind == "cell" else aware_results).append(res)
+            write(time.perf_counter() - t0)
             print(f"[{time.perf_counter() - t0:6.0f}s] done {kind} {tag}", flush=True)
     wall = time.perf_counter() - t0
-
+    doc = write(wall)
     print(
-        f"\nepisodes per search: digits-cnn {eps}, digits-aug {aug_eps}, "
-        f"resnet20 {args.resnet_episodes}, "
-        f"awareness {aware_eps}; seeds {len(seeds)}; fine-tune {args.finetune} steps x "
-        f"{args.finetune_seeds} seeds; search proxies {SEARCH_PROXY}; wall {wall:.0f} s"
+        f"\nepisodes per search: {episodes}; seeds {len(seeds)}; fine-tune steps "
+        f"{args.finetune or FINETUNE} x {args.finetune_seeds} seeds; search proxies "
+        f"{SEARCH_PROXY}; wall {wall:.0f} s"
     )
-    print(report(results, aware_results, methods))
+    print(report(doc["cells"], doc["awareness"], methods))
     for n in notes:
         print("note:", n)
-    config = {
-        "episodes": eps,
-        "resnet_episodes": args.resnet_episodes,
-        "aware_episodes": aware_eps,
-        "aug_episodes": aug_eps,
-        "workloads": WORKLOADS,
-        "aware_steps": list(AWARE_STEPS),
-        "budgets": budgets,
-        "seeds": seeds,
-        "finetune_steps": args.finetune,
-        "finetune_seeds": args.finetune_seeds,
-        "methods": methods,
-        "search_proxy": SEARCH_PROXY,
-        "quick": args.quick,
-        "cpu_count": os.cpu_count(),
-    }
-    doc: dict[str, Any] = {"config": config, "wall_seconds": wall}
-    if args.merge and args.out.exists():
-        # Keep earlier cells of settings not repeated here (e.g. a digits-cnn run).
-        old = json.loads(args.out.read_text())
-        redone = {(c["model"], c["scheme"], c["hardware"]) for c in results}
-        redone_aware = {(c["model"], c["scheme"], c["hardware"]) for c in aware_results}
-        kept = [
-            c
-            for c in old.get("cells", [])
-            if (c["model"], c["scheme"], c["hardware"]) not in redone
-        ]
-        kept_aware = [
-            c
-            for c in old.get("awareness", [])
-            if (c["model"], c["scheme"], c["hardware"]) not in redone_aware
-        ]
-        results = kept + results
-        aware_results = kept_aware + aware_results
-        doc["earlier_runs"] = [
-            *old.get("earlier_runs", []),
-            {k: old.get(k) for k in ("config", "wall_seconds")},
-        ]
-        notes.append(
-            f"merged {len(kept)} cells and {len(kept_aware)} awareness rows from {args.out}"
-        )
-    doc.update({"cells": results, "awareness": aware_results, "notes": notes})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out}")
     return 0 if results or aware_results else 1
 

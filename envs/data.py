@@ -425,17 +425,18 @@ def load_idx_splits(
     *,
     size: int = 28,
     channels: int = 1,
-    holdout_size: int = FASHION_HOLDOUT_SIZE,
+    holdout_size: int | None = None,
     name: str = "idx",
 ) -> Splits:
     """(Fashion-)MNIST from a directory of its four idx files, gzipped or not.
 
     The source's own 10,000 test images are the test split; ``holdout_size`` training
-    images (stratified, seed :data:`SPLIT_SEED`) form the search holdout and the rest
-    (55,000 by default) the training split. Normalised with the training split's mean
-    and std. Images stay uint8 in memory (47 MB for all 70,000). The provenance string
-    is ``name`` plus a hash of the labels and test images, so trained weights are cached
-    by content, whichever directory the files come from.
+    images (stratified, seed :data:`SPLIT_SEED`; default 5,000 as in AMC, at most a tenth
+    of the training data) form the search holdout and the rest (55,000) the training
+    split. Normalised with the training split's mean and std. Images stay uint8 in memory
+    (47 MB for all 70,000). The provenance string is ``name`` plus a hash of the labels
+    and test images, so trained weights are cached by content, whichever directory the
+    files come from.
     """
     root = Path(path).expanduser()
     if not is_idx_dir(root):
@@ -459,6 +460,8 @@ def load_idx_splits(
     y = torch.from_numpy(arrays["train_labels"].astype(np.int64))
     xt = torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1)
     yt = torch.from_numpy(arrays["test_labels"].astype(np.int64))
+    if holdout_size is None:
+        holdout_size = min(FASHION_HOLDOUT_SIZE, len(y) // 10)
     tr, ho = stratified_split(y.numpy(), size=holdout_size)
     mean, std = _channel_stats(x[torch.from_numpy(tr)])
     return _make_splits(

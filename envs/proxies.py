@@ -40,6 +40,12 @@ from pruning.inspect import inspect_model
 DEFAULT_PROXY = "holdout"
 
 
+#: Holdout images per forward pass when scoring. Small batches keep a layer's activations
+#: in cache: on fashion-cnn (28x28, channels-last, one thread) 1,000 images took 108 ms in
+#: batches of 64-128 and 360 ms in one batch of 1,000 (measured).
+SCORE_BATCH = 128
+
+
 @contextmanager
 def _threads(n: int | None) -> Iterator[None]:
     """Run with ``n`` intra-op threads (None: leave the setting alone)."""
@@ -64,7 +70,8 @@ class _WorkingCopyProxy(AccuracyProxy):
         bn_batches: number of training batches for BatchNorm re-estimation (0 disables
             it: the raw pruned accuracy with the trained statistics).
         bn_batch_size: images per BN batch.
-        holdout_limit: score on at most this many holdout images (default: all).
+        holdout_limit: score on at most this many holdout images (default: the workload's
+            ``score_limit``, else all).
         threads: intra-op CPU threads during evaluation (default: leave torch's setting).
             On a busy machine, 1 avoids the slow-downs of contended thread pools.
         seed: picks the fixed BN batches (the same every evaluation).
@@ -99,6 +106,8 @@ class _WorkingCopyProxy(AccuracyProxy):
         self.switcher = MaskSwitcher(self.model)
         # Trained weights and BN statistics, to restore the working copy (fine-tuning).
         self._trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if holdout_limit is None:
+            holdout_limit = workload.score_limit
         hx, hy = dataset_tensors(workload.holdout, limit=holdout_limit, device=self.device)
         self._holdout = (self._format(hx), hy)
         batches = bn_calibration_batches(
@@ -131,9 +140,9 @@ class _WorkingCopyProxy(AccuracyProxy):
         x, y = self._holdout
         correct = 0
         with torch.inference_mode():
-            for start in range(0, x.shape[0], 1024):
-                pred = self.model(x[start : start + 1024]).argmax(1)
-                correct += int((pred == y[start : start + 1024]).sum())
+            for start in range(0, x.shape[0], SCORE_BATCH):
+                pred = self.model(x[start : start + SCORE_BATCH]).argmax(1)
+                correct += int((pred == y[start : start + SCORE_BATCH]).sum())
         return correct / int(y.shape[0])
 
 

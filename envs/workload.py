@@ -25,6 +25,8 @@ class Workload:
         test: the test split; used only for final reports.
         num_classes: number of output classes.
         meta: provenance (recipe, cache key, measured test accuracy...).
+        score_limit: holdout images the accuracy proxies score by default (None: all);
+            an explicit ``holdout_limit`` proxy parameter overrides it.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Workload:
     test: Dataset
     num_classes: int
     meta: dict[str, Any] = field(default_factory=dict)
+    score_limit: int | None = None
 
 
 WORKLOADS: Registry[Workload] = Registry("model")

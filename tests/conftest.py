@@ -26,6 +26,35 @@ def _isolated_mlflow(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.chdir(store)
 
 
+def write_idx(path, array, *, magic: bytes | None = None, cut: int = 0) -> None:
+    """``array`` (uint8) as an idx file at ``path`` (gzipped if it ends in .gz)."""
+    import gzip
+
+    import numpy as np
+
+    header = magic if magic is not None else bytes([0, 0, 0x08, array.ndim])
+    blob = header + np.asarray(array.shape, dtype=">i4").tobytes() + array.tobytes()
+    blob = blob[: len(blob) - cut]
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as fh:
+        fh.write(blob)
+
+
+def write_idx_dir(root, *, gz: bool, n_train: int = 60, n_test: int = 20) -> None:
+    """The four (Fashion-)MNIST idx files of random 28x28 images, labels cycling 0-9."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(
+            root / f"{split}-images-idx3-ubyte{suffix}",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        )
+        write_idx(root / f"{split}-labels-idx1-ubyte{suffix}", (np.arange(n) % 10).astype(np.uint8))
+
+
 class KeptMagnitudeProxy(AccuracyProxy):
     """Test double: the share of total |weight| the masks keep (cheap, deterministic)."""
 

@@ -15,6 +15,7 @@ from envs.evaluation import (
     reestimate_batchnorm,
     resolve_device,
 )
+from tests.conftest import write_idx, write_idx_dir
 
 
 def test_image_split_resizes_replicates_and_normalises() -> None:
@@ -123,35 +124,6 @@ def test_iter_batches_and_devices() -> None:
 # --- (Fashion-)MNIST idx files -------------------------------------------------------------
 
 
-def _write_idx(path, array, *, magic: bytes | None = None, cut: int = 0) -> None:
-    """``array`` (uint8) as an idx file at ``path`` (gzipped if it ends in .gz)."""
-    import gzip
-
-    import numpy as np
-
-    header = magic if magic is not None else bytes([0, 0, 0x08, array.ndim])
-    blob = header + np.asarray(array.shape, dtype=">i4").tobytes() + array.tobytes()
-    blob = blob[: len(blob) - cut]
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as fh:
-        fh.write(blob)
-
-
-def _write_idx_dir(root, *, gz: bool, n_train: int = 60, n_test: int = 20) -> None:
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    suffix = ".gz" if gz else ""
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        _write_idx(
-            root / f"{split}-images-idx3-ubyte{suffix}",
-            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
-        )
-        _write_idx(
-            root / f"{split}-labels-idx1-ubyte{suffix}", (np.arange(n) % 10).astype(np.uint8)
-        )
-
-
 @pytest.mark.parametrize("gz", [False, True])
 def test_read_idx_round_trips(tmp_path, gz: bool) -> None:
     import numpy as np
@@ -160,7 +132,7 @@ def test_read_idx_round_trips(tmp_path, gz: bool) -> None:
 
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     path = tmp_path / ("x.idx.gz" if gz else "x.idx")
-    _write_idx(path, a)
+    write_idx(path, a)
     assert np.array_equal(read_idx(path), a)
 
 
@@ -172,16 +144,16 @@ def test_read_idx_rejects_bad_files(tmp_path, gz: bool) -> None:
 
     a = np.zeros((3, 4), dtype=np.uint8)
     sfx = ".gz" if gz else ""
-    _write_idx(tmp_path / f"magic{sfx}", a, magic=b"\x12\x34\x08\x02")
+    write_idx(tmp_path / f"magic{sfx}", a, magic=b"\x12\x34\x08\x02")
     with pytest.raises(ValueError, match="not an idx file: bad magic number 12340802"):
         read_idx(tmp_path / f"magic{sfx}")
-    _write_idx(tmp_path / f"float{sfx}", a, magic=b"\x00\x00\x0d\x02")
+    write_idx(tmp_path / f"float{sfx}", a, magic=b"\x00\x00\x0d\x02")
     with pytest.raises(ValueError, match="idx type 0x0d is not supported"):
         read_idx(tmp_path / f"float{sfx}")
-    _write_idx(tmp_path / f"cut{sfx}", a, cut=5)
+    write_idx(tmp_path / f"cut{sfx}", a, cut=5)
     with pytest.raises(ValueError, match="truncated or corrupt: 19 bytes.*needs 24"):
         read_idx(tmp_path / f"cut{sfx}")
-    _write_idx(tmp_path / f"header{sfx}", a, cut=18)
+    write_idx(tmp_path / f"header{sfx}", a, cut=18)
     with pytest.raises(ValueError, match="truncated: its header needs 12 bytes"):
         read_idx(tmp_path / f"header{sfx}")
     if gz:  # a gzip stream cut short is an unreadable file, not a short one
@@ -194,7 +166,7 @@ def test_read_idx_rejects_bad_files(tmp_path, gz: bool) -> None:
 def test_idx_directory_splits(tmp_path, gz: bool) -> None:
     from envs.data import is_idx_dir, load_idx_splits
 
-    _write_idx_dir(tmp_path, gz=gz)
+    write_idx_dir(tmp_path, gz=gz)
     assert is_idx_dir(tmp_path)
     s = load_idx_splits(tmp_path, holdout_size=10)
     assert [len(s.train), len(s.holdout), len(s.test)] == [50, 10, 20]
@@ -215,8 +187,8 @@ def test_idx_directory_with_mismatched_counts_is_refused(tmp_path) -> None:
 
     from envs.data import load_idx_splits
 
-    _write_idx_dir(tmp_path, gz=False)
-    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
+    write_idx_dir(tmp_path, gz=False)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
     with pytest.raises(ValueError, match="test images .* and labels .* do not match"):
         load_idx_splits(tmp_path, holdout_size=10)
 
@@ -234,7 +206,7 @@ def test_missing_fashion_mnist_says_how_to_install(tmp_path, monkeypatch) -> Non
 def test_idx_directory_is_a_data_source(tmp_path) -> None:
     from envs.workloads import _data_kind
 
-    _write_idx_dir(tmp_path, gz=True)
+    write_idx_dir(tmp_path, gz=True)
     assert _data_kind(str(tmp_path)) == "idx"
     assert _data_kind("fashion-mnist" if _fashion_installed() else "digits") in (
         "fashion-mnist",

@@ -199,3 +199,26 @@ def test_imagefolder_directory(tmp_path, monkeypatch) -> None:
     x, y = w.train[0]
     assert tuple(x.shape) == (3, 16, 16) and y in (0, 1)
     assert 0.0 <= accuracy(w.model, w.test) <= 1.0
+
+
+def test_fashion_cnn_on_an_idx_directory(tmp_path, monkeypatch) -> None:
+    """An idx directory is a data source: fashion-cnn trains on it (cheap kind), runs at the
+    native 28x28, and its proxies score at most the workload's score_limit images."""
+    from envs import get_proxy
+    from envs.workloads import SCORE_LIMITS
+    from tests.conftest import write_idx_dir
+
+    monkeypatch.setenv("HWPRUNE_CACHE", str(tmp_path / "cache"))
+    write_idx_dir(tmp_path / "fm", gz=True, n_train=1200, n_test=30)
+    w = get_workload("fashion-cnn", data=tmp_path / "fm")
+    assert w.meta["trained"] is True and w.meta["data"].startswith("idx:")
+    assert w.meta["recipe"]["hflip"] is True  # clothes are mirror-symmetric
+    assert (len(w.train), len(w.holdout), len(w.test)) == (1080, 120, 30)
+    assert tuple(w.example_input.shape) == (1, 1, 28, 28)
+    assert w.score_limit == SCORE_LIMITS["idx"] == 1000
+    proxy = get_proxy("holdout", workload=w)
+    assert proxy._holdout[1].shape[0] == min(1000, len(w.holdout))
+    assert get_proxy("holdout", workload=w, holdout_limit=50)._holdout[1].shape[0] == 50
+    with pytest.warns(UntrainedModelWarning, match="train=False"):
+        r = get_workload("resnet20", data=tmp_path / "fm", train=False)
+    assert tuple(r.example_input.shape) == (1, 1, 28, 28)
