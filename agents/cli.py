@@ -60,7 +60,8 @@ def search(
     n_envs: int = typer.Option(1, "--n-envs", help="Parallel environments (subprocesses)."),
     data: str = typer.Option(
         None,
-        help="Data: digits (default), digits-aug (distorted), a CIFAR-10 or ImageFolder dir.",
+        help="Data: the model's default (digits; fashion-mnist for fashion-cnn), digits-aug, "
+        "fashion-mnist, or a dir of idx files, CIFAR-10 batches or an ImageFolder.",
     ),
     checkpoint: Path = typer.Option(None, help="State-dict checkpoint of the model."),
     finetune_steps: int = typer.Option(0, help="Fine-tune steps before export (0: none)."),

@@ -4,10 +4,12 @@ Measures, on the 2-core development machine:
 - the time of an env step without the terminal evaluation, on resnet18 (untrained:
   speed does not depend on the weights) and digits-cnn, for a separable scheme
   (balanced) and a coupled one (channel: exact per-layer accounting);
-- the time of a terminal ``holdout`` evaluation (BN re-estimation + holdout accuracy)
-  on digits-cnn;
+- the time of a terminal ``holdout`` evaluation (BN re-estimation, head re-fit, holdout
+  accuracy) on digits-cnn (300 holdout images) and fashion-cnn (1,000 of Fashion-MNIST's
+  holdout images, its default);
 - episodes per second of random actions for 1 and 2 environments (SB3 DummyVecEnv and
-  SubprocVecEnv, one torch thread per process).
+  SubprocVecEnv, one torch thread per process) on digits-cnn, and for 1 environment on
+  fashion-cnn (skipped, with a note, where Fashion-MNIST is not installed).
 
 Prints a table and writes JSON to bench/results/env_speed.json.
 Usage: python bench/env_speed.py [--quick]
@@ -65,9 +67,9 @@ def step_time_ms(model: str, scheme: str, hardware: str, episodes: int) -> dict:
     }
 
 
-def terminal_eval_ms(repeats: int) -> dict:
-    """Median time of one ``holdout`` evaluation on digits-cnn (distinct policies)."""
-    task = make_task(model="digits-cnn", scheme="balanced", hardware="accel-kang-16")
+def terminal_eval_ms(repeats: int, model: str = "digits-cnn") -> float:
+    """Median time (ms) of one ``holdout`` evaluation of ``model`` (distinct policies)."""
+    task = make_task(model=model, scheme="balanced", hardware="accel-kang-16")
     env = make_env(task=task, budget=0.5, proxy="holdout", cache_size=0)
     rng = np.random.default_rng(1)
     times = []
@@ -76,7 +78,7 @@ def terminal_eval_ms(repeats: int) -> dict:
         t = time.perf_counter()
         env.proxy.evaluate(task.masks(choice))
         times.append(time.perf_counter() - t)
-    return {"holdout_eval_ms_median": 1e3 * float(np.median(times[1:]))}
+    return 1e3 * float(np.median(times[1:]))
 
 
 def _env(**kwargs) -> object:
@@ -84,11 +86,11 @@ def _env(**kwargs) -> object:
     return make_env(**kwargs)
 
 
-def episodes_per_second(n_envs: int, episodes: int) -> float:
-    """Random-action episodes per second on digits-cnn with the holdout proxy."""
+def episodes_per_second(n_envs: int, episodes: int, model: str = "digits-cnn") -> float:
+    """Random-action episodes per second on ``model`` with the holdout proxy."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    kwargs = {"model": "digits-cnn", "budget": 0.5, "proxy": "holdout", "cache_size": 0}
+    kwargs = {"model": model, "budget": 0.5, "proxy": "holdout", "cache_size": 0}
     fns = [functools.partial(_env, **kwargs) for _ in range(n_envs)]
     venv = DummyVecEnv(fns) if n_envs == 1 else SubprocVecEnv(fns, start_method="spawn")
     try:
@@ -123,9 +125,17 @@ def main() -> None:
         step_time_ms("resnet18", "channel", "gpu-jetson-tx2", eps),
     ]
     print("timing terminal evaluations...", file=sys.stderr, flush=True)
-    term = terminal_eval_ms(10 if args.quick else 50)
+    from envs.data import FASHION_MNIST_DIR, is_idx_dir
+
+    models = ["digits-cnn"] + (["fashion-cnn"] if is_idx_dir(FASHION_MNIST_DIR) else [])
+    term = {m: terminal_eval_ms(10 if args.quick else 50, m) for m in models}
     print("timing episodes with 1 and 2 envs...", file=sys.stderr, flush=True)
     eps_rate = {n: episodes_per_second(n, 40 if args.quick else 200) for n in (1, 2)}
+    fashion_rate = (
+        episodes_per_second(1, 10 if args.quick else 50, "fashion-cnn")
+        if "fashion-cnn" in models
+        else None
+    )
 
     print(
         f"{'model':12s} {'scheme':9s} {'hardware':15s} {'steps':>5s} {'coupled':>7s} "
@@ -137,9 +147,15 @@ def main() -> None:
             f"{str(r['coupled']):>7s} {r['build_s']:8.2f} {r['step_ms_median']:8.3f} "
             f"{r['step_ms_p90']:7.3f}"
         )
-    print(f"\nterminal holdout evaluation, digits-cnn: {term['holdout_eval_ms_median']:.1f} ms")
+    print()
+    for m, ms in term.items():
+        print(f"terminal holdout evaluation, {m}: {ms:.1f} ms")
     for n, rate in eps_rate.items():
         print(f"episodes/s with {n} env(s), digits-cnn + holdout: {rate:.1f}")
+    if fashion_rate is None:
+        print("fashion-cnn skipped: Fashion-MNIST is not installed (make data)")
+    else:
+        print(f"episodes/s with 1 env, fashion-cnn + holdout: {fashion_rate:.2f}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "env_speed.json"
@@ -148,8 +164,9 @@ def main() -> None:
             {
                 "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
                 "steps": steps,
-                **term,
+                "holdout_eval_ms_median": term,
                 "episodes_per_s": {str(k): v for k, v in eps_rate.items()},
+                "fashion_cnn_episodes_per_s": fashion_rate,
             },
             indent=2,
         )

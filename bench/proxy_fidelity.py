@@ -1,16 +1,26 @@
 """How well do the accuracy proxies rank pruning policies? (Kendall's tau vs fine-tuned accuracy)
 
-For each network (digits-cnn; resnet20 trained on digits upsampled to 32x32), scheme
-(``balanced``, ``unstructured``) and budget (fraction of the prunable weights kept), it
-draws random feasible policies (per-layer densities from ``scheme.levels(layer)``, with a
-random spread between layers, totalling at most the budget), scores each with every proxy
-and compares with the *truth*: the test accuracy after a real fine-tune of the masked
-network (``--epochs`` epochs, default per network; cosine SGD, masks held fixed, then
-BatchNorm re-estimation).
-Reports Kendall's tau and the median time per proxy evaluation; prints a table and writes
-``bench/results/proxy_fidelity.json``.
+Two regimes:
 
-    python bench/proxy_fidelity.py            # full run (30 policies per budget)
+1. **Random feasible policies.** For each network (fashion-cnn and resnet20 on
+   Fashion-MNIST; digits-cnn and resnet20 on the bundled digits), scheme (``balanced``,
+   ``unstructured``) and budget (fraction of the prunable weights kept), it draws random
+   feasible policies (per-layer densities from ``scheme.levels(layer)``, with a random
+   spread between layers, totalling at most the budget), scores each with every proxy and
+   compares with the *truth*: the test accuracy after a real fine-tune of the masked
+   network (cosine SGD, masks held fixed, then BatchNorm re-estimation; length per
+   network).
+2. **The best policies searches find** (``--top-from bench/results/search_quality.json``):
+   per setting of the search-quality benchmark, the best policy of every method and seed,
+   whose truth that benchmark measured (mean test accuracy of its fine-tunes). This is the
+   regime that decides which method wins: policies that all score well, close together.
+   Every proxy scores every policy; Kendall's tau is per setting, then averaged.
+
+Reports Kendall's tau and the median time per proxy evaluation; prints a table and writes
+``bench/results/proxy_fidelity.json`` (``--top-from`` writes ``proxy_fidelity_top.json``).
+
+    python bench/proxy_fidelity.py --networks fashion-cnn resnet20-fashion
+    python bench/proxy_fidelity.py --top-from bench/results/search_quality.json
     python bench/proxy_fidelity.py --quick    # 8 policies per budget
 """
 
@@ -49,6 +59,7 @@ PROXY_SET: dict[str, tuple[str, dict[str, Any]]] = {
     "holdout-bn-only": ("holdout", {"refit_head": False}),
     "holdout-raw": ("holdout", {"bn_batches": 0, "refit_head": False}),
     "finetune": ("finetune", {"steps": 10}),
+    "finetune-40": ("finetune", {"steps": 40}),
     "weight-energy": ("weight-energy", {}),
     "weight-energy-params": ("weight-energy", {"sensitivity": "params"}),
 }
@@ -57,7 +68,25 @@ PROXY_SET: dict[str, tuple[str, dict[str, Any]]] = {
 #: overrides of the finetune proxy. resnet20 at 32x32 costs ~65x digits-cnn per image on
 #: CPU, so it gets one budget, a 1-epoch truth and a cheaper finetune proxy to keep the
 #: full run near 10 minutes on 2 cores.
+#: ``truth_steps`` (batch 64), where given, replaces ``epochs``: on Fashion-MNIST a third
+#: of an epoch (300 steps) is the search-quality benchmark's truth.
 NETWORKS: dict[str, dict[str, Any]] = {
+    "fashion-cnn": {
+        "model": "fashion-cnn",
+        "data": "fashion-mnist",
+        "budgets": [0.3],
+        "epochs": 1,
+        "truth_steps": 300,
+        "finetune": {},
+    },
+    "resnet20-fashion": {
+        "model": "resnet20",
+        "data": "fashion-mnist",
+        "budgets": [0.3],
+        "epochs": 1,
+        "truth_steps": 300,
+        "finetune": {"steps": 5, "batch_size": 32},
+    },
     "digits-cnn": {"budgets": [0.3, 0.15], "epochs": 2, "finetune": {}},
     "resnet20": {"budgets": [0.2], "epochs": 1, "finetune": {"steps": 5, "batch_size": 32}},
 }
@@ -118,15 +147,14 @@ def true_accuracy(
     workload: Workload,
     masks: dict[str, torch.Tensor],
     *,
-    epochs: int,
+    steps: int,
     lr: float,
     bn: list[torch.Tensor],
     seed: int = 0,
 ) -> float:
-    """Test accuracy after ``epochs`` of cosine SGD fine-tuning with the masks fixed."""
+    """Test accuracy after ``steps`` of cosine SGD fine-tuning (batch 64), masks fixed."""
     model = copy.deepcopy(workload.model)
     MaskSwitcher(model).set(masks)
-    steps = epochs * max(1, len(workload.train) // 64)
     finetune(model, workload.train, steps=steps, lr=lr, schedule="cosine", seed=seed)
     reestimate_batchnorm(model, bn)
     return accuracy(model, workload.test)
@@ -141,10 +169,14 @@ def run_network(
     epochs: int,
     seed: int,
     finetune_params: dict[str, Any] | None = None,
+    truth_steps: int | None = None,
+    proxies: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every (scheme, budget) cell of one network."""
     t0 = time.perf_counter()
-    w = get_workload(name)
+    cfg = NETWORKS[name]
+    w = get_workload(cfg.get("model", name), data=cfg.get("data"))
+    steps = truth_steps or epochs * max(1, len(w.train) // 64)
     print(
         f"[{name}] workload ready in {time.perf_counter() - t0:.1f}s "
         f"(test accuracy {accuracy(w.model, w.test):.4f})",
@@ -152,12 +184,14 @@ def run_network(
     )
     layers = inspect_model(w.model, w.example_input)
     sizes = np.asarray([spec.params for spec in layers], dtype=float)
-    proxies = {}
+    built = {}
     for label, (pname, params) in PROXY_SET.items():
+        if proxies is not None and label not in proxies:
+            continue
         t = time.perf_counter()
         if pname == "finetune":
             params = {**params, **(finetune_params or {})}
-        proxies[label] = get_proxy(pname, workload=w, **params)
+        built[label] = get_proxy(pname, workload=w, **params)
         print(f"[{name}] proxy {label}: set up in {time.perf_counter() - t:.2f}s", flush=True)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(w.train), generator=gen)[:256]
@@ -175,26 +209,27 @@ def run_network(
                     policies.append(p)
             truth, scores, times, truth_s = (
                 [],
-                {k: [] for k in proxies},
-                {k: [] for k in proxies},
+                {k: [] for k in built},
+                {k: [] for k in built},
                 [],
             )
             t_cell = time.perf_counter()
             for policy in policies:
                 masks = masks_for(w, scheme, layers, policy)
-                for label, proxy in proxies.items():
+                for label, proxy in built.items():
                     t = time.perf_counter()
                     scores[label].append(proxy.evaluate(masks))
                     times[label].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                truth.append(true_accuracy(w, masks, epochs=epochs, lr=0.01, bn=bn, seed=seed))
+                truth.append(true_accuracy(w, masks, steps=steps, lr=0.01, bn=bn, seed=seed))
                 truth_s.append(time.perf_counter() - t)
             cell = {
                 "network": name,
                 "scheme": scheme_name,
                 "budget": budget,
                 "policies": n,
-                "truth_epochs": epochs,
+                "truth_epochs": round(steps / max(1, len(w.train) // 64), 3),
+                "truth_steps": steps,
                 "kept_share": [
                     float((np.asarray(p) * sizes).sum() / sizes.sum()) for p in policies
                 ],
@@ -204,7 +239,7 @@ def run_network(
                 "truth_seconds_median": statistics.median(truth_s),
                 "proxies": {},
             }
-            for label in proxies:
+            for label in built:
                 tau, pval = kendalltau(scores[label], truth)
                 cell["proxies"][label] = {
                     "tau": None if np.isnan(tau) else float(tau),
@@ -221,9 +256,87 @@ def run_network(
     return cells
 
 
+def run_top(path: Path, models: list[str], proxies: list[str]) -> list[dict[str, Any]]:
+    """Regime 2: every proxy on the best policies the search-quality benchmark found."""
+    import search_quality as sq
+
+    doc = json.loads(path.read_text())
+    cells = [c for c in doc.get("cells", []) if c["model"] in models]
+    built: dict[str, dict[str, Any]] = {}
+    out = []
+    for (model, scheme, hw, budget), group in sorted(sq._by_setting(cells).items()):
+        c0 = group[0]
+        task, _ = sq._task_and_proxy(
+            model,
+            scheme,
+            hw,
+            metric=c0["metric"],
+            hardware_params=c0.get("hardware_params"),
+            scheme_params=c0.get("scheme_params"),
+        )
+        if model not in built:
+            ft = NETWORKS.get(model, {}).get("finetune", {})
+            built[model] = {
+                label: get_proxy(
+                    pname,
+                    workload=task.workload,
+                    **({**params, **ft} if pname == "finetune" else params),
+                )
+                for label, (pname, params) in PROXY_SET.items()
+                if label in proxies
+            }
+        truth = {}
+        for g in group:
+            for r in g["methods"].values():
+                truth[tuple(r["choice"])] = r["test"]
+        policies = sorted(truth)
+        cell: dict[str, Any] = {
+            "network": model,
+            "scheme": scheme,
+            "budget": budget,
+            "policies": len(policies),
+            "truth_epochs": float("nan"),
+            "truth": [truth[p] for p in policies],
+            "truth_range": [min(truth.values()), max(truth.values())],
+            "choices": [list(p) for p in policies],
+            "proxies": {},
+        }
+        t_cell = time.perf_counter()
+        for label, proxy in built[model].items():
+            scores, times = [], []
+            for choice in policies:
+                t = time.perf_counter()
+                scores.append(proxy.evaluate(task.masks(choice)))
+                times.append(time.perf_counter() - t)
+            tau, pval = kendalltau(scores, cell["truth"])
+            cell["proxies"][label] = {
+                "tau": None if np.isnan(tau) else float(tau),
+                "p_value": None if np.isnan(pval) else float(pval),
+                "ms_per_eval": 1e3 * statistics.median(times),
+                "scores": scores,
+            }
+        print(
+            f"[top] {model} {scheme} x {hw} {budget}: {len(policies)} policies in "
+            f"{time.perf_counter() - t_cell:.0f}s",
+            flush=True,
+        )
+        out.append(cell)
+    return out
+
+
+def mean_tau(cells: list[dict[str, Any]]) -> dict[str, float]:
+    """Per proxy: Kendall's tau averaged over the cells where it is defined."""
+    taus: dict[str, list[float]] = {}
+    for c in cells:
+        for label, r in c["proxies"].items():
+            if r["tau"] is not None:
+                taus.setdefault(label, []).append(r["tau"])
+    return {k: statistics.fmean(v) for k, v in taus.items()}
+
+
 def table(cells: list[dict[str, Any]]) -> str:
     """Plain-text table: one row per (network, scheme, budget, proxy)."""
-    head = f"{'network':<11} {'scheme':<12} {'budget':>6} {'n':>3} {'E':>2} {'truth range':>13} "
+    head = f"{'network':<16} {'scheme':<12} {'budget':>6} {'n':>3} {'E':>5} {'truth range':>13} "
     head += f"{'proxy':<21} {'tau':>6} {'p':>8} {'ms/eval':>8}"
     rows = [head, "-" * len(head)]
     for c in cells:
@@ -232,8 +345,8 @@ def table(cells: list[dict[str, Any]]) -> str:
             tau = "nan" if r["tau"] is None else f"{r['tau']:.3f}"
             p = "nan" if r["p_value"] is None else f"{r['p_value']:.1e}"
             rows.append(
-                f"{c['network']:<11} {c['scheme']:<12} {c['budget']:>6.2f} {c['policies']:>3} "
-                f"{c['truth_epochs']:>2} "
+                f"{c['network']:<16} {c['scheme']:<12} {c['budget']:>6.2f} {c['policies']:>3} "
+                f"{c['truth_epochs']:>5.2f} "
                 f"{rng:>13} {label:<21} {tau:>6} {p:>8} {r['ms_per_eval']:>8.1f}"
             )
     return "\n".join(rows)
@@ -250,8 +363,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, help="fine-tune epochs of the truth (default: per net)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "proxy_fidelity.json")
+    ap.add_argument("--out", type=Path, help="default bench/results/proxy_fidelity[_top].json")
+    ap.add_argument(
+        "--top-from",
+        type=Path,
+        metavar="JSON",
+        help="score the best policies of a search-quality results file instead (regime 2)",
+    )
+    ap.add_argument("--proxies", nargs="+", default=list(PROXY_SET), choices=list(PROXY_SET))
     args = ap.parse_args(argv)
+    results = ROOT / "bench" / "results"
+    if args.top_from is not None:
+        if not args.top_from.is_file():
+            ap.error(f"--top-from: no such file {str(args.top_from)!r}")
+        torch.set_num_threads(args.threads)
+        t0 = time.perf_counter()
+        cells = run_top(args.top_from, args.networks, args.proxies)
+        total = time.perf_counter() - t0
+        print()
+        print(table(cells))
+        taus = mean_tau(cells)
+        print("\nmean tau over settings: " + ", ".join(f"{k} {v:.3f}" for k, v in taus.items()))
+        out = args.out or results / "proxy_fidelity_top.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"source": str(args.top_from), "seconds": round(total, 1), "mean_tau": taus}
+        out.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1))
+        print(f"wrote {out}")
+        return
     n = 8 if args.quick else args.policies
     if n < 3:
         ap.error(f"--policies must be >= 3 (Kendall's tau), got {n}")
@@ -268,15 +406,19 @@ def main(argv: list[str] | None = None) -> None:
             epochs=args.epochs or cfg["epochs"],
             seed=args.seed,
             finetune_params=cfg["finetune"],
+            truth_steps=None if args.epochs else cfg.get("truth_steps"),
+            proxies=args.proxies,
         )
     total = time.perf_counter() - t0
     print()
     print(table(cells))
+    print("\nmean tau over cells: " + ", ".join(f"{k} {v:.3f}" for k, v in mean_tau(cells).items()))
     print(
-        f"\ntotal {total:.0f}s with {args.threads} thread(s); truth = test accuracy after "
+        f"total {total:.0f}s with {args.threads} thread(s); truth = test accuracy after "
         "a fine-tune of E epochs"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out or results / "proxy_fidelity.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "policies_per_budget": n,
         "networks": NETWORKS,
@@ -285,8 +427,8 @@ def main(argv: list[str] | None = None) -> None:
         "torch": str(torch.__version__),
         "proxies": {k: {"name": v[0], "params": v[1]} for k, v in PROXY_SET.items()},
     }
-    args.out.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1))
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps({"meta": meta, "cells": cells}, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -189,7 +189,15 @@ DEFAULT_SEARCH_PROXY: tuple[str, dict[str, Any]] = ("holdout", {})
 # of all 12 crossbar choices found the same policy best for both, so budgets stay below
 # that). The GPU runs at batch 32 here:
 # at batch 1 its latency is launch-bound and barely moves with the channel counts.
+# On fashion-cnn (the pairs' own settings: GPU at batch 32, crossbar at column grain on
+# energy): channel pruning spans flops ratios 0.11-1.0 and GPU latency 0.44-1.0, uniform
+# policies at flops 0.4 / 0.6 cost 0.60 / 0.71 of the GPU latency; column pruning spans
+# flops 0.04-1.0 and energy 0.07-1.0, nearly in proportion (uniform at flops 0.8: energy 0.78).
 AWARE_SETTINGS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
+    "fashion-cnn": {
+        ("channel", "gpu-jetson-tx2"): {"budgets": (0.4, 0.6)},
+        ("crossbar", "reram-128"): {"budgets": (0.8, 0.9)},
+    },
     "digits-cnn": {
         ("channel", "gpu-jetson-tx2"): {"budgets": (0.6, 0.75), "hardware_params": {"batch": 32}},
         ("crossbar", "reram-128"): {"budgets": (0.85, 0.88)},
@@ -367,11 +375,13 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     names = (cell["model"], cell["scheme"], cell["hardware"])
-    hp = cell.get("hardware_params")
-    target, proxy = _task_and_proxy(*names, metric=cell["metric"], hardware_params=hp)
-    flops, fproxy = _task_and_proxy(
-        *names, metric=cell["metric"], hardware_params=hp, cost_on="flops"
-    )
+    params = {
+        "metric": cell["metric"],
+        "hardware_params": cell.get("hardware_params"),
+        "scheme_params": cell.get("scheme_params"),
+    }
+    target, proxy = _task_and_proxy(*names, **params)
+    flops, fproxy = _task_and_proxy(*names, **params, cost_on="flops")
     agent, budget, eps, seed = cell["agent"], cell["budget"], cell["episodes"], cell["seed"]
     budget = max(budget, flops.min_cost_ratio + 1e-6)
     t0 = time.perf_counter()
@@ -726,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
                 if _available(scheme, hw) or _available(scheme, "flops"):
                     notes.append(f"skipped awareness {scheme} x {hw}: missing")
                     continue
+                # The pair's own settings (metric, scheme and hardware parameters), with
+                # the awareness check's flops budgets.
+                pair = {**_setting(model, scheme, hw), **setting}
                 for b in setting["budgets"]:
                     for s in seeds:
                         aware.append(
@@ -733,9 +746,10 @@ def main(argv: list[str] | None = None) -> int:
                                 "model": model,
                                 "scheme": scheme,
                                 "hardware": hw,
-                                "hardware_params": setting.get("hardware_params", {}),
+                                "hardware_params": pair.get("hardware_params", {}),
+                                "scheme_params": pair.get("scheme_params", {}),
                                 "budget": b,
-                                "metric": _setting(model, scheme, hw).get("metric", "latency"),
+                                "metric": pair.get("metric", "latency"),
                                 "seed": s,
                                 "episodes": args.aware_episodes or episodes[model],
                                 "agent": args.agents[0],

@@ -1,0 +1,81 @@
+"""The search-quality benchmark's bookkeeping: feasible counts, paired differences, verdicts."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_agents import tiny_task
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "search_quality.py"
+
+
+@pytest.fixture(scope="module")
+def sq():
+    spec = importlib.util.spec_from_file_location("search_quality", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["search_quality"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(seed: int, tests: dict[str, float], budget: float = 0.5) -> dict:
+    return {
+        "model": "fashion-cnn",
+        "scheme": "balanced",
+        "hardware": "accel-kang-16",
+        "budget": budget,
+        "seed": seed,
+        "feasible_policies": 1234,
+        "feasible_exact": False,
+        "dense_holdout": 0.95,
+        "methods": {
+            m: {"test": t, "holdout": t - 0.01, "cost_ratio": 0.5, "episodes": 10, "seconds": 1.0}
+            for m, t in tests.items()
+        },
+    }
+
+
+def test_feasible_count_is_exact_when_enumerable_and_estimated_otherwise(sq) -> None:
+    import itertools
+
+    task = tiny_task()
+    sizes = [len(d.levels) for d in task.decisions]
+    exact = sum(
+        task.cost_ratio(c) <= 0.55 + 1e-9 for c in itertools.product(*(range(n) for n in sizes))
+    )
+    assert sq.feasible_policies(task, 0.55) == (exact, True)
+    estimate, is_exact = sq.feasible_policies(task, 0.55, exact_limit=1, samples=4000)
+    assert not is_exact and abs(estimate - exact) <= 0.15 * math.prod(sizes)
+
+
+def test_paired_difference_against_the_best_baseline(sq) -> None:
+    base = {"uniform": 0.80, "random": 0.85, "greedy": 0.86, "tpe": 0.87, "cmaes": 0.84}
+    group = [
+        _cell(0, {**base, "ddpg": 0.88}),
+        _cell(1, {**base, "tpe": 0.89, "ddpg": 0.88}),
+        _cell(2, {**base, "ddpg": 0.875}),
+    ]
+    best, diff, se = sq.paired_difference(group, "ddpg")
+    assert best == "tpe"  # mean 0.8767, the best baseline
+    diffs = [1.0, -1.0, 0.5]  # points
+    assert diff == pytest.approx(sum(diffs) / 3)
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    assert se == pytest.approx(sd / math.sqrt(3))
+    ((line, ok),) = sq._verdicts(group, "ddpg")
+    assert ok  # mean 0.8783 >= tpe's 0.8767 and > uniform
+    assert "best baseline (tpe) +0.17" in line and "~1234 feasible policies" in line
+    assert "uniform loses 16.00 pts of holdout" in line
+
+
+def test_report_counts_a_loss_against_any_baseline(sq) -> None:
+    base = {"uniform": 0.80, "random": 0.85, "greedy": 0.86, "tpe": 0.87, "cmaes": 0.90}
+    cells = [_cell(s, {**base, "ddpg": 0.88}) for s in range(2)]
+    text = sq.report(cells, [], [*sq.BASELINES, "ddpg"])
+    assert "ddpg on the fashion track" in text and "and > uniform in 0/1" in text
+    assert "best baseline (cmaes) -2.00" in text
