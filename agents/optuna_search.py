@@ -14,6 +14,7 @@ keyword arguments; the library does the optimisation, nothing here re-implements
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -47,8 +48,9 @@ class OptunaAgent(SearchAgent):
         self.action_range = action_range
         self.sampler_kwargs = sampler_kwargs
 
-    def _sampler(self, seed: int):  # -> optuna.samplers.BaseSampler
-        raise NotImplementedError
+    @abstractmethod
+    def _sampler(self, seed: int):  # -> optuna.samplers.BaseSampler (imported lazily)
+        """The Optuna sampler of one search, seeded with ``seed``."""
 
     def search(
         self,

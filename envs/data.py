@@ -35,7 +35,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Names ``data=`` accepts besides a directory path.
 BUILTIN_SOURCES = ("digits", "digits-aug", "synthetic")
-#: Sources installed on the machine rather than bundled: name -> loader of their directory.
+#: Sources installed on the machine rather than bundled (``fashion_mnist_dir`` finds it).
 INSTALLED_SOURCES = ("fashion-mnist",)
 
 
@@ -335,18 +335,6 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
 #: Search-holdout images carved (stratified) out of Fashion-MNIST's 60,000 training images.
 FASHION_HOLDOUT_SIZE = 5000
 # The idx format's type codes (third byte of the magic number) this reader accepts.
@@ -455,7 +443,7 @@ def load_idx_splits(
     digest = hashlib.sha256()
     for key in ("train_labels", "test_labels", "test_images"):
         digest.update(arrays[key].tobytes())
-    labels_hash = digest.hexdigest()[:12]
+    content_hash = digest.hexdigest()[:12]
     x = torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1)
     y = torch.from_numpy(arrays["train_labels"].astype(np.int64))
     xt = torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1)
@@ -475,7 +463,7 @@ def load_idx_splits(
         channels=channels,
         mean=mean * channels,
         std=std * channels,
-        source=f"{name}:{labels_hash}:{holdout_size}",
+        source=f"{name}:{content_hash}:{holdout_size}",
     )
 
 
