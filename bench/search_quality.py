@@ -597,8 +597,9 @@ def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: li
             lines.extend(line for line, _ in verdicts)
     if aware:
         agent, eps = aware[0]["agent"], aware[0]["episodes"]
+        models = ", ".join(sorted({r["model"] for r in aware}))
         lines.append(
-            f"\n## hardware awareness ({agent}, digits-cnn, {eps} episodes per "
+            f"\n## hardware awareness ({agent}, {models}, {eps} episodes per "
             "search), mean +- std over seeds: a flops-budgeted policy costed on the target "
             "vs searches on the target at its target cost c_f and below, c_f - f * (c_f - floor) "
             f"for f in {AWARE_STEPS}"
