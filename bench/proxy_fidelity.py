@@ -64,6 +64,9 @@ PROXY_SET: dict[str, tuple[str, dict[str, Any]]] = {
     "weight-energy-params": ("weight-energy", {"sensitivity": "params"}),
 }
 
+#: Row label of the truth's self-agreement (its first fine-tune against its second).
+TRUTH_SELF = "(truth: ft 0 vs ft 1)"
+
 #: Per network: budgets (kept share of the prunable weights), fine-tune epochs of the truth,
 #: overrides of the finetune proxy. resnet20 at 32x32 costs ~65x digits-cnn per image on
 #: CPU, so it gets one budget, a 1-epoch truth and a cheaper finetune proxy to keep the
@@ -285,10 +288,11 @@ def run_top(path: Path, models: list[str], proxies: list[str]) -> list[dict[str,
                 for label, (pname, params) in PROXY_SET.items()
                 if label in proxies
             }
-        truth = {}
+        truth, tests = {}, {}
         for g in group:
             for r in g["methods"].values():
                 truth[tuple(r["choice"])] = r["test"]
+                tests[tuple(r["choice"])] = r.get("tests", [])
         policies = sorted(truth)
         cell: dict[str, Any] = {
             "network": model,
@@ -300,6 +304,7 @@ def run_top(path: Path, models: list[str], proxies: list[str]) -> list[dict[str,
             "truth_range": [min(truth.values()), max(truth.values())],
             "choices": [list(p) for p in policies],
             "proxies": {},
+            "truth_self_tau": truth_self_tau([tests[p] for p in policies]),
         }
         t_cell = time.perf_counter()
         for label, proxy in built[model].items():
@@ -324,6 +329,19 @@ def run_top(path: Path, models: list[str], proxies: list[str]) -> list[dict[str,
     return out
 
 
+def truth_self_tau(tests: list[list[float]]) -> float | None:
+    """Kendall's tau between the truth's first and second fine-tune over the same policies.
+
+    The truth is itself noisy (each fine-tune draws its own batches), so no proxy can rank
+    policies against it much better than one fine-tune ranks them against another: this
+    is the ceiling a proxy's tau is read against. None with fewer than two fine-tunes.
+    """
+    if len(tests) < 2 or any(len(t) < 2 for t in tests):
+        return None
+    tau, _ = kendalltau([t[0] for t in tests], [t[1] for t in tests])
+    return None if np.isnan(tau) else float(tau)
+
+
 def mean_tau(cells: list[dict[str, Any]]) -> dict[str, float]:
     """Per proxy: Kendall's tau averaged over the cells where it is defined."""
     taus: dict[str, list[float]] = {}
@@ -331,6 +349,8 @@ def mean_tau(cells: list[dict[str, Any]]) -> dict[str, float]:
         for label, r in c["proxies"].items():
             if r["tau"] is not None:
                 taus.setdefault(label, []).append(r["tau"])
+        if c.get("truth_self_tau") is not None:
+            taus.setdefault(TRUTH_SELF, []).append(c["truth_self_tau"])
     return {k: statistics.fmean(v) for k, v in taus.items()}
 
 
@@ -341,14 +361,53 @@ def table(cells: list[dict[str, Any]]) -> str:
     rows = [head, "-" * len(head)]
     for c in cells:
         rng = f"{c['truth_range'][0]:.3f}-{c['truth_range'][1]:.3f}"
+        epochs = "-" if np.isnan(c["truth_epochs"]) else f"{c['truth_epochs']:.2f}"
+        lead = (
+            f"{c['network']:<16} {c['scheme']:<12} {c['budget']:>6.2f} {c['policies']:>3} "
+            f"{epochs:>5} {rng:>13}"
+        )
         for label, r in c["proxies"].items():
             tau = "nan" if r["tau"] is None else f"{r['tau']:.3f}"
             p = "nan" if r["p_value"] is None else f"{r['p_value']:.1e}"
-            rows.append(
-                f"{c['network']:<16} {c['scheme']:<12} {c['budget']:>6.2f} {c['policies']:>3} "
-                f"{c['truth_epochs']:>5.2f} "
-                f"{rng:>13} {label:<21} {tau:>6} {p:>8} {r['ms_per_eval']:>8.1f}"
+            rows.append(f"{lead} {label:<21} {tau:>6} {p:>8} {r['ms_per_eval']:>8.1f}")
+        if c.get("truth_self_tau") is not None:
+            rows.append(f"{lead} {TRUTH_SELF:<21} {c['truth_self_tau']:>6.3f}")
+    return "\n".join(rows)
+
+
+def tau_grid(cells: list[dict[str, Any]]) -> str:
+    """Compact table: one row per setting, one column of Kendall's tau per proxy, a mean row."""
+    labels = list(dict.fromkeys(k for c in cells for k in c["proxies"]))
+    if any(c.get("truth_self_tau") is not None for c in cells):
+        labels.append(TRUTH_SELF)
+    short = {TRUTH_SELF: "truth-self"}
+    widths = [max(6, len(short.get(x, x))) for x in labels]
+    head = f"{'network':<16} {'scheme':<12} {'budget':>6} {'n':>3}  "
+    head += " ".join(f"{short.get(x, x):>{w}}" for x, w in zip(labels, widths, strict=True))
+    rows = [head, "-" * len(head)]
+
+    def cell_tau(c: dict[str, Any], label: str) -> float | None:
+        if label == TRUTH_SELF:
+            return c.get("truth_self_tau")
+        r = c["proxies"].get(label)
+        return None if r is None else r["tau"]
+
+    for c in cells:
+        vals = [cell_tau(c, x) for x in labels]
+        rows.append(
+            f"{c['network']:<16} {c['scheme']:<12} {c['budget']:>6.2f} {c['policies']:>3}  "
+            + " ".join(
+                f"{'nan' if v is None else f'{v:.3f}':>{w}}"
+                for v, w in zip(vals, widths, strict=True)
             )
+        )
+    means = mean_tau(cells)
+    rows.append(
+        f"{'mean':<16} {'':<12} {'':>6} {'':>3}  "
+        + " ".join(
+            f"{means.get(x, float('nan')):>{w}.3f}" for x, w in zip(labels, widths, strict=True)
+        )
+    )
     return "\n".join(rows)
 
 
@@ -371,8 +430,18 @@ def main(argv: list[str] | None = None) -> None:
         help="score the best policies of a search-quality results file instead (regime 2)",
     )
     ap.add_argument("--proxies", nargs="+", default=list(PROXY_SET), choices=list(PROXY_SET))
+    ap.add_argument("--report", type=Path, metavar="JSON", help="print a stored file's table")
     args = ap.parse_args(argv)
     results = ROOT / "bench" / "results"
+    if args.report is not None:
+        try:
+            cells = json.loads(args.report.read_text())["cells"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            ap.error(f"--report: cannot read proxy-fidelity results {str(args.report)!r}: {exc}")
+        print(table(cells))
+        print()
+        print(tau_grid(cells))
+        return
     if args.top_from is not None:
         if not args.top_from.is_file():
             ap.error(f"--top-from: no such file {str(args.top_from)!r}")
