@@ -1,0 +1,57 @@
+"""The proxy-fidelity benchmark's bookkeeping: the truth's self-agreement and the tau grid."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "proxy_fidelity.py"
+
+
+@pytest.fixture(scope="module")
+def pf():
+    spec = importlib.util.spec_from_file_location("proxy_fidelity", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["proxy_fidelity"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_truth_self_tau_agrees_and_disagrees(pf):
+    assert pf.truth_self_tau([[0.1, 0.1], [0.2, 0.3], [0.3, 0.5]]) == pytest.approx(1.0)
+    assert pf.truth_self_tau([[0.1, 0.5], [0.2, 0.3], [0.3, 0.1]]) == pytest.approx(-1.0)
+
+
+def test_truth_self_tau_needs_two_finetunes(pf):
+    assert pf.truth_self_tau([[0.1], [0.2], [0.3]]) is None
+    assert pf.truth_self_tau([]) is None
+
+
+def _cell(tau_holdout: float, self_tau: float | None) -> dict:
+    return {
+        "network": "fashion-cnn",
+        "scheme": "balanced",
+        "budget": 0.5,
+        "policies": 5,
+        "truth_epochs": float("nan"),
+        "truth_range": [0.9, 0.92],
+        "truth_self_tau": self_tau,
+        "proxies": {"holdout": {"tau": tau_holdout, "p_value": 0.1, "ms_per_eval": 3.0}},
+    }
+
+
+def test_mean_tau_and_grid_include_the_truth_ceiling(pf):
+    cells = [_cell(0.2, 0.4), _cell(0.6, None)]
+    means = pf.mean_tau(cells)
+    assert means["holdout"] == pytest.approx(0.4)
+    assert means[pf.TRUTH_SELF] == pytest.approx(0.4)
+    grid = pf.tau_grid(cells).splitlines()
+    assert grid[0].split()[-2:] == ["holdout", "truth-self"]
+    assert grid[2].split()[-2:] == ["0.200", "0.400"]
+    assert grid[3].split()[-2:] == ["0.600", "nan"]
+    assert grid[-1].split()[-2:] == ["0.400", "0.400"]
+    table = pf.table(cells)
+    assert pf.TRUTH_SELF in table and "   -  " in table
