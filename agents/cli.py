@@ -77,12 +77,20 @@ def search(
     points: int = typer.Option(6, help="Budgets evaluated on the front (with --budgets)."),
     config: Path = typer.Option(None, help="YAML file of search settings (flags override)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    resume: str = typer.Option(
+        None,
+        metavar="RUN_ID",
+        help="Continue an interrupted search run with its own settings (other search "
+        "flags are refused; --export and --progress apply).",
+    ),
 ) -> None:
     """Search a pruning policy; log everything to an MLflow run; print a summary."""
-    from tqdm import tqdm
 
-    from agents.search import SearchConfig, run_search
+    from agents.search import SearchConfig
 
+    if resume is not None:
+        _resume_search(ctx, resume, export, progress)
+        return
     try:
         settings: dict[str, Any] = {}
         if config is not None:
@@ -141,14 +149,78 @@ def search(
             _fail(exc)
         _search_front(cfg, budget_range, points, command, progress)
         return
-    bar = tqdm(total=cfg.episodes, desc="episodes", unit="ep", disable=not progress)
+    _run_and_report(cfg, command=command, export=export, progress=progress)
+
+
+def _run_and_report(
+    cfg: Any, *, command: str, export: Path | None, progress: bool, resume: Any = None
+) -> None:
+    """Run a (resumed) search under a progress bar; print its summary or how it stopped."""
+    from tqdm import tqdm
+
+    from agents.search import SearchInterrupted, run_search
+
+    done = 0 if resume is None else len(resume.records)
+    bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
     try:
-        result = run_search(cfg, command=command, export_dir=export, progress=bar.update)
+        result = run_search(
+            cfg, command=command, export_dir=export, progress=bar.update, resume=resume
+        )
+    except SearchInterrupted as exc:
+        bar.close()
+        _report_interrupted(exc)
     except (KeyError, ValueError, FileExistsError) as exc:
         bar.close()
         _fail(exc)
     bar.close()
     _print_summary(cfg, result)
+
+
+def _report_interrupted(exc: Any) -> None:
+    """Where an interrupted search stands and how to continue it; exit 128 + signal."""
+    import signal
+
+    name = signal.Signals(exc.signum).name
+    if exc.run_id is None:
+        console.print(f"interrupted by {name} before the search run started; nothing to keep")
+    else:
+        console.print(
+            f"interrupted by {name} after {exc.episodes} episodes; MLflow run "
+            f"[bold]{exc.run_id}[/] is KILLED and keeps every finished episode, the best "
+            "policy so far and its pruned model."
+        )
+        console.print(f"resume with: hwprune search --resume {exc.run_id}")
+    raise typer.Exit(exc.exit_code)
+
+
+def _resume_search(ctx: typer.Context, run_id: str, export: Path | None, progress: bool) -> None:
+    """``search --resume RUN_ID``: the run's own settings, its journal replayed."""
+    from agents.search import load_resume
+
+    allowed = {"resume", "export", "progress"}
+    given = sorted(
+        name
+        for name in ctx.params
+        if name not in allowed
+        and ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+    )
+    if given:
+        _fail(
+            ValueError(
+                f"--resume continues a run with its own settings; drop "
+                f"{', '.join('--' + g.replace('_', '-') for g in given)}"
+            )
+        )
+    try:
+        cfg, state = load_resume(run_id)
+    except (KeyError, ValueError) as exc:
+        _fail(exc)
+    command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
+    console.print(
+        f"resuming run {run_id}: {len(state.records)} of {cfg.episodes} episodes done "
+        "(replayed from the journal, not re-evaluated)"
+    )
+    _run_and_report(cfg, command=command, export=export, progress=progress, resume=state)
 
 
 def _parse_range(text: str) -> tuple[float, float]:

@@ -23,11 +23,11 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from agents.base import get_agent, load_hyperparams
+from agents.base import get_agent
 from agents.baselines import uniform_choice
 from agents.learners import SB3Agent
 from agents.recorder import EpisodeRecord, EpisodeRecorder
-from agents.search import SearchConfig
+from agents.search import SearchConfig, run_params
 from envs import LayerPruneEnv, make_env, make_task
 from tracking import plots, search_run
 
@@ -161,19 +161,10 @@ def run_frontier(
     run_name = f"frontier-{config.agent}-{config.scheme}-{config.hardware}-b{low:g}:{high:g}"
     with search_run(config.experiment, run_name=run_name) as run:
         run.log_config(
-            {
-                **config.as_dict(),
-                "budget_range": [low, high],
-                "points": int(points),
-                "agent_hyperparams": load_hyperparams(config.agent, config.agent_params),
-                "hardware_resolved": task.hardware.describe(),
-                "scheme_resolved": task.scheme.describe(),
-                "decisions": len(task.decisions),
-                "min_cost_ratio": task.min_cost_ratio,
-            },
+            run_params(config, task, budget_range=[low, high], points=int(points)),
             command=command,
         )
-        recorder = EpisodeRecorder(sinks=[run])
+        recorder = EpisodeRecorder(sinks=[run], journal=run.journal)
         agent.search(
             env_fns,
             episodes=config.episodes,

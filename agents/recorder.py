@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -12,6 +13,17 @@ class EpisodeSink(Protocol):
 
     def write_episode(self, episode: int, metrics: dict[str, float]) -> None:
         """Record the metrics of episode number ``episode`` (0-based)."""
+
+
+class EpisodeLog(Protocol):
+    """Durable store of whole episode records (``tracking.EpisodeJournal``)."""
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Make one episode record durable."""
+
+
+class ReplayDiverged(RuntimeError):
+    """A resumed search did not retrace the episodes it had recorded before."""
 
 
 @dataclass
@@ -48,12 +60,21 @@ class EpisodeRecorder:
     ``record`` directly. ``best`` is the feasible episode with the highest accuracy
     (lower cost ratio breaks ties); with several budgets, ``best_per_budget`` keeps one
     per budget value.
+
+    Every record goes to the ``journal`` (durable at once) and then to the ``sinks``. A
+    resumed search replays its past: ``replay`` holds the journal's earlier records,
+    each replayed episode must retrace its own (else ``ReplayDiverged``) and is not
+    journalled again, and the first ``logged`` episodes, which the sinks already hold,
+    are not sent to them again.
     """
 
     sinks: Sequence[EpisodeSink] = ()
     history: list[EpisodeRecord] = field(default_factory=list)
     best: EpisodeRecord | None = None
     best_per_budget: dict[float, EpisodeRecord] = field(default_factory=dict)
+    journal: EpisodeLog | None = None
+    replay: Sequence[dict[str, Any]] = ()
+    logged: int = 0
 
     @property
     def episodes(self) -> int:
@@ -74,6 +95,15 @@ class EpisodeRecorder:
             choice=list(info["choice"]),
             cost=dict(info["cost"]),
         )
+        if rec.episode < len(self.replay):
+            past = self.replay[rec.episode]
+            if list(past["choice"]) != rec.choice or float(past["budget"]) != rec.budget:
+                raise ReplayDiverged(
+                    f"resumed search diverged at episode {rec.episode}: the journal has "
+                    f"choice {list(past['choice'])}, the replay chose {rec.choice}"
+                )
+        elif self.journal is not None:
+            self.journal.append(dataclasses.asdict(rec))
         self.history.append(rec)
         if rec.within_budget:
             if _better(rec, self.best):
@@ -84,9 +114,15 @@ class EpisodeRecorder:
         metrics = rec.scalars()
         if self.best is not None:
             metrics["best_accuracy"] = self.best.accuracy
-        for sink in self.sinks:
-            sink.write_episode(rec.episode, metrics)
+        if rec.episode >= self.logged:
+            for sink in self.sinks:
+                sink.write_episode(rec.episode, metrics)
         return rec
+
+    @property
+    def replaying(self) -> bool:
+        """True while the episodes recorded are still the journal's past."""
+        return len(self.history) < len(self.replay)
 
 
 def _better(new: EpisodeRecord, old: EpisodeRecord | None) -> bool:

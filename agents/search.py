@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from agents.recorder import EpisodeRecord, EpisodeRecorder
 from envs import REWARD_FORMS, LayerPruneEnv, PruningTask, make_env, make_task, validate_names
 from envs.evaluation import DEVICES, resolve_device
 from pruning.export import export_pruned
-from tracking import plots, search_run
+from tracking import plots, run_state, search_run
 
 
 @dataclass(frozen=True)
@@ -150,16 +151,37 @@ class SearchResult:
         }
 
 
+def run_params(config: SearchConfig, task: PruningTask, **extra: Any) -> dict[str, Any]:
+    """What a search run records as its config: the settings and what they resolved to."""
+    return {
+        **config.as_dict(),
+        **extra,
+        "agent_hyperparams": load_hyperparams(config.agent, config.agent_params),
+        "hardware_resolved": task.hardware.describe(),
+        "scheme_resolved": task.scheme.describe(),
+        "decisions": len(task.decisions),
+        "min_cost_ratio": task.min_cost_ratio,
+    }
+
+
 def _subprocess_env(threads: int, kwargs: dict[str, Any]) -> LayerPruneEnv:
-    """Env factory run inside a SubprocVecEnv worker (which builds its own task)."""
+    """Env factory run inside a SubprocVecEnv worker (which builds its own task).
+
+    The worker ignores SIGINT: Ctrl-C reaches the whole process group, and the parent
+    must be the one to stop, so that it can close its workers and keep their results.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     return make_env(**kwargs)
 
 
-def _env_factories(config: SearchConfig, env: LayerPruneEnv) -> list[Callable[[], LayerPruneEnv]]:
+def _env_factories(
+    config: SearchConfig, env: LayerPruneEnv, known_scores: dict[tuple[int, ...], float]
+) -> list[Callable[[], LayerPruneEnv]]:
     if config.n_envs == 1:
         return [lambda: env]
-    worker = functools.partial(_subprocess_env, config.threads, config.env_kwargs())
+    kwargs = {**config.env_kwargs(), "known_scores": known_scores}
+    worker = functools.partial(_subprocess_env, config.threads, kwargs)
     return [worker for _ in range(config.n_envs)]
 
 
@@ -183,23 +205,108 @@ def _policy_json(
     }
 
 
+class SearchInterrupted(KeyboardInterrupt):
+    """A search stopped by SIGINT or SIGTERM after saving what it had.
+
+    Its run is KILLED in MLflow and holds every finished episode, the best policy so
+    far and that policy's pruned model (not fine-tuned); ``hwprune search --resume
+    RUN_ID`` continues it.
+    """
+
+    def __init__(self, signum: int, run_id: str | None = None, episodes: int = 0) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.run_id = run_id
+        self.episodes = episodes
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal number (130 SIGINT, 143 SIGTERM)."""
+        return 128 + int(self.signum)
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What a resumed search replays: the run, its journal and what its store holds."""
+
+    run_id: str
+    records: list[dict[str, Any]]
+    logged: int
+
+    @property
+    def known_scores(self) -> dict[tuple[int, ...], float]:
+        """Proxy score of every policy the run evaluated, by choice."""
+        return {tuple(r["choice"]): float(r["accuracy"]) for r in self.records}
+
+
+#: Run statuses a search can be resumed from (RUNNING: the process was killed hard).
+RESUMABLE = ("RUNNING", "KILLED", "FAILED")
+
+
+def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
+    """The config and journal of a run to resume; ``KeyError``/``ValueError`` if it cannot."""
+    status, stored, records, logged = run_state(run_id)
+    if status not in RESUMABLE:
+        raise ValueError(
+            f"run {run_id!r} is {status}; only a {', '.join(RESUMABLE)} search can be resumed"
+        )
+    if stored.get("budget_range") is not None:
+        raise ValueError(f"run {run_id!r} is a --budgets (front) search, which cannot resume")
+    fields = {k: v for k, v in stored.items() if k in SearchConfig.__dataclass_fields__}
+    config = SearchConfig(**fields)
+    config.validate()
+    if len(records) > config.episodes:
+        raise ValueError(
+            f"run {run_id!r}: its journal holds {len(records)} episodes, "
+            f"its config {config.episodes}"
+        )
+    return config, ResumeState(run_id=run_id, records=records, logged=min(logged, len(records)))
+
+
 def run_search(
     config: SearchConfig,
     *,
     command: str | None = None,
     export_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    resume: ResumeState | None = None,
 ) -> SearchResult:
     """Run one search as an MLflow run and return its result.
 
     Bad names, ranges and a budget below the least achievable cost raise before the run
-    starts; a failure inside the run marks it FAILED in MLflow.
+    starts; a failure inside the run marks it FAILED in MLflow. SIGINT and SIGTERM stop
+    the search cleanly: ``SearchInterrupted`` after the run has saved what it had.
+    ``resume`` (``load_resume``) continues a run: the agent replays the episodes of the
+    run's journal from their recorded scores (same seed, same choices, no evaluation),
+    then searches on; the result is the one the uninterrupted search would have given.
     """
     config.validate()
     if export_dir is not None and Path(export_dir).exists():
         raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
-    with torch_threads(config.threads):
-        return _run_search(config, command=command, export_dir=export_dir, progress=progress)
+    with torch_threads(config.threads), _signals_interrupt():
+        return _run_search(
+            config, command=command, export_dir=export_dir, progress=progress, resume=resume
+        )
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into ``SearchInterrupted`` while a search runs."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SearchInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextlib.contextmanager
@@ -219,111 +326,166 @@ def _run_search(
     command: str | None,
     export_dir: str | Path | None,
     progress: Callable[[int], None] | None,
+    resume: ResumeState | None,
 ) -> SearchResult:
     agent = get_agent(config.agent, config.agent_params)
     task = make_task(**config.task_kwargs())
-    env = make_env(task=task, **config.env_kwargs())  # validates the budget against the task
+    known = resume.known_scores if resume is not None else {}
+    # make_env validates the budget against the task.
+    env = make_env(task=task, known_scores=known, **config.env_kwargs())
     uniform = uniform_choice(task, config.budget)
     if uniform is None:
         raise ValueError(f"no uniform policy fits budget {config.budget}")
     uniform_info = env.evaluate_choice(tuple(uniform))
 
     run_name = f"{config.agent}-{config.scheme}-{config.hardware}-b{config.budget:g}"
-    with search_run(config.experiment, run_name=run_name) as run:
-        run.log_config(
-            {
-                **config.as_dict(),
-                "agent_hyperparams": load_hyperparams(config.agent, config.agent_params),
-                "hardware_resolved": task.hardware.describe(),
-                "scheme_resolved": task.scheme.describe(),
-                "decisions": len(task.decisions),
-                "min_cost_ratio": task.min_cost_ratio,
-            },
-            command=command,
-        )
-        run.log_metrics(
-            {
-                "uniform/holdout_accuracy": uniform_info["accuracy"],
-                "uniform/cost_ratio": uniform_info["cost_ratio"],
-                "uniform/density": uniform_info["density"],
-            }
-        )
-        run.log_json(_policy_json(task, uniform_info, config), "uniform_policy.json")
-
-        recorder = EpisodeRecorder(sinks=[run])
-        agent.search(
-            _env_factories(config, env),
-            episodes=config.episodes,
-            recorder=recorder,
-            seed=config.seed,
-            progress=progress,
-        )
-        run.flush()
-        best = recorder.best
-        if best is None:
-            raise RuntimeError("no episode ended within budget; this is a bug in the budget wall")
-
-        best_model = pruned_model(
-            task, best.choice, finetune_steps=config.finetune_steps, seed=config.seed
-        )
-        uniform_model = pruned_model(
-            task, uniform, finetune_steps=config.finetune_steps, seed=config.seed
-        )
-        best_test = test_accuracy(task, best_model)
-        uniform_test = test_accuracy(task, uniform_model)
-        run.log_metrics(
-            {
-                "best/holdout_accuracy": best.accuracy,
-                "best/test_accuracy": best_test,
-                "best/cost_ratio": best.cost_ratio,
-                "best/density": best.density,
-                "best/episode": best.episode,
-                "search/refine_episodes": agent.refined_episodes,
-                "uniform/test_accuracy": uniform_test,
-                "dense/test_accuracy": float(task.workload.meta.get("test_accuracy", float("nan"))),
-            }
-        )
-        policy = _policy_json(task, best, config)
-        policy["test_accuracy"] = best_test
-        run.log_json(policy, "best_policy.json")
-        _log_plots(run, recorder, best, uniform_info, config)
-
-        manifest = {
-            "run_id": run.run_id,
-            "policy": policy,
-            "finetune_steps": config.finetune_steps,
-            "workload_meta": {k: v for k, v in task.workload.meta.items() if _plain(v)},
-        }
-        tmp = Path(tempfile.mkdtemp(prefix="hwprune-export-"))
-        try:
-            exported = export_pruned(
-                best_model,
-                task.workload.example_input,
-                tmp / "pruned_model",
-                scheme=task.scheme,
-                layers=task.layers,
-                manifest=manifest,
+    resume_id = None if resume is None else resume.run_id
+    with search_run(config.experiment, run_name=run_name, resume_run_id=resume_id) as run:
+        if resume is None:
+            run.log_config(run_params(config, task), command=command)
+            run.log_metrics(
+                {
+                    "uniform/holdout_accuracy": uniform_info["accuracy"],
+                    "uniform/cost_ratio": uniform_info["cost_ratio"],
+                    "uniform/density": uniform_info["density"],
+                }
             )
-            run.log_dir(exported, "pruned_model")
-            final_dir = None
-            if export_dir is not None:
-                final_dir = Path(export_dir)
-                final_dir.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(exported, final_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            run.log_json(_policy_json(task, uniform_info, config), "uniform_policy.json")
+        elif command:
+            run.log_text(command + "\n", f"resumed/command-{len(resume.records)}.txt")
 
-        return SearchResult(
-            run_id=run.run_id,
-            best=best,
-            uniform=uniform_info,
-            best_test_accuracy=best_test,
-            uniform_test_accuracy=uniform_test,
-            episodes=recorder.episodes,
-            metric=task.metric,
-            export_dir=final_dir,
-            refined_episodes=agent.refined_episodes,
+        recorder = EpisodeRecorder(
+            sinks=[run],
+            journal=run.journal,
+            replay=[] if resume is None else resume.records,
+            logged=0 if resume is None else resume.logged,
         )
+        try:
+            agent.search(
+                _env_factories(config, env, known),
+                episodes=config.episodes,
+                recorder=recorder,
+                seed=config.seed,
+                progress=progress,
+            )
+            return _finish(run, task, agent, recorder, uniform, uniform_info, config, export_dir)
+        except SearchInterrupted as exc:
+            _save_interrupted(run, task, recorder, config)
+            raise SearchInterrupted(exc.signum, run.run_id, recorder.episodes) from None
+
+
+def _finish(
+    run: Any,
+    task: PruningTask,
+    agent: Any,
+    recorder: EpisodeRecorder,
+    uniform: list[int],
+    uniform_info: dict[str, Any],
+    config: SearchConfig,
+    export_dir: str | Path | None,
+) -> SearchResult:
+    """After the last episode: fine-tune, test and export the best policy into the run."""
+    run.flush()
+    if recorder.replay:
+        run.log_metrics({"search/resumed_at_episode": len(recorder.replay)})
+    best = recorder.best
+    if best is None:
+        raise RuntimeError("no episode ended within budget; this is a bug in the budget wall")
+
+    best_model = pruned_model(
+        task, best.choice, finetune_steps=config.finetune_steps, seed=config.seed
+    )
+    uniform_model = pruned_model(
+        task, uniform, finetune_steps=config.finetune_steps, seed=config.seed
+    )
+    best_test = test_accuracy(task, best_model)
+    uniform_test = test_accuracy(task, uniform_model)
+    run.log_metrics(
+        {
+            "best/holdout_accuracy": best.accuracy,
+            "best/test_accuracy": best_test,
+            "best/cost_ratio": best.cost_ratio,
+            "best/density": best.density,
+            "best/episode": best.episode,
+            "search/refine_episodes": agent.refined_episodes,
+            "uniform/test_accuracy": uniform_test,
+            "dense/test_accuracy": float(task.workload.meta.get("test_accuracy", float("nan"))),
+        }
+    )
+    policy = _policy_json(task, best, config)
+    policy["test_accuracy"] = best_test
+    run.log_json(policy, "best_policy.json")
+    _log_plots(run, recorder, best, uniform_info, config)
+
+    manifest = {
+        "run_id": run.run_id,
+        "policy": policy,
+        "finetune_steps": config.finetune_steps,
+        "workload_meta": {k: v for k, v in task.workload.meta.items() if _plain(v)},
+    }
+    final_dir = _log_pruned_model(run, task, best_model, manifest, export_dir)
+
+    return SearchResult(
+        run_id=run.run_id,
+        best=best,
+        uniform=uniform_info,
+        best_test_accuracy=best_test,
+        uniform_test_accuracy=uniform_test,
+        episodes=recorder.episodes,
+        metric=task.metric,
+        export_dir=final_dir,
+        refined_episodes=agent.refined_episodes,
+    )
+
+
+def _save_interrupted(
+    run: Any, task: PruningTask, recorder: EpisodeRecorder, config: SearchConfig
+) -> None:
+    """Keep what an interrupted search found: its episodes, best policy and pruned model.
+
+    Quick on purpose (no fine-tune, no test evaluation): a scheduler's SIGTERM leaves
+    seconds, not minutes. A second signal during it stops the saving, not the run's
+    KILLED status.
+    """
+    run.flush()
+    best = recorder.best
+    if best is None:
+        return
+    policy = _policy_json(task, best, config)
+    policy["interrupted_after_episodes"] = recorder.episodes
+    run.log_json(policy, "best_policy.json")
+    model = pruned_model(task, best.choice, finetune_steps=0, seed=config.seed)
+    manifest = {"run_id": run.run_id, "policy": policy, "finetune_steps": 0}
+    _log_pruned_model(run, task, model, manifest, None)
+
+
+def _log_pruned_model(
+    run: Any,
+    task: PruningTask,
+    model: torch.nn.Module,
+    manifest: dict[str, Any],
+    export_dir: str | Path | None,
+) -> Path | None:
+    """Export ``model`` into the run's ``pruned_model``, and copy it to ``export_dir``."""
+    tmp = Path(tempfile.mkdtemp(prefix="hwprune-export-"))
+    try:
+        exported = export_pruned(
+            model,
+            task.workload.example_input,
+            tmp / "pruned_model",
+            scheme=task.scheme,
+            layers=task.layers,
+            manifest=manifest,
+        )
+        run.log_dir(exported, "pruned_model")
+        if export_dir is None:
+            return None
+        final_dir = Path(export_dir)
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(exported, final_dir)
+        return final_dir
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _plain(v: Any) -> bool:

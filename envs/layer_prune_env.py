@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -86,6 +87,8 @@ class LayerPruneEnv(gym.Env):
     - ``reward``: one of ``REWARD_FORMS``. ``penalty``: Lagrangian weight.
     - ``budget_wall``: enforce the wall (default True).
     - ``cache_size``: terminal scores memoised per choice (the proxy is deterministic).
+    - ``known_scores``: proxy scores already measured, by choice (never evicted): a
+      resumed search replays its past from them instead of evaluating again.
     """
 
     metadata = {"render_modes": []}
@@ -101,6 +104,7 @@ class LayerPruneEnv(gym.Env):
         penalty: float = 2.0,
         budget_wall: bool = True,
         cache_size: int = 4096,
+        known_scores: Mapping[tuple[int, ...], float] | None = None,
     ) -> None:
         super().__init__()
         if reward not in REWARD_FORMS:
@@ -116,6 +120,7 @@ class LayerPruneEnv(gym.Env):
         self.budget = float(budget) if budget_range is None else self.budget_range[1]
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[tuple[int, ...], float] = OrderedDict()
+        self._known = {tuple(int(i) for i in k): float(v) for k, v in (known_scores or {}).items()}
 
         self.n_steps = len(task.decisions)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
@@ -256,6 +261,8 @@ class LayerPruneEnv(gym.Env):
     # -- terminal evaluation ------------------------------------------------------------
     def score(self, choice: tuple[int, ...]) -> float:
         """Proxy score of a choice of level indices, memoised."""
+        if choice in self._known:
+            return self._known[choice]
         if choice in self._cache:
             self._cache.move_to_end(choice)
             return self._cache[choice]

@@ -21,6 +21,7 @@ def _isolated_mlflow(tmp_path_factory: pytest.TempPathFactory) -> None:
     torch.set_num_threads(1)
     store = tmp_path_factory.mktemp("mlflow")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    os.environ["HWPRUNE_STATE_DIR"] = str(store / "state")  # episode journals
     # A SQLite store keeps artifacts in ./mlruns: run from the temp dir so that nothing
     # lands in the checkout.
     os.chdir(store)

@@ -14,8 +14,15 @@ from typing import Any
 import mlflow
 import yaml
 
+from tracking.journal import JOURNAL_ARTIFACT, EpisodeJournal, read_records
+
+# Downloads of a run's small files (config, journal) would each draw a progress bar.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 # MLflow caps a param value (500 characters on older servers): longer values are cut.
 _MAX_PARAM = 500
+# MLflow's log_batch takes at most 1000 metrics per call.
+_MAX_BATCH = 1000
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -33,16 +40,29 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 class SearchRun:
     """A thin shell over an active MLflow run; also an ``EpisodeSink``.
 
-    Per-episode metrics are buffered and flushed in batches, since one HTTP/SQL round
-    trip per metric would dominate a fast search.
+    Per-episode metrics are buffered, since one HTTP/SQL round trip per metric would
+    dominate a fast search, and sent at most ``flush_seconds`` after an episode ends
+    or every ``flush_every`` episodes, whichever comes first; each batch holds whole
+    episodes, so a killed process leaves no episode half-logged. The run's
+    ``journal`` (``tracking.journal``) holds every episode durably in the meantime and
+    is mirrored into the run at each flush.
     """
 
-    def __init__(self, run: mlflow.ActiveRun, *, flush_every: int = 50) -> None:
+    def __init__(
+        self,
+        run: mlflow.ActiveRun,
+        *,
+        flush_every: int = 50,
+        flush_seconds: float = 5.0,
+    ) -> None:
         self.run = run
         self.run_id = run.info.run_id
         self._client = mlflow.tracking.MlflowClient()
-        self._pending: list[mlflow.entities.Metric] = []
+        self._pending: list[list[mlflow.entities.Metric]] = []
         self.flush_every = int(flush_every)
+        self.flush_seconds = float(flush_seconds)
+        self._last_flush = time.monotonic()
+        self.journal = EpisodeJournal.for_run(self.run_id)
 
     def log_config(self, config: Mapping[str, Any], command: str | None = None) -> None:
         """All config as params, plus ``config.yaml`` and the exact ``command.txt``."""
@@ -52,21 +72,40 @@ class SearchRun:
             self.log_text(command + "\n", "command.txt")
 
     def write_episode(self, episode: int, metrics: dict[str, float]) -> None:
-        """Buffer one episode's metrics (``step`` = episode index)."""
+        """Buffer one episode's metrics (``step`` = episode index); flush when due."""
         now = int(time.time() * 1000)
-        for key, value in metrics.items():
-            self._pending.append(
+        self._pending.append(
+            [
                 mlflow.entities.Metric(f"episode/{key}", float(value), now, int(episode))
-            )
-        if len(self._pending) >= self.flush_every * max(len(metrics), 1):
+                for key, value in metrics.items()
+            ]
+        )
+        due = time.monotonic() - self._last_flush >= self.flush_seconds
+        if due or len(self._pending) >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
-        """Send buffered metrics."""
-        if self._pending:
-            for i in range(0, len(self._pending), 1000):
-                self._client.log_batch(self.run_id, metrics=self._pending[i : i + 1000])
-            self._pending = []
+        """Send buffered episodes (whole episodes per batch) and mirror the journal."""
+        while self._pending:
+            batch: list[mlflow.entities.Metric] = []
+            taken = 0
+            for episode in self._pending:
+                if batch and len(batch) + len(episode) > _MAX_BATCH:
+                    break
+                batch += episode
+                taken += 1
+            self._client.log_batch(self.run_id, metrics=batch)
+            del self._pending[:taken]
+        if self.journal.path.exists():
+            self._client.log_artifact(
+                self.run_id, str(self.journal.path), os.path.dirname(JOURNAL_ARTIFACT)
+            )
+        self._last_flush = time.monotonic()
+
+    def episodes_logged(self) -> int:
+        """Episodes whose metrics the store holds (batches hold whole episodes)."""
+        history = self._client.get_metric_history(self.run_id, "episode/reward")
+        return 1 + max((m.step for m in history), default=-1)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Summary metrics (no step)."""
@@ -91,19 +130,75 @@ class SearchRun:
 
 @contextmanager
 def search_run(
-    experiment: str, *, run_name: str | None = None, tags: Mapping[str, str] | None = None
+    experiment: str,
+    *,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    resume_run_id: str | None = None,
 ) -> Iterator[SearchRun]:
     """Start an MLflow run in ``experiment`` (default local store or MLFLOW_TRACKING_URI).
 
-    A failure inside the block marks the run FAILED, so no half-written run looks done.
+    ``resume_run_id`` reopens that run instead. The run ends FINISHED when the block
+    completes, KILLED when it is interrupted (``KeyboardInterrupt``, which SIGTERM
+    raises too during a search) and FAILED on any other error, so no half-written run
+    looks done and none stays RUNNING.
     """
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name, tags=dict(tags or {})) as active:
-        handle = SearchRun(active)
+    if resume_run_id is None:
+        mlflow.set_experiment(experiment)
+        active = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
+    else:
+        # start_run refuses a run outside the process's active experiment.
+        run = mlflow.tracking.MlflowClient().get_run(resume_run_id)
+        mlflow.set_experiment(experiment_id=run.info.experiment_id)
+        active = mlflow.start_run(run_id=resume_run_id)
+    handle = SearchRun(active)
+    status = "FAILED"
+    try:
+        yield handle
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
         try:
-            yield handle
-        finally:
             handle.flush()
+        finally:
+            handle.journal.close()
+            mlflow.end_run(status)
+
+
+def run_state(run_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]], int]:
+    """What a resumed search needs from a run: status, config, journal, episodes logged.
+
+    The journal is the local one when this machine wrote it (it is never behind the
+    store's copy), else the copy mirrored into the run. ``KeyError`` for an unknown run,
+    ``ValueError`` for a run without a search config.
+    """
+    client = mlflow.tracking.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise KeyError(
+            f"no MLflow run {run_id!r} in the tracking store {mlflow.get_tracking_uri()!r}"
+        ) from exc
+    try:
+        path = client.download_artifacts(run_id, "config.yaml", tempfile.mkdtemp())
+        config = yaml.safe_load(Path(path).read_text())
+    except (mlflow.exceptions.MlflowException, OSError, yaml.YAMLError):
+        config = None
+    if not isinstance(config, dict):
+        raise ValueError(f"run {run_id!r} holds no search config (config.yaml); not a search run")
+    local = EpisodeJournal.for_run(run_id)
+    records = local.records()
+    if not records:
+        try:
+            path = client.download_artifacts(run_id, JOURNAL_ARTIFACT, tempfile.mkdtemp())
+            records = list(read_records(path))
+        except (mlflow.exceptions.MlflowException, OSError):
+            records = []
+    history = client.get_metric_history(run_id, "episode/reward")
+    logged = 1 + max((m.step for m in history), default=-1)
+    return run.info.status, config, records, logged
 
 
 def download_artifacts(run_id: str, artifact_path: str = "") -> Path:

@@ -1,0 +1,187 @@
+"""Searches that survive interruption: the journal, signals, and --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from agents import SearchConfig, run_search
+from agents.cli import app
+from agents.recorder import EpisodeRecorder, ReplayDiverged
+from agents.search import load_resume
+from tracking import EpisodeJournal, state_dir
+from tracking.journal import read_records
+
+runner = CliRunner()
+
+SETTINGS = ["--episodes", "20", "--seed", "4", "--no-progress"]
+
+
+def _info(choice: list[int], acc: float = 0.9) -> dict:
+    return {
+        "accuracy": acc,
+        "reward": acc,
+        "cost_ratio": 0.5,
+        "density": 0.5,
+        "budget": 0.5,
+        "within_budget": True,
+        "densities": {"a": 0.5},
+        "choice": choice,
+        "cost": {"latency_s": 1.0},
+    }
+
+
+def test_journal_keeps_whole_episodes_and_drops_a_torn_tail(tmp_path):
+    journal = EpisodeJournal(tmp_path / "j.jsonl")
+    journal.append({"episode": 0})
+    journal.append({"episode": 1})
+    journal.close()
+    with open(journal.path, "a") as fh:
+        fh.write('{"episode": 2, "acc')  # the writer died mid-line
+    assert [r["episode"] for r in journal.records()] == [0, 1]
+    journal.append({"episode": 2})  # the torn line is cut before appending
+    assert [r["episode"] for r in read_records(journal.path)] == [0, 1, 2]
+
+
+def test_journal_with_a_corrupt_middle_line_is_an_error(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"episode": 0}\nnot json\n{"episode": 2}\n{"episode": 3}\n')
+    with pytest.raises(ValueError, match="corrupt at line 2"):
+        list(read_records(path))
+
+
+def test_replay_retraces_the_journal_without_rewriting_it(tmp_path):
+    journal = EpisodeJournal(tmp_path / "j.jsonl")
+    first = EpisodeRecorder(journal=journal)
+    for c in ([1, 2], [2, 2], [0, 1]):
+        first.record(_info(c))
+    past = journal.records()
+
+    class Sink:
+        def __init__(self) -> None:
+            self.episodes: list[int] = []
+
+        def write_episode(self, episode: int, metrics: dict) -> None:
+            self.episodes.append(episode)
+
+    sink = Sink()
+    again = EpisodeRecorder(sinks=[sink], journal=journal, replay=past, logged=2)
+    for c in ([1, 2], [2, 2], [0, 1], [3, 3]):
+        again.record(_info(c))
+    assert [r["choice"] for r in journal.records()] == [[1, 2], [2, 2], [0, 1], [3, 3]]
+    assert sink.episodes == [2, 3]  # 0 and 1 were already in the store
+
+    diverging = EpisodeRecorder(replay=past)
+    diverging.record(_info([1, 2]))
+    with pytest.raises(ReplayDiverged, match="diverged at episode 1"):
+        diverging.record(_info([0, 0]))
+
+
+def _episode_metrics(run_id: str) -> list[tuple[int, float]]:
+    history = mlflow.tracking.MlflowClient().get_metric_history(run_id, "episode/accuracy")
+    return sorted((m.step, m.value) for m in history)
+
+
+def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """A CLI search in a subprocess with its own state dir."""
+    states = tmp_path / "state"
+    env = {**os.environ, "HWPRUNE_STATE_DIR": str(states)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "search", *SETTINGS, "--experiment", "resume", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, states
+
+
+def _wait_for_episodes(proc: subprocess.Popen, states: Path, n: int) -> str:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        journals = list(states.glob("*/journal.jsonl"))
+        if journals and len(list(read_records(journals[0]))) >= n:
+            return journals[0].parent.name
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    raise AssertionError("the search never reached the episode to interrupt")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    """The reference: the same search, never interrupted."""
+    config = SearchConfig(episodes=20, seed=4, experiment="resume-reference")
+    return run_search(config)
+
+
+@pytest.mark.slow
+def test_search_killed_hard_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
+    proc, states = _start(tmp_path)
+    run_id = _wait_for_episodes(proc, states, 7)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait()
+    assert mlflow.get_run(run_id).info.status == "RUNNING"
+    os.environ["HWPRUNE_STATE_DIR"], saved = str(states), os.environ["HWPRUNE_STATE_DIR"]
+    try:
+        config, state = load_resume(run_id)
+        assert len(state.records) >= 7 and state.logged <= len(state.records)
+        result = run_search(config, resume=state)
+    finally:
+        os.environ["HWPRUNE_STATE_DIR"] = saved
+    assert result.run_id == run_id and mlflow.get_run(run_id).info.status == "FINISHED"
+    # Every episode exactly once, and the same episodes as the uninterrupted search.
+    resumed = _episode_metrics(run_id)
+    assert [s for s, _ in resumed] == list(range(20))
+    assert resumed == _episode_metrics(uninterrupted.run_id)
+    assert result.best.choice == uninterrupted.best.choice
+    assert result.best.episode == uninterrupted.best.episode
+    assert result.best_test_accuracy == pytest.approx(uninterrupted.best_test_accuracy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_keeps_episodes_and_best_policy_and_says_how_to_resume(tmp_path, sig):
+    proc, states = _start(tmp_path)
+    run_id = _wait_for_episodes(proc, states, 5)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, out
+    assert "Traceback" not in out
+    assert f"resume with: hwprune search --resume {run_id}" in out
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    journal = list(read_records(states / run_id / "journal.jsonl"))
+    logged = _episode_metrics(run_id)
+    assert [s for s, _ in logged] == list(range(len(journal)))  # nothing lost
+    policy = mlflow.artifacts.load_dict(f"runs:/{run_id}/best_policy.json")
+    assert policy["interrupted_after_episodes"] == len(journal)
+    best = max(journal, key=lambda r: (r["within_budget"], r["accuracy"], -r["cost_ratio"]))
+    assert policy["choice"] == best["choice"]
+    files = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run_id, "pruned_model")}
+    assert "pruned_model/manifest.json" in files
+
+
+def test_resume_refuses_a_finished_run_and_other_flags(uninterrupted):
+    res = runner.invoke(app, ["search", "--resume", uninterrupted.run_id])
+    assert res.exit_code == 2 and "is FINISHED" in res.output
+    res = runner.invoke(app, ["search", "--resume", uninterrupted.run_id, "--budget", "0.3"])
+    assert res.exit_code == 2 and "drop --budget" in res.output
+    res = runner.invoke(app, ["search", "--resume", "0123abcd"])
+    assert res.exit_code == 2 and "no MLflow run '0123abcd'" in res.output
+
+
+def test_journal_lives_in_the_state_dir_and_the_run(uninterrupted):
+    local = state_dir() / uninterrupted.run_id / "journal.jsonl"
+    records = list(read_records(local))
+    assert [r["episode"] for r in records] == list(range(20))
+    client = mlflow.tracking.MlflowClient()
+    copy = client.download_artifacts(uninterrupted.run_id, "state/journal.jsonl")
+    assert json.loads(Path(copy).read_text().splitlines()[-1])["episode"] == 19
