@@ -38,7 +38,7 @@ from agents.recorder import EpisodeRecorder
 from agents.refine import check_refine_fraction, refine, refine_episodes
 from agents.wrappers import MovingAverageBaseline
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
-from tracking.sb3_writer import MLflowOutputFormat
+from tracking.sb3_writer import MLflowOutputFormat, last_logged_step
 
 ACTION_RANGES: tuple[str, ...] = ("wall", "layer")
 
@@ -215,7 +215,10 @@ class SB3Agent(SearchAgent):
             model = self.build(venv, n_steps, learn_episodes, seed)
             if mlflow.active_run() is not None:
                 # SB3's own training figures (losses, entropy) go to the search's run.
-                model.set_logger(Logger(folder=None, output_formats=[MLflowOutputFormat()]))
+                # A resumed search replays its training: figures already logged stay once.
+                done = last_logged_step(mlflow.active_run().info.run_id)
+                writer = MLflowOutputFormat(after_step=done)
+                model.set_logger(Logger(folder=None, output_formats=[writer]))
             callback = RecorderCallback(recorder, learn_episodes, progress)
             # Margin: episodes of parallel envs finish together, PPO finishes a rollout.
             total = (learn_episodes + venv.num_envs) * n_steps

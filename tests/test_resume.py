@@ -144,6 +144,13 @@ def test_search_killed_hard_resumes_to_the_uninterrupted_result(tmp_path, uninte
     assert resumed == _episode_metrics(uninterrupted.run_id)
     assert result.best.choice == uninterrupted.best.choice
     assert result.best.episode == uninterrupted.best.episode
+    # SB3's training figures of the replayed part are not logged twice.
+    client = mlflow.tracking.MlflowClient()
+    sb3_keys = [k for k in mlflow.get_run(run_id).data.metrics if k.startswith("sb3/")]
+    assert sb3_keys
+    for key in sb3_keys:
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert len(steps) == len(set(steps)), key
     assert result.best_test_accuracy == pytest.approx(uninterrupted.best_test_accuracy)
 
 
@@ -185,3 +192,42 @@ def test_journal_lives_in_the_state_dir_and_the_run(uninterrupted):
     client = mlflow.tracking.MlflowClient()
     copy = client.download_artifacts(uninterrupted.run_id, "state/journal.jsonl")
     assert json.loads(Path(copy).read_text().splitlines()[-1])["episode"] == 19
+
+
+@pytest.mark.slow
+def test_store_failing_mid_search_loses_nothing_and_resume_uploads_it(monkeypatch, uninterrupted):
+    client_cls = mlflow.tracking.MlflowClient
+    real_log_batch = client_cls.log_batch
+    calls = {"n": 0}
+
+    def failing_log_batch(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:  # config, uniform and one episode land; then the store goes
+            raise mlflow.exceptions.MlflowException("database is locked (simulated)")
+        return real_log_batch(self, *args, **kwargs)
+
+    config = SearchConfig(episodes=20, seed=4, experiment="resume-store")
+    from tracking import StoreFailure
+    from tracking.run import SearchRun
+
+    monkeypatch.setattr(client_cls, "log_batch", failing_log_batch)
+    monkeypatch.setattr(SearchRun, "__init__", _flush_every_episode(SearchRun.__init__))
+    with pytest.raises(StoreFailure, match="--resume") as err:
+        run_search(config)
+    monkeypatch.undo()
+    run_id = err.value.run_id
+    assert len(list(read_records(err.value.journal))) == 20  # the search went on
+    assert len(_episode_metrics(run_id)) < 20
+    cfg, state = load_resume(run_id)
+    result = run_search(cfg, resume=state)
+    assert _episode_metrics(run_id) == _episode_metrics(uninterrupted.run_id)
+    assert result.best.choice == uninterrupted.best.choice
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+
+
+def _flush_every_episode(init):
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.flush_every = 1
+
+    return wrapped

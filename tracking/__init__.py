@@ -1,11 +1,23 @@
 """MLflow tracking: one run per search, per-episode metrics, artifacts and plots."""
 
 from tracking.journal import EpisodeJournal, state_dir
-from tracking.run import SearchRun, download_artifacts, flatten, run_state, search_run
+from tracking.run import (
+    SearchRun,
+    StoreFailure,
+    download_artifacts,
+    flatten,
+    run_state,
+    search_run,
+)
+from tracking.store import StoreError, check_experiment, check_store
 
 __all__ = [
     "EpisodeJournal",
     "SearchRun",
+    "StoreFailure",
+    "StoreError",
+    "check_experiment",
+    "check_store",
     "download_artifacts",
     "flatten",
     "run_state",

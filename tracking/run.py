@@ -37,6 +37,36 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+class StoreFailure(RuntimeError):
+    """The tracking store failed during a search; the episode journal kept everything."""
+
+    def __init__(self, run: SearchRun, cause: BaseException) -> None:
+        self.run_id = run.run_id
+        self.journal = run.journal.path
+        super().__init__(
+            f"the tracking store {mlflow.get_tracking_uri()!r} failed during run "
+            f"{run.run_id} ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}); "
+            f"every finished episode is kept in {str(run.journal.path)!r}. When the store "
+            f"is back, `hwprune search --resume {run.run_id}` uploads them and finishes "
+            "the search."
+        )
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (mlflow.exceptions.MlflowException, OSError)
+    try:
+        import sqlalchemy.exc
+
+        errors += (sqlalchemy.exc.SQLAlchemyError,)
+    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
+        pass
+    return errors
+
+
+#: What a failing tracking store raises (HTTP errors are OSErrors).
+STORE_ERRORS = _store_errors()
+
+
 class SearchRun:
     """A thin shell over an active MLflow run; also an ``EpisodeSink``.
 
@@ -63,6 +93,7 @@ class SearchRun:
         self.flush_seconds = float(flush_seconds)
         self._last_flush = time.monotonic()
         self.journal = EpisodeJournal.for_run(self.run_id)
+        self.store_error: StoreFailure | None = None
 
     def log_config(self, config: Mapping[str, Any], command: str | None = None) -> None:
         """All config as params, plus ``config.yaml`` and the exact ``command.txt``."""
@@ -81,11 +112,27 @@ class SearchRun:
             ]
         )
         due = time.monotonic() - self._last_flush >= self.flush_seconds
-        if due or len(self._pending) >= self.flush_every:
-            self.flush()
+        if self.store_error is None and (due or len(self._pending) >= self.flush_every):
+            try:
+                self.flush()
+            except StoreFailure:
+                pass  # the search goes on; the journal keeps every episode
 
     def flush(self) -> None:
-        """Send buffered episodes (whole episodes per batch) and mirror the journal."""
+        """Send buffered episodes (whole episodes per batch) and mirror the journal.
+
+        ``StoreFailure`` if the store fails now or failed before: from then on the
+        run is offline, and the episodes wait in the journal for ``--resume``.
+        """
+        if self.store_error is not None:
+            raise self.store_error
+        try:
+            self._send()
+        except STORE_ERRORS as exc:
+            self.store_error = StoreFailure(self, exc)
+            raise self.store_error from exc
+
+    def _send(self) -> None:
         while self._pending:
             batch: list[mlflow.entities.Metric] = []
             taken = 0
@@ -101,11 +148,6 @@ class SearchRun:
                 self.run_id, str(self.journal.path), os.path.dirname(JOURNAL_ARTIFACT)
             )
         self._last_flush = time.monotonic()
-
-    def episodes_logged(self) -> int:
-        """Episodes whose metrics the store holds (batches hold whole episodes)."""
-        history = self._client.get_metric_history(self.run_id, "episode/reward")
-        return 1 + max((m.step for m in history), default=-1)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Summary metrics (no step)."""
@@ -160,11 +202,20 @@ def search_run(
         status = "KILLED"
         raise
     finally:
+        handle.journal.close()
         try:
             handle.flush()
+        except StoreFailure:
+            ended_cleanly = status == "FINISHED"
+            status = "FAILED"
+            if ended_cleanly:  # else the block's own error is already on its way out
+                raise
         finally:
-            handle.journal.close()
-            mlflow.end_run(status)
+            try:
+                mlflow.end_run(status)
+            except STORE_ERRORS:
+                if handle.store_error is None:
+                    raise
 
 
 def run_state(run_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]], int]:
