@@ -231,3 +231,46 @@ def _flush_every_episode(init):
         self.flush_every = 1
 
     return wrapped
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_parallel_workers_die_with_a_killed_parent_and_the_search_resumes(tmp_path):
+    proc, states = _start(tmp_path, "--n-envs", "2")
+    run_id = _wait_for_episodes(proc, states, 4)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+    os.environ["HWPRUNE_STATE_DIR"], saved = str(states), os.environ["HWPRUNE_STATE_DIR"]
+    try:
+        config, state = load_resume(run_id)
+        assert config.n_envs == 2
+        result = run_search(config, resume=state)
+    finally:
+        os.environ["HWPRUNE_STATE_DIR"] = saved
+    assert result.episodes == 20
+    assert [s for s, _ in _episode_metrics(run_id)] == list(range(20))
