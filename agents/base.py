@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from agents.checks import check_bool, check_choice, check_int, check_int_list, check_number
 from agents.recorder import EpisodeRecorder
 from envs import LayerPruneEnv
 from hwmodels import Registry
@@ -47,15 +48,144 @@ class SearchAgent(ABC):
 AGENTS: Registry[SearchAgent] = Registry("agent")
 
 
+# Agent-side action mappings (``agents.learners.wrap_env``).
+ACTION_RANGES: tuple[str, ...] = ("wall", "layer")
+
+_Check = Callable[[str, Any], Any]
+
+
+def _positive(name: str, value: Any) -> float:
+    return check_number(name, value, low=0.0, low_open=True, coerce=True)
+
+
+def _non_negative(name: str, value: Any) -> float:
+    return check_number(name, value, low=0.0, coerce=True)
+
+
+def _unit(name: str, value: Any) -> float:
+    return check_number(name, value, low=0.0, high=1.0, coerce=True)
+
+
+def _unit_right_open(name: str, value: Any) -> float:
+    return check_number(name, value, low=0.0, high=1.0, high_open=True, coerce=True)
+
+
+def _unit_left_open(name: str, value: Any) -> float:
+    return check_number(name, value, low=0.0, high=1.0, low_open=True, coerce=True)
+
+
+def _count(minimum: int) -> _Check:
+    return lambda name, value: check_int(name, value, minimum=minimum)
+
+
+def _gradient_steps(name: str, value: Any) -> int:
+    if value == -1 and not isinstance(value, bool):
+        return -1  # SB3: as many gradient steps as environment steps
+    try:
+        return check_int(name, value, minimum=1)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer >= 1 or -1, got {value!r}") from None
+
+
+def _sac_ent_coef(name: str, value: Any) -> Any:
+    """SAC's entropy coefficient: ``auto``, ``auto_<initial>`` or a number > 0."""
+    try:
+        if isinstance(value, str) and (value == "auto" or value.startswith("auto_")):
+            if value != "auto":
+                _positive(name, value.removeprefix("auto_"))
+            return value
+        return _positive(name, value)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be auto, auto_<initial value> or a number > 0, got {value!r}"
+        ) from None
+
+
+def _sac_target_entropy(name: str, value: Any) -> Any:
+    if value == "auto":
+        return value
+    try:
+        return check_number(name, value, coerce=True)
+    except ValueError:
+        raise ValueError(f"{name} must be auto or a number, got {value!r}") from None
+
+
+# Type and range of each hyperparameter of the YAML files (``agents/hyperparams``), as the
+# learners use them (``agents/learners.py``). Keys of the Optuna samplers (``tpe``,
+# ``cmaes``) are checked by their agents' constructors.
+HYPERPARAM_CHECKS: dict[str, _Check] = {
+    "learning_rate": _positive,
+    "critic_learning_rate": _positive,
+    "actor_learning_rate": _positive,
+    "net_arch": lambda name, value: check_int_list(name, value, minimum=1),
+    "tau": _unit_left_open,
+    "gamma": _unit,
+    "batch_size": _count(1),
+    "buffer_size": _count(1),
+    "warmup_episodes": _count(0),
+    "noise_sigma": _non_negative,
+    "noise_decay": _unit_left_open,
+    "noise_min_sigma": _non_negative,
+    "train_freq": _count(1),
+    "gradient_steps": _gradient_steps,
+    "policy_delay": _count(1),
+    "target_policy_noise": _non_negative,
+    "target_noise_clip": _non_negative,
+    "reward_baseline": check_bool,
+    "reward_baseline_decay": _unit_right_open,
+    "reward_scale": _positive,
+    "action_range": lambda name, value: check_choice(name, value, ACTION_RANGES),
+    "refine_fraction": _unit_right_open,
+    "rollout_episodes": _count(1),
+    "n_epochs": _count(1),
+    "gae_lambda": _unit,
+    "clip_range": _positive,
+    "ent_coef": _non_negative,
+    "vf_coef": _non_negative,
+    "max_grad_norm": _positive,
+    "log_std_init": lambda name, value: check_number(name, value, coerce=True),
+}
+# Where one agent reads a key differently from the others.
+AGENT_HYPERPARAM_CHECKS: dict[str, dict[str, _Check]] = {
+    "sac": {"ent_coef": _sac_ent_coef, "target_entropy": _sac_target_entropy},
+}
+
+
+def check_hyperparams(agent: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` of ``agent`` with numbers normalised (``"1e-3"`` -> ``0.001``).
+
+    Raises ``ValueError`` naming the agent, the key, the bad value and the valid range,
+    e.g. ``agent 'ddpg' hyperparameter gamma must be in [0, 1], got 5``.
+    """
+    checks = {**HYPERPARAM_CHECKS, **AGENT_HYPERPARAM_CHECKS.get(agent, {})}
+    if agent in ("tpe", "cmaes"):
+        checks = {}  # the samplers' own keys, checked by their agents
+    out = dict(params)
+    for key, value in params.items():
+        check = checks.get(key)
+        if check is None:
+            continue
+        try:
+            out[key] = check(key, value)
+        except ValueError as exc:
+            raise ValueError(f"agent {agent!r} hyperparameter {exc}") from None
+    return out
+
+
 def load_hyperparams(agent: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults of ``agent`` from ``agents/hyperparams/<agent>.yml`` updated by ``overrides``.
 
-    Unknown override keys raise ``ValueError`` naming the valid keys.
+    Unknown override keys raise ``ValueError`` naming the valid keys; a value of the wrong
+    type or out of range raises ``ValueError`` naming the valid range (``check_hyperparams``).
     """
     AGENTS.check(agent)
     path = resources.files("agents") / "hyperparams" / f"{agent}.yml"
     params: dict[str, Any] = yaml.safe_load(path.read_text()) if path.is_file() else {}
     params = params or {}
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValueError(
+            f"agent hyperparameters must be a mapping of KEY: VALUE, got {overrides!r}"
+        )
     for key, value in (overrides or {}).items():
         if key not in params:
             raise ValueError(
@@ -63,7 +193,7 @@ def load_hyperparams(agent: str, overrides: dict[str, Any] | None = None) -> dic
                 f"valid: {', '.join(sorted(params)) or '(none)'}"
             )
         params[key] = value
-    return params
+    return check_hyperparams(agent, params)
 
 
 def get_agent(name: str, overrides: dict[str, Any] | None = None) -> SearchAgent:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
 
+from agents.commands.errors import OneLineUsageErrors, fail, set_debug
+
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Search hardware-aware pruning policies with reinforcement learning.",
@@ -22,21 +26,93 @@ app = typer.Typer(
 console = Console()
 
 
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        envvar="HWPRUNE_DEBUG",
+        help="Show the full Python traceback of a failure instead of one error line.",
+    ),
+) -> None:
+    """Search hardware-aware pruning policies with reinforcement learning."""
+    set_debug(debug)
+    ctx.call_on_close(lambda: set_debug(False))
+
+
 def _parse_overrides(items: list[str] | None, what: str) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict, values parsed as YAML scalars (``0.5``, ``true``)."""
+    """``["key=value", ...]`` -> dict, values parsed as YAML scalars (``0.5``, ``true``).
+
+    ``1e-3`` is read as a number too (YAML 1.1 would keep it as text).
+    """
+    from agents.checks import parse_scientific
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise typer.BadParameter(f"{what} override {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key] = parse_scientific(yaml.safe_load(value))
+        except yaml.YAMLError:
+            raise typer.BadParameter(
+                f"{what} override {item!r}: {value!r} is not a YAML value (quote text)"
+            ) from None
     return out
 
 
-def _fail(exc: Exception) -> None:
-    msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    console.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(2)
+def _fail(exc: BaseException) -> NoReturn:
+    """One ``error:`` line and exit code 2 (the full traceback with ``--debug``)."""
+    fail(exc)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a ``--config`` YAML file, checked: a mapping of known settings
+    whose values have the right types. ``ValueError`` naming the file otherwise."""
+    from agents.checks import check_fields, read_user_file
+    from agents.search import SearchConfig
+
+    where = f"config file {str(path)!r}"
+    try:
+        text = read_user_file(path, where, "YAML")
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"{where} is not valid YAML: {problem}{at}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{where} is not valid YAML: nested too deeply") from exc
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ValueError(
+            f"{where} is not a YAML mapping of setting: value (it holds a "
+            f"{type(settings).__name__})"
+        )
+    valid = sorted(SearchConfig.__dataclass_fields__)
+    unknown = sorted(str(key) for key in settings if key not in valid)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+        )
+    check_fields(SearchConfig, settings, where=f"{where}: ")
+    return settings
+
+
+def _check_config_option(value: Path | None) -> Path | None:
+    """``--config`` callback: fail on a bad file before anything else runs."""
+    if value is not None:
+        try:
+            load_config_file(value)
+        except ValueError as exc:
+            _fail(exc)
+    return value
 
 
 @app.command()
@@ -75,7 +151,9 @@ def search(
         None, help="LOW:HIGH: train one budget-conditioned agent and log the whole front."
     ),
     points: int = typer.Option(6, help="Budgets evaluated on the front (with --budgets)."),
-    config: Path = typer.Option(None, help="YAML file of search settings (flags override)."),
+    config: Path = typer.Option(
+        None, help="YAML file of search settings (flags override).", callback=_check_config_option
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     resume: str = typer.Option(
         None,
@@ -159,6 +237,7 @@ def _run_and_report(
     from tqdm import tqdm
 
     from agents.search import SearchInterrupted, run_search
+    from tracking import StoreFailure
 
     done = 0 if resume is None else len(resume.records)
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
@@ -172,6 +251,10 @@ def _run_and_report(
     except (KeyError, ValueError, FileExistsError) as exc:
         bar.close()
         _fail(exc)
+    except StoreFailure as exc:
+        bar.close()
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     bar.close()
     _print_summary(cfg, result)
 
@@ -293,32 +376,116 @@ def _print_summary(cfg: Any, result: Any) -> None:
         console.print(f"exported pruned model: {result.export_dir}")
 
 
+def _check_export_target(out: Path, force: bool) -> None:
+    """``ValueError``/``FileExistsError`` unless ``export --out`` may write ``out``.
+
+    ``--force`` replaces an earlier export (a directory holding a manifest) or an empty
+    directory; never a file, a symbolic link, the current directory or one of its parents.
+    """
+    shown = repr(str(out))
+    target = out.resolve()
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise FileExistsError(f"{shown} exists; pass --force to replace it")
+        cwd = Path.cwd().resolve()
+        if target == cwd or target in cwd.parents:
+            raise ValueError(
+                f"--out {shown} is the current directory or one of its parents; "
+                "--force will not replace it: pass a new directory"
+            )
+        if out.is_symlink() or not out.is_dir():
+            kind = "a symbolic link" if out.is_symlink() else "a file"
+            raise ValueError(
+                f"--out {shown} is {kind}, not an export directory; --force replaces only "
+                "an earlier export: remove it or pass another --out"
+            )
+        if (not (out / "manifest.json").is_file()) and any(out.iterdir()):
+            raise ValueError(
+                f"--out {shown} is not an hwprune export (no manifest.json) and not empty; "
+                "--force replaces only an earlier export: pass another --out"
+            )
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"cannot write {shown}: {str(ancestor)!r} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {shown}: directory {str(ancestor)!r} is not writable")
+
+
+def _download_pruned_model(run_id: str) -> Path:
+    """The run's ``pruned_model/`` artifact, downloaded; ``KeyError``/``ValueError`` else."""
+    import mlflow
+
+    from tracking import download_artifacts
+
+    try:
+        return download_artifacts(run_id, "pruned_model")
+    except mlflow.exceptions.MlflowException as exc:
+        status = mlflow.tracking.MlflowClient().get_run(run_id).info.status
+        why = (
+            f"it stopped before saving one; resume it with `hwprune search --resume {run_id}` "
+            "or export another run"
+            if status in ("RUNNING", "KILLED", "FAILED")
+            else "only a search run has one"
+        )
+        raise ValueError(
+            f"run {run_id!r} ({status}) has no pruned model to export (no pruned_model/ "
+            f"artifact): {why}"
+        ) from exc
+
+
+def _install_export(src: Path, out: Path) -> None:
+    """Copy ``src`` to ``out`` through a hidden sibling, replacing ``out`` if it exists.
+
+    On failure nothing half-written stays: the temporary copy is removed and an earlier
+    export at ``out`` is put back.
+    """
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp)
+        if not out.exists():
+            tmp.rename(out)
+            return
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            old.rename(out)  # the earlier export back in place
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @app.command()
 def export(
     run_id: str = typer.Argument(..., help="MLflow run id of a search."),
     out: Path = typer.Option(..., "--out", help="Directory to write (must not exist)."),
-    force: bool = typer.Option(False, help="Replace an existing directory."),
+    force: bool = typer.Option(
+        False, help="Replace an existing directory (an earlier export, or an empty one)."
+    ),
 ) -> None:
     """Write the best pruned model of a search run to DIR (see README for the layout)."""
     from pruning.export import read_manifest
-    from tracking import download_artifacts
+    from tracking import check_store
 
-    if out.exists() and not force:
-        _fail(FileExistsError(f"{str(out)!r} exists; pass --force to replace it"))
     try:
-        src = download_artifacts(run_id, "pruned_model")
-    except (KeyError, OSError) as exc:
-        _fail(exc)
-    try:
+        _check_export_target(out, force)
+        check_store(writable=False)
+        src = _download_pruned_model(run_id)
         manifest = read_manifest(src)
-    except FileNotFoundError as exc:
+    except (KeyError, ValueError, OSError) as exc:
         _fail(exc)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    try:
+        _install_export(src, out)
+    except OSError as exc:
+        _fail(OSError(f"cannot write {str(out)!r}: {exc.strerror or exc}"))
     policy = manifest.get("policy", {})
     test_acc = policy.get("test_accuracy", float("nan"))
     console.print(

@@ -22,7 +22,7 @@ from agents.recorder import EpisodeRecord, EpisodeRecorder
 from envs import REWARD_FORMS, LayerPruneEnv, PruningTask, make_env, make_task, validate_names
 from envs.evaluation import DEVICES, resolve_device
 from pruning.export import export_pruned
-from tracking import plots, run_state, search_run
+from tracking import check_experiment, check_store, plots, run_state, search_run
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,25 @@ class SearchConfig:
     proxy_params: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Fast checks of every name and range; raises before any long work."""
+        """Fast checks of every name, type and range; raises before any long work.
+
+        ``KeyError`` / ``ValueError`` (``FileNotFoundError`` for a missing checkpoint)
+        whose message names the bad value and the valid choices. Touches no MLflow store.
+        """
+        import inspect
+
+        from agents.checks import check_fields, check_int
+        from envs import PROXIES
+        from hwmodels import get_hardware
+        from pruning.base import check_scheme_params, get_scheme
+
+        check_fields(
+            SearchConfig, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        )
+        if not self.experiment.strip():
+            raise ValueError(
+                f"experiment name {self.experiment!r} is empty; pass --experiment NAME"
+            )
         validate_names(
             model=self.model,
             scheme=self.scheme,
@@ -76,12 +94,31 @@ class SearchConfig:
             proxy=self.proxy,
         )
         get_agent(self.agent, self.agent_params)  # names, keys and agent-side ranges
+        check_scheme_params(self.scheme, self.scheme_params)
+        # Cheap: parameter records, no masks. Catches types and ranges of the parameters.
+        get_scheme(
+            self.scheme,
+            hardware=get_hardware(self.hardware, **self.hardware_params),
+            **self.scheme_params,
+        )
+        accepted = [
+            p.name
+            for p in inspect.signature(PROXIES.factory(self.proxy)).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "workload"
+        ]
+        unknown = sorted(set(self.proxy_params) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)} for proxy {self.proxy!r}; "
+                f"valid: {', '.join(accepted) or '(none)'}"
+            )
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget {self.budget} is outside (0, 1]")
         if self.reward not in REWARD_FORMS:
             raise ValueError(
                 f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
             )
+        check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)  # numpy's seed range
         for name in ("episodes", "n_envs", "threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -245,6 +282,7 @@ RESUMABLE = ("RUNNING", "KILLED", "FAILED")
 
 def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
     """The config and journal of a run to resume; ``KeyError``/``ValueError`` if it cannot."""
+    check_store()
     status, stored, records, logged = run_state(run_id)
     if status not in RESUMABLE:
         raise ValueError(
@@ -283,6 +321,9 @@ def run_search(
     config.validate()
     if export_dir is not None and Path(export_dir).exists():
         raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
+    check_store()  # unreachable, unwritable or corrupt: one clear error, before any work
+    if resume is None:
+        check_experiment(config.experiment)
     with torch_threads(config.threads), _signals_interrupt():
         return _run_search(
             config, command=command, export_dir=export_dir, progress=progress, resume=resume

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -15,8 +16,17 @@ from pruning import SCHEMES, get_scheme
 ENV_ID = "hwprune/LayerPrune-v0"
 
 
-def _frozen(d: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((d or {}).items()))
+def _frozen(d: dict[str, Any] | None) -> str:
+    """Hashable form of a parameter dict (a cache key) that ``_thawed`` restores exactly.
+
+    JSON, because parameters hold lists (e.g. a GPU's tile menu) that a tuple of items
+    could not hash.
+    """
+    return json.dumps(d or {}, sort_keys=True)
+
+
+def _thawed(key: str) -> dict[str, Any]:
+    return json.loads(key)
 
 
 def validate_names(
@@ -54,13 +64,14 @@ def _cached_task(
     checkpoint: str | None,
     seed: int,
     device: str,
-    scheme_params: tuple[tuple[str, Any], ...],
-    hardware_params: tuple[tuple[str, Any], ...],
+    scheme_params: str,
+    hardware_params: str,
 ) -> PruningTask:
     workload = _cached_workload(model, data, checkpoint, seed, device)
-    hw = get_hardware(hardware, **dict(hardware_params))
-    sch = get_scheme(scheme, hardware=hw, **dict(scheme_params))
-    if "index_format" in hw.describe() and "index_format" not in dict(hardware_params):
+    hw_params, sch_params = _thawed(hardware_params), _thawed(scheme_params)
+    hw = get_hardware(hardware, **hw_params)
+    sch = get_scheme(scheme, hardware=hw, **sch_params)
+    if "index_format" in hw.describe() and "index_format" not in hw_params:
         hw = hw.with_params(index_format=sch.index_format)
     return build_task(workload, sch, hw, metric=metric or hw.default_metric)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -90,11 +91,49 @@ def get_scheme(name: str, *, hardware: HardwareModel | None = None, **params: An
     explicit ``params`` win.
     """
     factory = SCHEMES.factory(name)
+    check_scheme_params(name, params)
     defaults = hardware.structure() if hardware is not None else {}
     accepted = getattr(factory, "structure_params", ())
     merged = {k: v for k, v in defaults.items() if k in accepted}
     merged.update(params)
-    return factory(**merged)
+    try:
+        return factory(**merged)
+    except TypeError as exc:  # a check of the parameters that met a type it did not expect
+        raise ValueError(f"bad parameters for scheme {name!r}: {exc}") from None
+
+
+def scheme_params(name: str) -> dict[str, Any]:
+    """Parameter name -> default of scheme ``name``'s factory (``KeyError`` if unknown)."""
+    factory = SCHEMES.factory(name)
+    return {
+        p.name: p.default
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def check_scheme_params(name: str, params: dict[str, Any]) -> None:
+    """``ValueError`` for a parameter scheme ``name`` does not take (naming the valid
+    ones) or one whose type differs from its default (``group_size=abc``)."""
+    valid = scheme_params(name)
+    unknown = sorted((str(k) for k in params if k not in valid), key=str)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for scheme {name!r}; "
+            f"valid: {', '.join(valid) or '(none)'}"
+        )
+    for key, value in params.items():
+        default = valid[key]
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, str):
+            ok, want = isinstance(value, str), "a string"
+        else:
+            continue  # checked by the scheme itself
+        if not ok:
+            raise ValueError(f"scheme parameter {key!r} of {name!r} must be {want}, got {value!r}")
 
 
 def list_schemes() -> list[str]:

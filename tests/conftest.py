@@ -141,3 +141,24 @@ def residual_workload() -> Workload:
 def kept_magnitude_proxy(tiny_workload: Workload) -> KeptMagnitudeProxy:
     """The cheap test proxy bound to the tiny workload."""
     return KeptMagnitudeProxy(tiny_workload)
+
+
+@pytest.fixture
+def stub_cost_workload(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``envs.get_workload`` returns a small untrained CNN (no training, no data): for
+    commands that only cost a model. Returns its prunable layer names."""
+    from types import SimpleNamespace
+
+    import envs
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, 10),
+    ).eval()
+    workload = SimpleNamespace(model=model, example_input=torch.randn(1, 3, 8, 8))
+    monkeypatch.setattr(envs, "get_workload", lambda name, **kw: workload)
+    return ["0", "2", "4"]

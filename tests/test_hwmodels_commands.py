@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 import typer
-from torch import nn
 from typer.testing import CliRunner
 
-import envs
 from agents.commands.cost import compute_costs, cost_command, load_policy
 from agents.commands.profile_gpu import ProfileShape, channel_counts, profile_gpu
 from hwmodels import LayerSpec, get_hardware
 
 
-@pytest.fixture
-def tiny_workload(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``envs.get_workload`` returns a small CNN, so no training or data is needed."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.Flatten(),
-        nn.Linear(32 * 8 * 8, 10),
-    ).eval()
-    workload = SimpleNamespace(model=model, example_input=torch.randn(1, 3, 8, 8))
-    monkeypatch.setattr(envs, "get_workload", lambda name, **kw: workload)
-
-
-def test_compute_costs_dense_and_pruned(tiny_workload: None) -> None:
+def test_compute_costs_dense_and_pruned(stub_cost_workload: None) -> None:
     result = compute_costs(model="tiny", hardware="flops", scheme="unstructured", density=0.5)
     assert [row["name"] for row in result["layers"]] == ["0", "2", "4"]
     total = result["total"]
@@ -43,7 +25,7 @@ def test_compute_costs_dense_and_pruned(tiny_workload: None) -> None:
         assert row["density"] == pytest.approx(0.5, abs=0.02)
 
 
-def test_policy_overrides_density(tiny_workload: None, tmp_path: Path) -> None:
+def test_policy_overrides_density(stub_cost_workload: None, tmp_path: Path) -> None:
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"densities": {"2.weight": 0.25}}))
     policy = load_policy(path)
@@ -69,7 +51,7 @@ def test_cost_errors_name_choices(tmp_path: Path) -> None:
         load_policy(bad)
 
 
-def test_cost_command_prints_table_and_json(tiny_workload: None) -> None:
+def test_cost_command_prints_table_and_json(stub_cost_workload: None) -> None:
     app = typer.Typer()
     app.command()(cost_command)
     app.command("noop")(lambda: None)  # two commands: the runner needs the command name

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agents.checks import read_user_file
+from agents.commands.errors import fail
 from hwmodels import COST_METRICS, HardwareModel, LayerSpec, get_hardware
 
 console = Console()
@@ -19,19 +21,34 @@ def load_policy(path: Path) -> dict[str, float]:
     """Densities of a policy file ``{"densities": {layer_name: density}}``.
 
     Names may be module names (``features.0``) or parameter names (``features.0.weight``).
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file
+    for anything else wrong with it (not JSON, no densities, a density not in (0, 1]).
     """
+    where = f"policy file {str(path)!r}"
+    text = read_user_file(path, where, "JSON")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"policy file {str(path)!r} does not exist") from exc
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{where} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+    except RecursionError as exc:
+        raise ValueError(f"{where} is not valid JSON: nested too deeply") from exc
     densities = data.get("densities") if isinstance(data, dict) else None
     if not isinstance(densities, dict):
-        raise ValueError(f"policy file {str(path)!r} has no 'densities' object")
+        raise ValueError(f"{where} has no 'densities' object")
     out: dict[str, float] = {}
     for name, value in densities.items():
-        d = float(value)
-        if not 0.0 < d <= 1.0:
-            raise ValueError(f"policy density {d} for layer {name!r} is outside (0, 1]")
+        d = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                d = float(value)
+            except OverflowError:
+                d = None
+        if d is None or not 0.0 < d <= 1.0:
+            raise ValueError(
+                f"{where}: density {value!r} for layer {name!r} is not a number in (0, 1]"
+            )
         out[name.removesuffix(".weight")] = d
     return out
 
@@ -51,12 +68,15 @@ def compute_costs(
     scheme: str | None = None,
     density: float | None = None,
     policy: dict[str, float] | None = None,
+    allow_partial: bool = True,
 ) -> dict[str, Any]:
     """Per-layer and total costs of workload ``model`` on ``hardware``, dense and pruned.
 
     Layers named in ``policy`` get their density there, the others ``density`` (or stay
-    dense). Returns a JSON-ready dict: ``layers`` (name, kind, density, dense, pruned cost
-    dicts) and ``total`` (network costs, dense and pruned).
+    dense). With ``allow_partial=False`` and no ``density``, a policy that leaves layers
+    out raises ``ValueError`` naming them. Returns a JSON-ready dict: ``layers`` (name,
+    kind, density, dense, pruned cost dicts) and ``total`` (network costs, dense and
+    pruned).
     """
     hw = get_hardware(hardware)  # KeyError naming the presets, before any long work
     if density is not None and not 0.0 < density <= 1.0:
@@ -75,6 +95,12 @@ def compute_costs(
     if unknown:
         valid = ", ".join(layer.name for layer in layers)
         raise KeyError(f"policy names unknown layer(s) {', '.join(unknown)}; layers: {valid}")
+    missing = [layer.name for layer in layers if layer.name not in policy]
+    if policy and missing and density is None and not allow_partial:
+        raise ValueError(
+            f"policy has no density for layer(s) {', '.join(missing)}; name every layer, "
+            "or pass --allow-partial to cost them dense (or --density D for their density)"
+        )
     masks = []
     for layer in layers:
         d = policy.get(layer.name, density if density is not None else 1.0)
@@ -169,20 +195,34 @@ def cost_command(
     model: str = typer.Option("digits-cnn", help="Workload (see `hwprune list`)."),
     hardware: str = typer.Option("accel-kang-16", help="Hardware preset."),
     scheme: str | None = typer.Option(None, help="Pruning scheme of the masks."),
-    density: float | None = typer.Option(None, help="Density of every layer, in (0, 1]."),
-    policy: Path | None = typer.Option(None, help='Policy JSON {"densities": {layer: d}}.'),
+    density: float | None = typer.Option(
+        None, help="Density of every layer (of the layers --policy leaves out), in (0, 1]."
+    ),
+    policy: Path | None = typer.Option(
+        None,
+        help='Policy JSON {"densities": {layer: d}} (a search\'s best_policy.json); it must '
+        "name every layer unless --density or --allow-partial is given.",
+    ),
+    allow_partial: bool = typer.Option(
+        False,
+        "--allow-partial",
+        help="Accept a --policy that names only some layers; the others are costed dense.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Hardware cost of a model per layer and in total, dense and pruned."""
     try:
         densities = load_policy(policy) if policy is not None else None
         result = compute_costs(
-            model=model, hardware=hardware, scheme=scheme, density=density, policy=densities
+            model=model,
+            hardware=hardware,
+            scheme=scheme,
+            density=density,
+            policy=densities,
+            allow_partial=allow_partial,
         )
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        console.print(f"[bold red]error:[/] {msg}")
-        raise typer.Exit(2) from exc
+    except (KeyError, ValueError, OSError) as exc:
+        fail(exc)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -1,0 +1,202 @@
+"""Checks of user-given values: types and ranges, with messages naming the valid ones.
+
+Every checker raises ``ValueError`` whose message names the setting, the bad value and
+what would be accepted, so that the CLI can print it as one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# YAML 1.1 (PyYAML) reads ``1e-3`` as a string: a float needs a dot (``1.0e-3``).
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _yaml_hint(value: Any) -> str:
+    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+        return f" (YAML reads {value} as text; write it with a dot, e.g. {float(value)!r})"
+    return ""
+
+
+def parse_scientific(text: Any) -> Any:
+    """``"1e-3"`` -> ``0.001``: numbers YAML 1.1 leaves as text; anything else unchanged."""
+    if isinstance(text, str) and _SCIENTIFIC.match(text.strip()):
+        return float(text)
+    return text
+
+
+def _num(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _describe_range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {_num(low)}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {_num(high)}"
+    return "finite"
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    coerce: bool = False,
+) -> float:
+    """``value`` as a finite float within the given bounds, else ``ValueError``.
+
+    ``coerce`` also accepts numbers written as text (``"1e-3"``, as YAML 1.1 reads them).
+    """
+    want = f"a number {_describe_range(low, high, low_open, high_open)}"
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    elif coerce and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{name} must be {want}, got {value!r}{_yaml_hint(value)}")
+    if (low is not None and (number < low or (low_open and number == low))) or (
+        high is not None and (number > high or (high_open and number == high))
+    ):
+        raise ValueError(
+            f"{name} must be {_describe_range(low, high, low_open, high_open)}, got {value!r}"
+        )
+    return number
+
+
+def check_int(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as an int within ``[minimum, maximum]`` (integral floats accepted)."""
+    bounds = _describe_range(minimum, maximum, False, False)
+    want = "an integer" + ("" if bounds == "finite" else f" {bounds}")
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value, ok = int(value), True
+    if not ok:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (YAML ``true``/``false``), else ``ValueError``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
+    return value
+
+
+def check_int_list(name: str, value: Any, *, minimum: int = 1) -> list[int]:
+    """A list of ints, each ``>= minimum`` (e.g. layer widths ``[64, 64]``)."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
+    ):
+        raise ValueError(
+            f"{name} must be a list of integers >= {minimum} (e.g. [64, 64]), got {value!r}"
+        )
+    return [int(v) for v in value]
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return "a mapping of KEY: VALUE"
+    if origin in (list, tuple) or hint in (list, tuple):
+        return "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return True  # a type these checks do not know: left to the code that uses it
+
+
+def check_type(name: str, value: Any, hint: Any) -> Any:
+    """``value`` if it fits the type annotation ``hint`` (``str | None``, ``float``,
+    ``dict[str, Any]``...), else ``ValueError`` naming the expected type."""
+    if not _matches(value, hint):
+        raise ValueError(f"{name} must be {_type_name(hint)}, got {value!r}{_yaml_hint(value)}")
+    return value
+
+
+def check_fields(obj_type: type, values: Mapping[str, Any], *, where: str = "") -> None:
+    """Check each of ``values`` against the annotation of that field of ``obj_type``.
+
+    Keys that are not fields are left alone (the caller names unknown keys); ``where``
+    prefixes the message (``"config file 'search.yml': "``).
+    """
+    hints = typing.get_type_hints(obj_type)
+    for key, value in values.items():
+        if key in hints:
+            try:
+                check_type(key, value, hints[key])
+            except ValueError as exc:
+                raise ValueError(f"{where}{exc}") from None
+
+
+def read_user_file(path: str | Path, where: str, kind: str) -> str:
+    """The UTF-8 text of a file a user named; one clear error naming it otherwise.
+
+    ``where`` names the file in messages (``"policy file 'p.json'"``), ``kind`` what it
+    should be (``"JSON"``). ``FileNotFoundError`` when it is missing, else ``ValueError``.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{where} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise ValueError(f"{where} is a directory, not a {kind} file") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not UTF-8 text") from exc
+    except OSError as exc:
+        raise ValueError(f"cannot read {where}: {exc.strerror or exc}") from exc

@@ -1,0 +1,70 @@
+"""How the CLI reports a failure the user caused: one ``error:`` line, exit code 2.
+
+``hwprune --debug ...`` (or ``HWPRUNE_DEBUG=1``) re-raises the exception instead, so the
+full traceback shows.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+# Errors go to stderr: `hwprune cost --json` and `hwprune list --json` keep stdout clean.
+err_console = Console(stderr=True)
+
+_debug = False
+
+# The CLI library's base exception (typer vendors click in recent versions).
+_ClickException: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+def set_debug(enabled: bool) -> None:
+    """Set by the global ``--debug`` option for the command being run."""
+    global _debug
+    _debug = bool(enabled)
+
+
+def debug_enabled() -> bool:
+    """Whether failures re-raise (full traceback) instead of printing one line."""
+    return _debug
+
+
+def error_message(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a ``KeyError``'s without the quotes)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    one_line = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return one_line or type(exc).__name__
+
+
+def fail(exc: BaseException) -> NoReturn:
+    """Print ``error: <message>`` on one line and exit with code 2 (``--debug``: re-raise)."""
+    if _debug:
+        if isinstance(exc, typer.BadParameter):  # the CLI would print it without a traceback
+            raise RuntimeError(error_message(exc)) from exc
+        raise exc
+    err_console.print(
+        f"[bold red]error:[/] {escape(error_message(exc))}", soft_wrap=True, highlight=False
+    )
+    raise typer.Exit(2)
+
+
+class OneLineUsageErrors(TyperGroup):
+    """A command group whose commands report usage errors (``--seed abc``, an unknown
+    option) as one ``error:`` line too, instead of a usage box."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        """Run the command; a usage error of its options ends in ``fail``."""
+        try:
+            return super().invoke(ctx)
+        except _ClickException as exc:
+            if _debug or type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            sub = getattr(exc, "ctx", None)
+            where = f" (see `{sub.command_path} --help`)" if sub is not None else ""
+            fail(ValueError(f"{exc.format_message()}{where}"))
