@@ -69,9 +69,9 @@ def _fail(exc: BaseException) -> NoReturn:
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """The settings of a ``--config`` YAML file, checked: a mapping of known settings
-    whose values have the right types. ``ValueError`` naming the file otherwise."""
-    from agents.checks import check_fields, read_user_file
+    """The settings of a ``--config`` YAML file (flat: the task's keys beside the
+    search's), checked as a ``SearchConfig``; ``ValueError`` naming the file otherwise."""
+    from agents.checks import read_user_file
     from agents.search import SearchConfig
 
     where = f"config file {str(path)!r}"
@@ -95,14 +95,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
             f"{where} is not a YAML mapping of setting: value (it holds a "
             f"{type(settings).__name__})"
         )
-    valid = sorted(SearchConfig.__dataclass_fields__)
-    unknown = sorted(str(key) for key in settings if key not in valid)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
-        )
-    check_fields(SearchConfig, settings, where=f"{where}: ")
-    return settings
+    # Unknown keys, types and ranges, named with the file; flags may override it later.
+    SearchConfig.from_dict(settings, where=f"{where}: ")
+    task = settings.get("task") or {}
+    return {**{k: v for k, v in settings.items() if k != "task"}, **task}
 
 
 def _check_config_option(value: Path | None) -> Path | None:
@@ -110,7 +106,7 @@ def _check_config_option(value: Path | None) -> Path | None:
     if value is not None:
         try:
             load_config_file(value)
-        except ValueError as exc:
+        except (KeyError, ValueError, FileNotFoundError) as exc:
             _fail(exc)
     return value
 
@@ -164,68 +160,40 @@ def search(
 ) -> None:
     """Search a pruning policy; log everything to an MLflow run; print a summary."""
 
-    from agents.search import SearchConfig
+    from agents.search import SEARCH_FIELDS, SearchConfig
+    from envs import TASK_FIELDS
 
     if resume is not None:
         _resume_search(ctx, resume, export, progress)
         return
     try:
-        settings: dict[str, Any] = {}
-        if config is not None:
-            settings = yaml.safe_load(config.read_text()) or {}
-            if not isinstance(settings, dict):
-                raise ValueError(f"config file {str(config)!r} is not a YAML mapping")
+        settings = load_config_file(config) if config is not None else {}
         explicit = {
             name
-            for name, src in ctx.params.items()
+            for name in ctx.params
             if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
         }
-        flags = {
-            "model": model,
-            "scheme": scheme,
-            "hardware": hardware,
-            "metric": metric,
-            "budget": budget,
-            "agent": agent,
-            "episodes": episodes,
-            "seed": seed,
-            "experiment": experiment,
-            "proxy": proxy,
-            "reward": reward,
-            "n_envs": n_envs,
-            "data": data,
-            "checkpoint": None if checkpoint is None else str(checkpoint),
-            "finetune_steps": finetune_steps,
-            "threads": threads,
-            "device": device,
-        }
-        for key, value in flags.items():
-            if key in explicit or key not in settings:
-                settings[key] = value
+        # Flags carry the settings' own names: a flag given, or one the file lacks, wins.
+        for name in (*SEARCH_FIELDS, *TASK_FIELDS):
+            if name in ctx.params and (name in explicit or name not in settings):
+                settings[name] = ctx.params[name]
+        if checkpoint is not None and "checkpoint" in explicit:
+            settings["checkpoint"] = str(checkpoint)
+        if isinstance(settings.get("budgets"), str):
+            settings["budgets"] = _parse_range(settings["budgets"])
         for key, items, what in (
             ("agent_params", hp, "--hp"),
             ("scheme_params", scheme_param, "--scheme-param"),
             ("hardware_params", hw_param, "--hw-param"),
         ):
             settings[key] = {**settings.get(key, {}), **_parse_overrides(items, what)}
-        valid = set(SearchConfig.__dataclass_fields__)
-        unknown = sorted(set(settings) - valid)
-        if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-            )
-        cfg = SearchConfig(**settings)
-        cfg.validate()
+        cfg = SearchConfig.from_dict(settings)
     except (KeyError, ValueError, FileNotFoundError, typer.BadParameter) as exc:
         _fail(exc)
 
     command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
-    if budgets is not None:
-        try:
-            budget_range = _parse_range(budgets)
-        except ValueError as exc:
-            _fail(exc)
-        _search_front(cfg, budget_range, points, command, progress)
+    if cfg.budgets is not None:
+        _search_front(cfg, command, progress)
         return
     _run_and_report(cfg, command=command, export=export, progress=progress)
 
@@ -259,11 +227,16 @@ def _run_and_report(
     _print_summary(cfg, result)
 
 
-def _report_interrupted(exc: Any) -> None:
-    """Where an interrupted search stands and how to continue it; exit 128 + signal."""
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15."""
     import signal
 
-    name = signal.Signals(exc.signum).name
+    return signal.Signals(signum).name
+
+
+def _report_interrupted(exc: Any) -> None:
+    """Where an interrupted search stands and how to continue it; exit 128 + signal."""
+    name = signal_name(exc.signum)
     if exc.run_id is None:
         console.print(f"interrupted by {name} before the search run started; nothing to keep")
     else:
@@ -317,26 +290,28 @@ def _parse_range(text: str) -> tuple[float, float]:
         raise ValueError(f"--budgets {text!r} is not LOW:HIGH (e.g. 0.3:0.8)") from None
 
 
-def _search_front(
-    cfg: Any, budget_range: tuple[float, float], points: int, command: str, progress: bool
-) -> None:
+def _search_front(cfg: Any, command: str, progress: bool) -> None:
     """``search --budgets``: one budget-conditioned agent, the accuracy-cost front."""
     from tqdm import tqdm
 
     from agents.frontier import run_frontier
-    from agents.search import torch_threads
+    from agents.search import SearchInterrupted
 
     bar = tqdm(total=cfg.episodes, desc="episodes", unit="ep", disable=not progress)
     try:
-        with torch_threads(cfg.threads):
-            result = run_frontier(
-                cfg, budget_range, points=points, command=command, progress=bar.update
-            )
+        result = run_frontier(cfg, command=command, progress=bar.update)
+    except SearchInterrupted as exc:
+        bar.close()
+        console.print(
+            f"interrupted by {signal_name(exc.signum)}; a --budgets search cannot resume: "
+            "start it again"
+        )
+        raise typer.Exit(exc.exit_code) from None
     except (KeyError, ValueError) as exc:
         bar.close()
         _fail(exc)
     bar.close()
-    table = Table(title=f"{cfg.agent} front: {cfg.scheme} on {cfg.hardware}")
+    table = Table(title=f"{cfg.agent} front: {cfg.task.scheme} on {cfg.task.hardware}")
     for col in ("budget", "accuracy", "cost ratio", "from", "uniform acc", "uniform cost"):
         table.add_column(col, justify="right")
     for p in result.points:
@@ -355,7 +330,7 @@ def _search_front(
 def _print_summary(cfg: Any, result: Any) -> None:
     s = result.summary()
     table = Table(
-        title=f"{cfg.agent} vs uniform: {cfg.scheme} on {cfg.hardware}, "
+        title=f"{cfg.agent} vs uniform: {cfg.task.scheme} on {cfg.task.hardware}, "
         f"{result.metric} budget {cfg.budget:g}"
     )
     for col in ("policy", "holdout acc", "test acc", "cost ratio", "density"):

@@ -15,21 +15,19 @@ and logs the front beside the uniform baseline to one MLflow run: metrics per po
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow
 import numpy as np
 
 from agents.base import get_agent
 from agents.baselines import uniform_choice
 from agents.learners import SB3Agent
 from agents.recorder import EpisodeRecord, EpisodeRecorder
-from agents.search import SearchConfig, run_params
-from envs import LayerPruneEnv, make_env, make_task
-from tracking import plots, search_run
+from agents.search import SearchConfig, env_factories, run_params, signals_interrupt, torch_threads
+from envs import LayerPruneEnv
+from tracking import check_experiment, check_store, plots, search_run
 
 
 @dataclass
@@ -120,50 +118,52 @@ def frontier_points(
 
 def run_frontier(
     config: SearchConfig,
-    budgets: tuple[float, float],
     *,
-    points: int = 6,
     command: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> FrontierResult:
-    """Train one budget-conditioned agent over ``budgets`` and log its front to MLflow.
+    """Train one budget-conditioned agent over ``config.budgets`` and log its front.
 
     Args:
-        config: the search setting; ``config.budget`` is ignored (the range replaces it),
+        config: the search; ``config.budgets`` ``(low, high)`` replaces ``budget`` (``low``
+            at least the task's least achievable cost ratio), ``config.points`` budgets
+            are evaluated, evenly spaced from ``low`` to ``high`` inclusive;
             ``config.episodes`` are the training episodes (budgets drawn uniformly from
             the range, one per episode), ``config.agent`` any registered agent (SB3
             agents add their deterministic policy to the front; baselines only their
             episodes).
-        budgets: ``(low, high)`` cost ratios, ``0 < low < high <= 1``; ``low`` at least
-            the task's least achievable cost ratio.
-        points: budgets evaluated, evenly spaced from ``low`` to ``high`` inclusive (>= 2).
         command: the command line, logged as ``command.txt``.
         progress: called with the number of episodes finished, as in ``run_search``.
 
     Returns the MLflow run id, the front points and the number of training episodes.
     """
-    low, high = (float(b) for b in budgets)
-    if not 0.0 < low < high <= 1.0:
-        raise ValueError(f"budgets must satisfy 0 < low < high <= 1, got ({low}, {high})")
-    if int(points) < 2:
-        raise ValueError(f"points must be >= 2, got {points}")
-    config.validate()
-    agent = get_agent(config.agent, config.agent_params)
-    task = make_task(**config.task_kwargs())
-    env_kwargs = {**config.env_kwargs(), "budget": high, "budget_range": (low, high)}
-    env = make_env(task=task, **env_kwargs)  # validates both ends against the task
-    if config.n_envs == 1:
-        env_fns = [lambda: env]
-    else:
-        env_fns = [functools.partial(make_env, **env_kwargs) for _ in range(config.n_envs)]
-    grid = [float(b) for b in np.linspace(low, high, int(points))]
+    if config.budgets is None:
+        raise ValueError("run_frontier needs config.budgets (LOW, HIGH)")
+    check_store()
+    check_experiment(config.experiment)
+    with torch_threads(config.threads), signals_interrupt():
+        return _run_frontier(config, *config.budgets, command=command, progress=progress)
 
-    run_name = f"frontier-{config.agent}-{config.scheme}-{config.hardware}-b{low:g}:{high:g}"
+
+def _run_frontier(
+    config: SearchConfig,
+    low: float,
+    high: float,
+    *,
+    command: str | None,
+    progress: Callable[[int], None] | None,
+) -> FrontierResult:
+    agent = get_agent(config.agent, config.agent_params)
+    task = config.build_task()
+    env = config.build_env(task)  # checks both ends of the range against the task
+    env_fns = env_factories(config, env, {})
+    grid = [float(b) for b in np.linspace(low, high, int(config.points))]
+
+    run_name = (
+        f"frontier-{config.agent}-{config.task.scheme}-{config.task.hardware}-b{low:g}:{high:g}"
+    )
     with search_run(config.experiment, run_name=run_name) as run:
-        run.log_config(
-            run_params(config, task, budget_range=[low, high], points=int(points)),
-            command=command,
-        )
+        run.log_config(run_params(config, task), command=command)
         recorder = EpisodeRecorder(sinks=[run], journal=run.journal)
         agent.search(
             env_fns,
@@ -187,12 +187,12 @@ def run_frontier(
                 metrics["uniform/accuracy"] = p.uniform_accuracy
                 metrics["uniform/cost_ratio"] = p.uniform_cost_ratio
             # One step per point, so MLflow draws each metric along the front.
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=i)
+            run.log_metrics(metrics, step=i)
         run.log_json(
             {
-                "model": config.model,
-                "scheme": config.scheme,
-                "hardware": config.hardware,
+                "model": config.task.model,
+                "scheme": config.task.scheme,
+                "hardware": config.task.hardware,
                 "metric": task.metric,
                 "agent": config.agent,
                 "budget_range": [low, high],
@@ -213,7 +213,7 @@ def run_frontier(
                 [p.uniform_cost_ratio for p in uni],
                 [p.uniform_accuracy for p in uni],
             )
-        title = f"{config.scheme} on {config.hardware}: budgets {low:g}-{high:g}"
+        title = f"{config.task.scheme} on {config.task.hardware}: budgets {low:g}-{high:g}"
         fig = plots.tradeoff(series, title=title)
         run.log_figure(fig, "plots/front.png")
         plots.close(fig)

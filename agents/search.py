@@ -8,7 +8,7 @@ import functools
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,16 @@ from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.finalize import pruned_model, test_accuracy
 from agents.recorder import EpisodeRecord, EpisodeRecorder
-from envs import REWARD_FORMS, LayerPruneEnv, PruningTask, make_env, make_task, validate_names
+from envs import (
+    REWARD_FORMS,
+    TASK_FIELDS,
+    LayerPruneEnv,
+    PruningTask,
+    TaskSpec,
+    make_env,
+    make_task,
+    validate_names,
+)
 from envs.evaluation import DEVICES, resolve_device
 from pruning.export import export_pruned
 from tracking import check_experiment, check_store, plots, run_state, search_run
@@ -27,44 +36,75 @@ from tracking import check_experiment, check_store, plots, run_state, search_run
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything that defines a search; plain values so it round-trips through YAML.
+    """Everything that defines a search, validated once, when it is built.
+
+    The one spec of a search: the CLI and YAML files build it with ``from_dict``, runs
+    store ``as_dict`` (``config.yaml``) and ``--resume`` rebuilds it from there. A
+    ``SearchConfig`` that exists has every name registered and every value of the
+    right type and range, hyperparameters included; no run is created before that.
 
     Attributes:
-        model: workload name (``hwprune list``). scheme / hardware: registry names.
-        metric: cost the budget is on (latency, energy, area, resources, memory, cycles);
-            None: the hardware's default (latency; crossbars for ReRAM; MACs for flops).
+        task: what is pruned and costed (``envs.TaskSpec``: model, data, checkpoint,
+            scheme, hardware, metric and their parameters).
         budget: target cost ratio versus the dense network, in (0, 1].
-        agent: agent or baseline name. episodes: evaluated episodes.
-        proxy: accuracy proxy of the reward. reward: reward form.
+        budgets: ``(low, high)``: train one budget-conditioned agent over that range and
+            log the accuracy-cost front at ``points`` budgets instead (``agents.frontier``).
+        agent: agent or baseline name; agent_params: its hyperparameter overrides.
+        episodes: evaluated episodes. seed: seeds the workload and the search.
+        proxy: accuracy proxy of the reward; proxy_params: its parameters.
+        reward: reward form. experiment: MLflow experiment.
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
-        device: where accuracy proxies evaluate: "cpu", "cuda" or "auto" (CUDA if present).
         threads: torch intra-op threads. 1 by default: the networks are small, and a
             contended thread pool made evaluations 40x slower on a busy 2-core machine.
-        *_params: overrides of scheme / hardware / agent / proxy parameters.
+        device: where accuracy proxies evaluate: "cpu", "cuda" or "auto" (CUDA if present).
     """
 
-    model: str = "digits-cnn"
-    scheme: str = "balanced"
-    hardware: str = "accel-kang-16"
-    metric: str | None = None
+    task: TaskSpec = field(default_factory=TaskSpec)
     budget: float = 0.5
+    budgets: tuple[float, float] | None = None
+    points: int = 6
     agent: str = "ddpg"
+    agent_params: dict[str, Any] = field(default_factory=dict)
     episodes: int = 300
     seed: int = 0
     proxy: str = "holdout"
+    proxy_params: dict[str, Any] = field(default_factory=dict)
     reward: str = "accuracy"
     experiment: str = "hwprune"
     n_envs: int = 1
-    data: str | None = None
-    checkpoint: str | None = None
     finetune_steps: int = 0
     threads: int = 1
     device: str = "cpu"
-    scheme_params: dict[str, Any] = field(default_factory=dict)
-    hardware_params: dict[str, Any] = field(default_factory=dict)
-    agent_params: dict[str, Any] = field(default_factory=dict)
-    proxy_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.budgets is not None:  # YAML and JSON carry a list
+            object.__setattr__(self, "budgets", tuple(self.budgets))
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any], *, where: str = "") -> SearchConfig:
+        """Build from a mapping, nested (``task: {model: ...}``) or flat (``model: ...``).
+
+        ``ValueError`` (prefixed by ``where``, e.g. ``"config file 'a.yml': "``) for an
+        unknown key or a value of the wrong type; then the checks of ``validate``.
+        """
+        from agents.checks import check_fields
+
+        values = dict(settings)
+        nested = values.pop("task", None) or {}
+        if not isinstance(nested, Mapping):
+            raise ValueError(f"{where}task must be a mapping of KEY: VALUE, got {nested!r}")
+        task = {**{k: values.pop(k) for k in TASK_FIELDS if k in values}, **nested}
+        valid = sorted({*SEARCH_FIELDS, *TASK_FIELDS, "task"})
+        unknown = sorted(str(k) for k in [*values, *task] if k not in valid)
+        if unknown:
+            raise ValueError(
+                f"{where}unknown setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+        check_fields(TaskSpec, task, where=where)
+        check_fields(cls, values, where=where)
+        return cls(task=TaskSpec(**task), **values)
 
     def validate(self) -> None:
         """Fast checks of every name, type and range; raises before any long work.
@@ -72,92 +112,95 @@ class SearchConfig:
         ``KeyError`` / ``ValueError`` (``FileNotFoundError`` for a missing checkpoint)
         whose message names the bad value and the valid choices. Touches no MLflow store.
         """
-        import inspect
-
         from agents.checks import check_fields, check_int
-        from envs import PROXIES
-        from hwmodels import get_hardware
-        from pruning.base import check_scheme_params, get_scheme
 
+        if not isinstance(self.task, TaskSpec):
+            raise ValueError(f"task must be a TaskSpec, got {self.task!r}")
         check_fields(
-            SearchConfig, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+            SearchConfig,
+            {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "task"},
         )
         if not self.experiment.strip():
             raise ValueError(
                 f"experiment name {self.experiment!r} is empty; pass --experiment NAME"
             )
-        validate_names(
-            model=self.model,
-            scheme=self.scheme,
-            hardware=self.hardware,
-            metric=self.metric,
-            proxy=self.proxy,
-        )
+        validate_names(proxy=self.proxy)
         get_agent(self.agent, self.agent_params)  # names, keys and agent-side ranges
-        check_scheme_params(self.scheme, self.scheme_params)
-        # Cheap: parameter records, no masks. Catches types and ranges of the parameters.
-        get_scheme(
-            self.scheme,
-            hardware=get_hardware(self.hardware, **self.hardware_params),
-            **self.scheme_params,
-        )
-        accepted = [
-            p.name
-            for p in inspect.signature(PROXIES.factory(self.proxy)).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "workload"
-        ]
-        unknown = sorted(set(self.proxy_params) - set(accepted))
-        if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {', '.join(unknown)} for proxy {self.proxy!r}; "
-                f"valid: {', '.join(accepted) or '(none)'}"
-            )
+        _check_proxy_params(self.proxy, self.proxy_params)
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget {self.budget} is outside (0, 1]")
+        if self.budgets is not None:
+            low, high = self.budgets
+            if not 0.0 < low < high <= 1.0:
+                raise ValueError(
+                    f"budgets {low:g}:{high:g} must satisfy 0 < LOW < HIGH <= 1 (e.g. 0.3:0.8)"
+                )
+            check_int("points", self.points, minimum=2)
         if self.reward not in REWARD_FORMS:
             raise ValueError(
                 f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
             )
         check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)  # numpy's seed range
         for name in ("episodes", "n_envs", "threads"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.finetune_steps < 0:
-            raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("finetune_steps", self.finetune_steps, minimum=0)
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; valid choices: {', '.join(DEVICES)}")
         resolve_device(self.device)  # raises if CUDA is asked for but absent
-        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict (for YAML and MLflow params)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (``config.yaml``, MLflow params); ``from_dict`` reads it back."""
+        out = dataclasses.asdict(self)
+        if self.budgets is not None:
+            out["budgets"] = list(self.budgets)
+        return out
 
-    def task_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``envs.make_task``."""
-        return {
-            "model": self.model,
-            "scheme": self.scheme,
-            "hardware": self.hardware,
-            "metric": self.metric,
-            "data": self.data,
-            "checkpoint": self.checkpoint,
-            "seed": self.seed,
-            "device": self.device,
-            "scheme_params": self.scheme_params or None,
-            "hardware_params": self.hardware_params or None,
-        }
+    def build_env(
+        self,
+        task: PruningTask | None = None,
+        *,
+        known_scores: Mapping[tuple[int, ...], float] | None = None,
+    ) -> LayerPruneEnv:
+        """This search's environment (on ``task`` if given, else on one built here)."""
+        return make_env(
+            self.task if task is None else task,
+            proxy=self.proxy,
+            proxy_params=self.proxy_params,
+            budget=self.budget,
+            budget_range=self.budgets,
+            reward=self.reward,
+            seed=self.seed,
+            device=self.device,
+            known_scores=known_scores,
+        )
 
-    def env_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``envs.make_env`` (picklable: names and numbers)."""
-        return {
-            **self.task_kwargs(),
-            "proxy": self.proxy,
-            "budget": self.budget,
-            "reward": self.reward,
-            "proxy_params": self.proxy_params or None,
-        }
+    def build_task(self) -> PruningTask:
+        """This search's ``PruningTask``."""
+        return make_task(self.task, seed=self.seed, device=self.device)
+
+
+#: Top-level field names of ``SearchConfig`` (the task's are in ``envs.TASK_FIELDS``).
+SEARCH_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(SearchConfig) if f.name != "task"
+)
+
+
+def _check_proxy_params(proxy: str, params: Mapping[str, Any]) -> None:
+    import inspect
+
+    from envs import PROXIES
+
+    accepted = [
+        p.name
+        for p in inspect.signature(PROXIES.factory(proxy)).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "workload"
+    ]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for proxy {proxy!r}; "
+            f"valid: {', '.join(accepted) or '(none)'}"
+        )
 
 
 @dataclass
@@ -201,24 +244,26 @@ def run_params(config: SearchConfig, task: PruningTask, **extra: Any) -> dict[st
     }
 
 
-def _subprocess_env(threads: int, kwargs: dict[str, Any]) -> LayerPruneEnv:
+def _subprocess_env(
+    config: SearchConfig, known_scores: dict[tuple[int, ...], float]
+) -> LayerPruneEnv:
     """Env factory run inside a SubprocVecEnv worker (which builds its own task).
 
     The worker ignores SIGINT: Ctrl-C reaches the whole process group, and the parent
     must be the one to stop, so that it can close its workers and keep their results.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    return make_env(**kwargs)
+    torch.set_num_threads(config.threads)
+    return config.build_env(known_scores=known_scores)
 
 
-def _env_factories(
+def env_factories(
     config: SearchConfig, env: LayerPruneEnv, known_scores: dict[tuple[int, ...], float]
 ) -> list[Callable[[], LayerPruneEnv]]:
+    """``env`` itself, or ``config.n_envs`` picklable factories for subprocess workers."""
     if config.n_envs == 1:
         return [lambda: env]
-    kwargs = {**config.env_kwargs(), "known_scores": known_scores}
-    worker = functools.partial(_subprocess_env, config.threads, kwargs)
+    worker = functools.partial(_subprocess_env, config, known_scores)
     return [worker for _ in range(config.n_envs)]
 
 
@@ -228,9 +273,9 @@ def _policy_json(
     """``best_policy.json``: the policy (per-layer densities) and its figures."""
     get = (dataclasses.asdict(rec) if isinstance(rec, EpisodeRecord) else rec).get
     return {
-        "model": config.model,
-        "scheme": config.scheme,
-        "hardware": config.hardware,
+        "model": config.task.model,
+        "scheme": config.task.scheme,
+        "hardware": config.task.hardware,
         "metric": task.metric,
         "budget": float(get("budget")),
         "holdout_accuracy": float(get("accuracy")),
@@ -288,11 +333,13 @@ def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
         raise ValueError(
             f"run {run_id!r} is {status}; only a {', '.join(RESUMABLE)} search can be resumed"
         )
-    if stored.get("budget_range") is not None:
+    if stored.get("budgets") is not None or stored.get("budget_range") is not None:
         raise ValueError(f"run {run_id!r} is a --budgets (front) search, which cannot resume")
-    fields = {k: v for k, v in stored.items() if k in SearchConfig.__dataclass_fields__}
-    config = SearchConfig(**fields)
-    config.validate()
+    # config.yaml also records what the settings resolved to (agent_hyperparams, ...).
+    known = {*SEARCH_FIELDS, *TASK_FIELDS, "task"}
+    config = SearchConfig.from_dict(
+        {k: v for k, v in stored.items() if k in known}, where=f"run {run_id!r} config: "
+    )
     if len(records) > config.episodes:
         raise ValueError(
             f"run {run_id!r}: its journal holds {len(records)} episodes, "
@@ -318,20 +365,21 @@ def run_search(
     run's journal from their recorded scores (same seed, same choices, no evaluation),
     then searches on; the result is the one the uninterrupted search would have given.
     """
-    config.validate()
+    if config.budgets is not None:
+        raise ValueError("a --budgets search runs with agents.frontier.run_frontier")
     if export_dir is not None and Path(export_dir).exists():
         raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
     check_store()  # unreachable, unwritable or corrupt: one clear error, before any work
     if resume is None:
         check_experiment(config.experiment)
-    with torch_threads(config.threads), _signals_interrupt():
+    with torch_threads(config.threads), signals_interrupt():
         return _run_search(
             config, command=command, export_dir=export_dir, progress=progress, resume=resume
         )
 
 
 @contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
+def signals_interrupt() -> Iterator[None]:
     """Turn SIGTERM (and SIGINT) into ``SearchInterrupted`` while a search runs."""
     import threading
 
@@ -370,16 +418,15 @@ def _run_search(
     resume: ResumeState | None,
 ) -> SearchResult:
     agent = get_agent(config.agent, config.agent_params)
-    task = make_task(**config.task_kwargs())
+    task = config.build_task()
     known = resume.known_scores if resume is not None else {}
-    # make_env validates the budget against the task.
-    env = make_env(task=task, known_scores=known, **config.env_kwargs())
+    env = config.build_env(task, known_scores=known)  # checks the budget against the task
     uniform = uniform_choice(task, config.budget)
     if uniform is None:
         raise ValueError(f"no uniform policy fits budget {config.budget}")
     uniform_info = env.evaluate_choice(tuple(uniform))
 
-    run_name = f"{config.agent}-{config.scheme}-{config.hardware}-b{config.budget:g}"
+    run_name = f"{config.agent}-{config.task.scheme}-{config.task.hardware}-b{config.budget:g}"
     resume_id = None if resume is None else resume.run_id
     with search_run(config.experiment, run_name=run_name, resume_run_id=resume_id) as run:
         if resume is None:
@@ -403,7 +450,7 @@ def _run_search(
         )
         try:
             agent.search(
-                _env_factories(config, env, known),
+                env_factories(config, env, known),
                 episodes=config.episodes,
                 recorder=recorder,
                 seed=config.seed,
@@ -540,7 +587,9 @@ def _log_plots(run, recorder: EpisodeRecorder, best, uniform_info, config: Searc
         if r.within_budget:
             top = max(top, r.accuracy)
         running.append(top if top > float("-inf") else float("nan"))
-    title = f"{config.agent}: {config.scheme} on {config.hardware}, budget {config.budget:g}"
+    title = (
+        f"{config.agent}: {config.task.scheme} on {config.task.hardware}, budget {config.budget:g}"
+    )
     fig = plots.search_curve(acc, running, title=title)
     run.log_figure(fig, "plots/search_curve.png")
     plots.close(fig)

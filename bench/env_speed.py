@@ -33,7 +33,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from envs import make_env, make_task  # noqa: E402
+from envs import TaskSpec, make_env, make_task  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,11 +41,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def step_time_ms(model: str, scheme: str, hardware: str, episodes: int) -> dict:
     """Median time of non-terminal steps (ms) and the one-off task build time (s)."""
     t0 = time.perf_counter()
-    task = make_task(model=model, scheme=scheme, hardware=hardware)
+    task = make_task(TaskSpec(model=model, scheme=scheme, hardware=hardware))
     build_s = time.perf_counter() - t0
     budget = task.min_cost_ratio + 0.5 * (1 - task.min_cost_ratio)
     # The terminal step (proxy evaluation) is never taken here: that is timed separately.
-    env = make_env(task=task, budget=budget, proxy="holdout")
+    env = make_env(task, budget=budget, proxy="holdout")
     rng = np.random.default_rng(0)
     times = []
     for ep in range(episodes):
@@ -69,8 +69,8 @@ def step_time_ms(model: str, scheme: str, hardware: str, episodes: int) -> dict:
 
 def terminal_eval_ms(repeats: int, model: str = "digits-cnn") -> float:
     """Median time (ms) of one ``holdout`` evaluation of ``model`` (distinct policies)."""
-    task = make_task(model=model, scheme="balanced", hardware="accel-kang-16")
-    env = make_env(task=task, budget=0.5, proxy="holdout", cache_size=0)
+    task = make_task(TaskSpec(model=model, scheme="balanced", hardware="accel-kang-16"))
+    env = make_env(task, budget=0.5, proxy="holdout", cache_size=0)
     rng = np.random.default_rng(1)
     times = []
     for _ in range(repeats + 1):

@@ -48,10 +48,10 @@ OUT = ROOT / "bench" / "results" / "headlines.json"
 SEARCH_QUALITY = ROOT / "bench" / "results" / "search_quality.json"
 
 
-def _task(scheme: str, hardware: str, **kwargs: Any):
-    from envs import make_task
+def _task(scheme: str, hardware: str, **fields: Any):
+    from envs import TaskSpec, make_task
 
-    return make_task(model=MODEL, scheme=scheme, hardware=hardware, **kwargs)
+    return make_task(TaskSpec(model=MODEL, scheme=scheme, hardware=hardware, **fields))
 
 
 def _uniform(task, density: float) -> list[int]:

@@ -250,7 +250,7 @@ def _task_and_proxy(
     """Task (memoised per worker) and its search proxy; ``cost_on`` swaps the cost model
     while keeping the target's scheme object, hence its levels and masks (for the
     hardware-awareness check)."""
-    from envs import build_task, make_task
+    from envs import TaskSpec, build_task, make_task
     from hwmodels import get_hardware
 
     hp = tuple(sorted((hardware_params or {}).items()))
@@ -258,15 +258,16 @@ def _task_and_proxy(
     key = (model, scheme, hardware, metric, hp, sp, cost_on)
     if key not in _TASKS:
         arch, data = WORKLOADS[model]
-        task = make_task(
+        spec = TaskSpec(
             model=arch,
             data=data,
             scheme=scheme,
             hardware=hardware,
             metric=metric,
-            hardware_params=hardware_params,
-            scheme_params=scheme_params,
+            hardware_params=hardware_params or {},
+            scheme_params=scheme_params or {},
         )
+        task = make_task(spec)
         if cost_on is not None:  # FLOPs: kept MACs as nominal latency
             task = build_task(task.workload, task.scheme, get_hardware(cost_on), metric="latency")
         _TASKS[key] = task
@@ -280,7 +281,7 @@ def _search(task, proxy, method: str, *, budget: float, episodes: int, seed: int
     from envs import make_env
 
     # A bound proxy: one per workload and worker, its cached data shared by every search.
-    env = make_env(task=task, proxy=proxy, budget=budget)
+    env = make_env(task, proxy=proxy, budget=budget)
     rec = EpisodeRecorder()
     t0 = time.perf_counter()
     get_agent(method).search([lambda: env], episodes=episodes, recorder=rec, seed=seed)

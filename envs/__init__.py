@@ -9,6 +9,7 @@ import gymnasium as gym
 from envs.factory import ENV_ID, make_env, make_proxy, make_task, validate_names
 from envs.layer_prune_env import OBSERVATION_FEATURES, REWARD_FORMS, LayerPruneEnv
 from envs.proxy import PROXIES, AccuracyProxy
+from envs.spec import TASK_FIELDS, TaskSpec
 from envs.task import Decision, PruningTask, build_task
 from envs.workload import WORKLOADS, Workload
 
@@ -46,6 +47,8 @@ if ENV_ID not in gym.registry:
 
 __all__ = [
     "ENV_ID",
+    "TASK_FIELDS",
+    "TaskSpec",
     "OBSERVATION_FEATURES",
     "PROXIES",
     "REWARD_FORMS",

@@ -8,6 +8,7 @@ from typing import Any
 
 from envs.layer_prune_env import LayerPruneEnv
 from envs.proxy import PROXIES, AccuracyProxy
+from envs.spec import TASK_FIELDS, TaskSpec
 from envs.task import PruningTask, build_task
 from envs.workload import WORKLOADS, Workload
 from hwmodels import HARDWARE, get_hardware, resolve_metric
@@ -30,15 +31,23 @@ def _thawed(key: str) -> dict[str, Any]:
 
 
 def validate_names(
-    *, model: str, scheme: str, hardware: str, metric: str | None, proxy: str | None = None
+    *,
+    model: str | None = None,
+    scheme: str | None = None,
+    hardware: str | None = None,
+    metric: str | None = None,
+    proxy: str | None = None,
 ) -> None:
     """Raise ``KeyError``/``ValueError`` naming the valid choices, before any long work."""
     import envs.proxies  # noqa: F401  registers the proxies
     import envs.workloads  # noqa: F401  registers the workloads
 
-    WORKLOADS.check(model)
-    SCHEMES.check(scheme)
-    HARDWARE.check(hardware)
+    if model is not None:
+        WORKLOADS.check(model)
+    if scheme is not None:
+        SCHEMES.check(scheme)
+    if hardware is not None:
+        HARDWARE.check(hardware)
     if metric is not None:
         resolve_metric(metric)
     if proxy is not None:
@@ -76,37 +85,26 @@ def _cached_task(
     return build_task(workload, sch, hw, metric=metric or hw.default_metric)
 
 
-def make_task(
-    *,
-    model: str = "digits-cnn",
-    scheme: str = "balanced",
-    hardware: str = "accel-kang-16",
-    metric: str | None = None,
-    data: str | None = None,
-    checkpoint: str | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    scheme_params: dict[str, Any] | None = None,
-    hardware_params: dict[str, Any] | None = None,
-) -> PruningTask:
-    """The ``PruningTask`` for a setting given by names (memoised within the process).
+def make_task(spec: TaskSpec | None = None, *, seed: int = 0, device: str = "cpu") -> PruningTask:
+    """The ``PruningTask`` of a ``TaskSpec`` (default: ``TaskSpec()``), memoised per process.
 
     The hardware charges the scheme's index format unless ``hardware_params`` sets one;
-    ``metric=None`` budgets the hardware's ``default_metric``; ``device`` (``"auto"``,
-    ``"cpu"``, ``"cuda"``) is where the accuracy proxies evaluate.
+    ``metric=None`` budgets the hardware's ``default_metric``. ``seed`` seeds the
+    workload (training, holdout split); ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``)
+    is where the accuracy proxies evaluate.
     """
-    validate_names(model=model, scheme=scheme, hardware=hardware, metric=metric)
+    spec = TaskSpec() if spec is None else spec
     return _cached_task(
-        model,
-        scheme,
-        hardware,
-        None if metric is None else resolve_metric(metric),
-        None if data is None else str(data),
-        None if checkpoint is None else str(checkpoint),
+        spec.model,
+        spec.scheme,
+        spec.hardware,
+        None if spec.metric is None else resolve_metric(spec.metric),
+        None if spec.data is None else str(spec.data),
+        None if spec.checkpoint is None else str(spec.checkpoint),
         int(seed),
         str(device),
-        _frozen(scheme_params),
-        _frozen(hardware_params),
+        _frozen(spec.scheme_params),
+        _frozen(spec.hardware_params),
     )
 
 
@@ -118,53 +116,36 @@ def make_proxy(task: PruningTask, proxy: str = "holdout", **params: Any) -> Accu
 
 
 def make_env(
+    task: PruningTask | TaskSpec | None = None,
     *,
-    model: str = "digits-cnn",
-    scheme: str = "balanced",
-    hardware: str = "accel-kang-16",
-    metric: str | None = None,
     proxy: str | AccuracyProxy = "holdout",
     budget: float = 0.5,
     budget_range: tuple[float, float] | None = None,
     reward: str = "accuracy",
-    data: str | None = None,
-    checkpoint: str | None = None,
     seed: int = 0,
     device: str = "cpu",
-    scheme_params: dict[str, Any] | None = None,
-    hardware_params: dict[str, Any] | None = None,
     proxy_params: dict[str, Any] | None = None,
-    task: PruningTask | None = None,
-    **env_kwargs: Any,
+    **kwargs: Any,
 ) -> LayerPruneEnv:
-    """Entry point of ``gym.make(ENV_ID, ...)``: a ``LayerPruneEnv`` from names.
+    """A ``LayerPruneEnv``; also the entry point of ``gym.make(ENV_ID, ...)``.
 
-    Pass a prebuilt ``task`` to share one across environments of a process, and a bound
-    ``AccuracyProxy`` instead of a proxy name to reuse one.
+    ``task``: a built ``PruningTask`` (to share one across the environments of a
+    process), a ``TaskSpec``, or None to take the ``TaskSpec`` fields from ``kwargs``
+    (``gym.make(ENV_ID, model="digits-cnn", scheme="balanced", budget=0.5)``). ``proxy``:
+    a name, or a bound ``AccuracyProxy`` to reuse one. Other ``kwargs`` go to
+    ``LayerPruneEnv``.
     """
-    proxy_name = proxy if isinstance(proxy, str) else None
+    task_fields = {k: kwargs.pop(k) for k in TASK_FIELDS if k in kwargs}
     if task is None:
-        validate_names(
-            model=model, scheme=scheme, hardware=hardware, metric=metric, proxy=proxy_name
-        )
-        task = make_task(
-            model=model,
-            scheme=scheme,
-            hardware=hardware,
-            metric=metric,
-            data=data,
-            checkpoint=checkpoint,
-            seed=seed,
-            device=device,
-            scheme_params=scheme_params,
-            hardware_params=hardware_params,
-        )
+        task = TaskSpec(**task_fields)
+    elif task_fields:
+        raise TypeError(f"pass the task or its fields, not both ({', '.join(task_fields)})")
+    proxy_name = proxy if isinstance(proxy, str) else None
+    if proxy_name is not None:
+        validate_names(proxy=proxy_name)
+    if isinstance(task, TaskSpec):
+        task = make_task(task, seed=seed, device=device)
     bound = proxy if proxy_name is None else make_proxy(task, proxy_name, **(proxy_params or {}))
     return LayerPruneEnv(
-        task,
-        bound,
-        budget=budget,
-        budget_range=budget_range,
-        reward=reward,
-        **env_kwargs,
+        task, bound, budget=budget, budget_range=budget_range, reward=reward, **kwargs
     )

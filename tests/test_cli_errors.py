@@ -142,7 +142,7 @@ def test_search_rejects_bad_values_before_any_run(args, message):
 )
 def test_validate_range_checks_hyperparameters(agent, override, message):
     with pytest.raises(ValueError, match=f"agent '{agent}' hyperparameter") as err:
-        SearchConfig(agent=agent, agent_params=override).validate()
+        SearchConfig(agent=agent, agent_params=override)
     assert message in str(err.value)
 
 
@@ -156,11 +156,11 @@ def test_hyperparameters_normalise_numbers_written_as_text():
 
 def test_validate_rejects_unknown_proxy_params_and_bad_scheme_param_types():
     with pytest.raises(ValueError, match="unknown parameter\\(s\\) bogus for proxy 'holdout'"):
-        SearchConfig(proxy_params={"bogus": 1}).validate()
+        SearchConfig(proxy_params={"bogus": 1})
     with pytest.raises(ValueError, match="scheme parameter 'group_size' of 'balanced' must"):
-        SearchConfig(scheme_params={"group_size": "abc"}).validate()
+        SearchConfig.from_dict({"scheme_params": {"group_size": "abc"}})
     with pytest.raises(ValueError, match="group_size must be a positive integer, got 0"):
-        SearchConfig(scheme_params={"group_size": 0}).validate()
+        SearchConfig.from_dict({"scheme_params": {"group_size": 0}})
 
 
 def test_debug_shows_the_traceback_instead():

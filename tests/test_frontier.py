@@ -52,31 +52,35 @@ def test_budget_conditioned_policy_within_budget(name: str) -> None:
     assert accs == sorted(accs)  # a larger budget never loses the smaller one's policies
 
 
-def test_run_frontier_rejects_bad_range() -> None:
-    with pytest.raises(ValueError, match="0 < low < high <= 1"):
-        run_frontier(SearchConfig(), (0.8, 0.4))
-    with pytest.raises(ValueError, match="points must be >= 2"):
-        run_frontier(SearchConfig(), (0.4, 0.8), points=1)
+def test_front_settings_are_checked_when_the_config_is_built() -> None:
+    with pytest.raises(ValueError, match="0 < LOW < HIGH <= 1"):
+        SearchConfig(budgets=(0.8, 0.4))
+    with pytest.raises(ValueError, match="points must be an integer >= 2"):
+        SearchConfig(budgets=(0.4, 0.8), points=1)
+    with pytest.raises(ValueError, match="needs config.budgets"):
+        run_frontier(SearchConfig())
 
 
 def test_run_frontier_logs_front(monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end through MLflow, with the tiny task standing in for a named workload."""
-    import agents.frontier as frontier
-
     task = tiny_task()
-    monkeypatch.setattr(frontier, "make_task", lambda **_: task)
+    monkeypatch.setattr(SearchConfig, "build_task", lambda self: task)
     monkeypatch.setattr(
-        frontier,
-        "make_env",
-        lambda *, task, budget, budget_range, reward, **_: LayerPruneEnv(
-            task, MagnitudeProxy(task.workload), budget=budget, budget_range=budget_range
+        SearchConfig,
+        "build_env",
+        lambda self, task, **_: LayerPruneEnv(
+            task, MagnitudeProxy(task.workload), budget_range=self.budgets
         ),
     )
-    monkeypatch.setattr(SearchConfig, "validate", lambda self: None)
     config = SearchConfig(
-        agent="ddpg", episodes=30, agent_params={"warmup_episodes": 5}, experiment="front-test"
+        agent="ddpg",
+        episodes=30,
+        agent_params={"warmup_episodes": 5},
+        experiment="front-test",
+        budgets=RANGE,
+        points=3,
     )
-    result = run_frontier(config, RANGE, points=3)
+    result = run_frontier(config)
     assert result.episodes == 30
     assert len(result.points) == 3
     run = mlflow.get_run(result.run_id)

@@ -7,6 +7,7 @@ import json
 import mlflow
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from agents import SearchConfig, run_search
@@ -35,7 +36,7 @@ def test_search_is_within_budget_and_logged(finished):
     assert result.best.within_budget and result.best.cost_ratio <= config.budget + 1e-9
     run = mlflow.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["scheme"] == "balanced" and run.data.params["budget"] == "0.5"
+    assert run.data.params["task.scheme"] == "balanced" and run.data.params["budget"] == "0.5"
     for key in ("best/holdout_accuracy", "best/test_accuracy", "uniform/holdout_accuracy"):
         assert key in run.data.metrics
     # DDPG's YAML refines in the last 20% of the episodes: 5 of 24.
@@ -170,7 +171,7 @@ def test_parallel_envs_in_subprocesses_record_every_episode():
 
 def test_unknown_device_is_rejected():
     with pytest.raises(ValueError, match="unknown device 'tpu'; valid choices: auto, cpu, cuda"):
-        SearchConfig(device="tpu").validate()
+        SearchConfig(device="tpu")
 
 
 def test_final_model_is_the_network_the_proxy_scored():
@@ -185,3 +186,21 @@ def test_final_model_is_the_network_the_proxy_scored():
         assert accuracy(model, task.workload.holdout) == pytest.approx(
             proxy.evaluate(task.masks(choice)), abs=1e-9
         )
+
+
+def test_cli_search_from_a_config_file_with_a_flag_overriding_it(tmp_path):
+    cfg = tmp_path / "search.yml"
+    cfg.write_text(
+        "task: {model: digits-cnn, scheme: unstructured}\n"
+        "budget: 0.4\nagent: random\nepisodes: 3\nexperiment: test-cli-config\n"
+    )
+    res = runner.invoke(app, ["search", "--config", str(cfg), "--budget", "0.6", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "random vs uniform: unstructured on accel-kang-16" in res.output
+    run_id = res.output.split("MLflow run id:")[1].split()[0]
+    stored = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+    config = SearchConfig.from_dict(
+        {k: v for k, v in yaml.safe_load(stored).items() if k in ("task", "budget", "agent")}
+    )
+    assert config.task.scheme == "unstructured" and config.budget == 0.6
+    assert config.agent == "random"

@@ -149,9 +149,9 @@ class SearchRun:
             )
         self._last_flush = time.monotonic()
 
-    def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        """Summary metrics (no step)."""
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Summary metrics (no step), or one point of a series at ``step``."""
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """A text artifact."""

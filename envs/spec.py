@@ -1,0 +1,68 @@
+"""``TaskSpec``: the settings that define a pruning task, in one frozen, validated value."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What is pruned, under which structure, costed on which hardware.
+
+    Names and parameters only, so that it round-trips through YAML, MLflow params and
+    subprocesses. Validated when built: a ``TaskSpec`` that exists has registered names,
+    parameters its scheme and hardware accept (types and ranges), and an existing
+    checkpoint. ``envs.make_task(spec)`` builds the ``PruningTask``.
+
+    Attributes:
+        model: workload name (``hwprune list``).
+        scheme / hardware: registry names.
+        metric: cost the budget is on (latency, energy, area, resources, memory, cycles);
+            None: the hardware's default (latency; crossbars for ReRAM; MACs for flops).
+        data: data source (None: the model's default; see ``envs.workloads``).
+        checkpoint: state-dict file of the model (None: the cached trained weights).
+        scheme_params / hardware_params: overrides of the registry parameters.
+    """
+
+    model: str = "digits-cnn"
+    scheme: str = "balanced"
+    hardware: str = "accel-kang-16"
+    metric: str | None = None
+    data: str | None = None
+    checkpoint: str | None = None
+    scheme_params: dict[str, Any] = field(default_factory=dict)
+    hardware_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """``KeyError``/``ValueError`` naming the bad value and the valid choices
+        (``FileNotFoundError`` for a missing checkpoint); cheap: no model is built."""
+        from envs.factory import validate_names
+        from hwmodels import get_hardware
+        from pruning.base import check_scheme_params, get_scheme
+
+        validate_names(
+            model=self.model, scheme=self.scheme, hardware=self.hardware, metric=self.metric
+        )
+        check_scheme_params(self.scheme, self.scheme_params)
+        # Parameter records only, no masks: catches the types and ranges of both.
+        get_scheme(
+            self.scheme,
+            hardware=get_hardware(self.hardware, **self.hardware_params),
+            **self.scheme_params,
+        )
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML, MLflow params)."""
+        return dataclasses.asdict(self)
+
+
+#: Field names of ``TaskSpec`` (what ``gym.make`` keywords may carry for the task).
+TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TaskSpec))
