@@ -151,6 +151,9 @@ def search(
         None, help="YAML file of search settings (flags override).", callback=_check_config_option
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    register: str = typer.Option(
+        None, metavar="NAME", help="Register the best pruned model in the Model Registry."
+    ),
     resume: str = typer.Option(
         None,
         metavar="RUN_ID",
@@ -164,7 +167,7 @@ def search(
     from envs import TASK_FIELDS
 
     if resume is not None:
-        _resume_search(ctx, resume, export, progress)
+        _resume_search(ctx, resume, export, progress, register)
         return
     try:
         settings = load_config_file(config) if config is not None else {}
@@ -195,11 +198,17 @@ def search(
     if cfg.budgets is not None:
         _search_front(cfg, command, progress)
         return
-    _run_and_report(cfg, command=command, export=export, progress=progress)
+    _run_and_report(cfg, command=command, export=export, progress=progress, register=register)
 
 
 def _run_and_report(
-    cfg: Any, *, command: str, export: Path | None, progress: bool, resume: Any = None
+    cfg: Any,
+    *,
+    command: str,
+    export: Path | None,
+    progress: bool,
+    resume: Any = None,
+    register: str | None = None,
 ) -> None:
     """Run a (resumed) search under a progress bar; print its summary or how it stopped."""
     from tqdm import tqdm
@@ -211,7 +220,12 @@ def _run_and_report(
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
     try:
         result = run_search(
-            cfg, command=command, export_dir=export, progress=bar.update, resume=resume
+            cfg,
+            command=command,
+            export_dir=export,
+            progress=bar.update,
+            resume=resume,
+            register=register,
         )
     except SearchInterrupted as exc:
         bar.close()
@@ -249,11 +263,13 @@ def _report_interrupted(exc: Any) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _resume_search(ctx: typer.Context, run_id: str, export: Path | None, progress: bool) -> None:
+def _resume_search(
+    ctx: typer.Context, run_id: str, export: Path | None, progress: bool, register: str | None
+) -> None:
     """``search --resume RUN_ID``: the run's own settings, its journal replayed."""
     from agents.search import load_resume
 
-    allowed = {"resume", "export", "progress"}
+    allowed = {"resume", "export", "progress", "register"}
     given = sorted(
         name
         for name in ctx.params
@@ -276,7 +292,9 @@ def _resume_search(ctx: typer.Context, run_id: str, export: Path | None, progres
         f"resuming run {run_id}: {len(state.records)} of {cfg.episodes} episodes done "
         "(replayed from the journal, not re-evaluated)"
     )
-    _run_and_report(cfg, command=command, export=export, progress=progress, resume=state)
+    _run_and_report(
+        cfg, command=command, export=export, progress=progress, resume=state, register=register
+    )
 
 
 def _parse_range(text: str) -> tuple[float, float]:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,6 +16,8 @@ from envs import PruningTask
 from envs.evaluation import accuracy, bn_calibration_batches, finetune, reestimate_batchnorm
 from envs.headfit import HeadRefit
 from pruning import apply_masks, make_permanent
+from pruning.export import export_pruned
+from tracking import SearchRun
 
 
 def pruned_model(
@@ -46,3 +52,64 @@ def test_accuracy(task: PruningTask, model: nn.Module) -> float:
     """Accuracy on the workload's test split (final reports only)."""
     with torch.inference_mode():
         return accuracy(model, task.workload.test)
+
+
+def log_pruned_model(
+    run: SearchRun,
+    task: PruningTask,
+    model: nn.Module,
+    *,
+    policy: dict[str, Any],
+    finetune_steps: int,
+    export_dir: str | Path | None = None,
+    register: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Path | None:
+    """Export ``model`` in every format into the run (``pruned_model/``), log it as an
+    MLflow pyfunc model (``model``) when its data says how raw images are prepared, copy
+    the export to ``export_dir`` and register the model as ``register``.
+
+    Returns the copy's path (None without ``export_dir``).
+    """
+    test = task.workload.test
+    preprocessing = test.preprocessing() if hasattr(test, "preprocessing") else None
+    net = type(task.workload.model)
+    manifest = {
+        "run_id": run.run_id,
+        "policy": policy,
+        "finetune_steps": finetune_steps,
+        "architecture": {
+            "workload": task.workload.name,
+            "class": f"{net.__module__}.{net.__qualname__}",
+            "num_classes": task.workload.num_classes,
+        },
+        "preprocessing": preprocessing,
+        "workload_meta": {k: v for k, v in task.workload.meta.items() if _plain(v)},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="hwprune-export-"))
+    try:
+        exported = export_pruned(
+            model,
+            task.workload.example_input,
+            tmp / "pruned_model",
+            scheme=task.scheme,
+            layers=task.layers,
+            manifest=manifest,
+        )
+        run.log_dir(exported, "pruned_model")
+        if preprocessing is not None:
+            run.log_model(exported, input_example=test.raw(2), register_as=register, tags=tags)
+        elif register is not None:
+            raise ValueError(f"workload {task.workload.name!r} has no raw-image data to register")
+        if export_dir is None:
+            return None
+        final_dir = Path(export_dir)
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(exported, final_dir)
+        return final_dir
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plain(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool)) or v is None

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import shutil
 import signal
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ import torch
 
 from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
-from agents.finalize import pruned_model, test_accuracy
+from agents.finalize import log_pruned_model, pruned_model, test_accuracy
 from agents.recorder import EpisodeRecord, EpisodeRecorder
 from envs import (
     REWARD_FORMS,
@@ -30,7 +28,6 @@ from envs import (
     validate_names,
 )
 from envs.evaluation import DEVICES, resolve_device
-from pruning.export import export_pruned
 from tracking import check_experiment, check_store, plots, run_state, search_run
 
 
@@ -355,8 +352,12 @@ def run_search(
     export_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
     resume: ResumeState | None = None,
+    register: str | None = None,
 ) -> SearchResult:
     """Run one search as an MLflow run and return its result.
+
+    The best pruned model is logged as an MLflow pyfunc model (``runs:/RUN_ID/model``:
+    raw images in, classes out) and, with ``register``, registered under that name.
 
     Bad names, ranges and a budget below the least achievable cost raise before the run
     starts; a failure inside the run marks it FAILED in MLflow. SIGINT and SIGTERM stop
@@ -374,7 +375,12 @@ def run_search(
         check_experiment(config.experiment)
     with torch_threads(config.threads), signals_interrupt():
         return _run_search(
-            config, command=command, export_dir=export_dir, progress=progress, resume=resume
+            config,
+            command=command,
+            export_dir=export_dir,
+            progress=progress,
+            resume=resume,
+            register=register,
         )
 
 
@@ -416,6 +422,7 @@ def _run_search(
     export_dir: str | Path | None,
     progress: Callable[[int], None] | None,
     resume: ResumeState | None,
+    register: str | None,
 ) -> SearchResult:
     agent = get_agent(config.agent, config.agent_params)
     task = config.build_task()
@@ -456,7 +463,9 @@ def _run_search(
                 seed=config.seed,
                 progress=progress,
             )
-            return _finish(run, task, agent, recorder, uniform, uniform_info, config, export_dir)
+            return _finish(
+                run, task, agent, recorder, uniform, uniform_info, config, export_dir, register
+            )
         except SearchInterrupted as exc:
             _save_interrupted(run, task, recorder, config)
             raise SearchInterrupted(exc.signum, run.run_id, recorder.episodes) from None
@@ -471,6 +480,7 @@ def _finish(
     uniform_info: dict[str, Any],
     config: SearchConfig,
     export_dir: str | Path | None,
+    register: str | None,
 ) -> SearchResult:
     """After the last episode: fine-tune, test and export the best policy into the run."""
     run.flush()
@@ -505,13 +515,16 @@ def _finish(
     run.log_json(policy, "best_policy.json")
     _log_plots(run, recorder, best, uniform_info, config)
 
-    manifest = {
-        "run_id": run.run_id,
-        "policy": policy,
-        "finetune_steps": config.finetune_steps,
-        "workload_meta": {k: v for k, v in task.workload.meta.items() if _plain(v)},
-    }
-    final_dir = _log_pruned_model(run, task, best_model, manifest, export_dir)
+    final_dir = log_pruned_model(
+        run,
+        task,
+        best_model,
+        policy=policy,
+        finetune_steps=config.finetune_steps,
+        export_dir=export_dir,
+        register=register,
+        tags=_model_tags(config, policy),
+    )
 
     return SearchResult(
         run_id=run.run_id,
@@ -543,41 +556,23 @@ def _save_interrupted(
     policy["interrupted_after_episodes"] = recorder.episodes
     run.log_json(policy, "best_policy.json")
     model = pruned_model(task, best.choice, finetune_steps=0, seed=config.seed)
-    manifest = {"run_id": run.run_id, "policy": policy, "finetune_steps": 0}
-    _log_pruned_model(run, task, model, manifest, None)
+    log_pruned_model(run, task, model, policy=policy, finetune_steps=0)
 
 
-def _log_pruned_model(
-    run: Any,
-    task: PruningTask,
-    model: torch.nn.Module,
-    manifest: dict[str, Any],
-    export_dir: str | Path | None,
-) -> Path | None:
-    """Export ``model`` into the run's ``pruned_model``, and copy it to ``export_dir``."""
-    tmp = Path(tempfile.mkdtemp(prefix="hwprune-export-"))
-    try:
-        exported = export_pruned(
-            model,
-            task.workload.example_input,
-            tmp / "pruned_model",
-            scheme=task.scheme,
-            layers=task.layers,
-            manifest=manifest,
-        )
-        run.log_dir(exported, "pruned_model")
-        if export_dir is None:
-            return None
-        final_dir = Path(export_dir)
-        final_dir.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(exported, final_dir)
-        return final_dir
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _plain(v: Any) -> bool:
-    return isinstance(v, (str, int, float, bool)) or v is None
+def _model_tags(config: SearchConfig, policy: dict[str, Any]) -> dict[str, str]:
+    """Tags of a registered model version: what it was pruned for, and how it scores."""
+    tags = {
+        "model": config.task.model,
+        "scheme": config.task.scheme,
+        "hardware": config.task.hardware,
+        "metric": str(policy.get("metric")),
+        "budget": f"{config.budget:g}",
+        "agent": config.agent,
+    }
+    for key in ("cost_ratio", "holdout_accuracy", "test_accuracy", "density"):
+        if key in policy:
+            tags[key] = f"{float(policy[key]):.4f}"
+    return tags
 
 
 def _log_plots(run, recorder: EpisodeRecorder, best, uniform_info, config: SearchConfig) -> None:

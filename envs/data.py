@@ -19,6 +19,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,6 +102,27 @@ class ImageSplit(Dataset):
     def input_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one processed image."""
         return (self.channels, *self.size)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """How a raw image becomes the network's input (what ``batch`` does), as data.
+
+        Recorded in exports and MLflow models, so that a deployed model takes images
+        as the dataset stores them: ``raw_shape`` ``(C, h, w)`` and ``raw_dtype`` of those.
+        """
+        return {
+            "raw_shape": list(self.images.shape[1:]),
+            "raw_dtype": str(self.images.dtype).removeprefix("torch."),
+            "scale": "uint8 / 255" if self.images.dtype == torch.uint8 else "floats in [0, 1]",
+            "size": list(self.size),
+            "resize": "bilinear, align_corners=False",
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def raw(self, n: int) -> np.ndarray:
+        """The first ``n`` images as stored (before preprocessing), as numpy."""
+        return self.images[:n].numpy()
 
     @property
     def num_classes(self) -> int:

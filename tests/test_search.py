@@ -204,3 +204,33 @@ def test_cli_search_from_a_config_file_with_a_flag_overriding_it(tmp_path):
     )
     assert config.task.scheme == "unstructured" and config.budget == 0.6
     assert config.agent == "random"
+
+
+@pytest.mark.slow
+def test_logged_model_predicts_raw_images_at_the_recorded_accuracy(finished):
+    _, result, _ = finished
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    test = get_workload("digits-cnn").test
+    raw = test.raw(len(test))
+    assert raw.shape[1:] == (1, 8, 8)  # the dataset's own images, not the 16x16 input
+    predicted = model.predict(raw)
+    assert float((predicted == test.labels.numpy()).mean()) == pytest.approx(
+        result.best_test_accuracy
+    )
+    probabilities = model.predict(raw[:3], params={"output": "probabilities"})
+    assert probabilities.shape == (3, 10)
+    assert probabilities.sum(axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
+
+
+def test_register_puts_the_model_in_the_registry_with_its_figures():
+    config = SearchConfig(agent="random", episodes=2, experiment="test-register")
+    result = run_search(config, register="test-digits-balanced")
+    client = mlflow.tracking.MlflowClient()
+    (version,) = client.search_model_versions("name='test-digits-balanced'")
+    assert version.run_id == result.run_id
+    assert version.tags["scheme"] == "balanced" and version.tags["hardware"] == "accel-kang-16"
+    assert float(version.tags["test_accuracy"]) == pytest.approx(
+        result.best_test_accuracy, abs=1e-4
+    )
+    model = mlflow.pyfunc.load_model("models:/test-digits-balanced/1")
+    assert model.predict(get_workload("digits-cnn").test.raw(4)).shape == (4,)

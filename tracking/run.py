@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +95,7 @@ class SearchRun:
         self._last_flush = time.monotonic()
         self.journal = EpisodeJournal.for_run(self.run_id)
         self.store_error: StoreFailure | None = None
+        self.registered: tuple[str, str] | None = None
 
     def log_config(self, config: Mapping[str, Any], command: str | None = None) -> None:
         """All config as params, plus ``config.yaml`` and the exact ``command.txt``."""
@@ -164,6 +166,61 @@ class SearchRun:
     def log_dir(self, path: str | os.PathLike[str], artifact_path: str) -> None:
         """Every file of a local directory under ``artifact_path``."""
         mlflow.log_artifacts(str(path), artifact_path)
+
+    def log_model(
+        self,
+        export_dir: str | os.PathLike[str],
+        *,
+        input_example: Any,
+        name: str = "model",
+        register_as: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Log an hwprune export as an MLflow pyfunc model; its URI.
+
+        ``mlflow.pyfunc.load_model(uri).predict(raw_images)`` returns classes (see
+        ``tracking/pyfunc_model.py``, which travels with the model). ``register_as``
+        also registers it in the Model Registry under that name, with ``tags``.
+        """
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+        example = np.asarray(input_example)
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]))]),
+            outputs=Schema([TensorSpec(np.dtype("int64"), (-1,))]),
+            params=ParamSchema([ParamSpec("output", "string", "label")]),
+        )
+
+        with warnings.catch_warnings():
+            # MLflow asks for predict type hints; the explicit signature replaces them.
+            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+            info = self._log_pyfunc(example, signature, export_dir, name, tags)
+        if register_as is not None:
+            version = mlflow.register_model(info.model_uri, register_as, tags=dict(tags or {}))
+            self.registered = (register_as, version.version)
+        return info.model_uri
+
+    @staticmethod
+    def _log_pyfunc(
+        example: Any,
+        signature: Any,
+        export_dir: str | os.PathLike[str],
+        name: str,
+        tags: Mapping[str, Any] | None,
+    ) -> Any:
+        import torch
+
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"export": str(export_dir)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "mlflow"],
+            metadata={"hwprune": dict(tags or {})},
+        )
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """A matplotlib figure as PNG."""
