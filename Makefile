@@ -7,7 +7,7 @@ EXPORT_DIR ?= exported/digits-cnn
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: search test lint bench clean data
+.PHONY: search test lint bench clean data validate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,12 @@ bench: $(STAMP) data
 
 clean:
 	rm -rf $(VENV) mlruns exported .pytest_cache
+
+# SCALE-Sim v3 needs numpy < 2: its own venv, used only to (re)simulate the stored reference.
+.venv-scalesim/bin/python:
+	$(PYTHON) -m venv .venv-scalesim
+	.venv-scalesim/bin/pip install -q 'numpy<2' scalesim
+
+# The cost models against their references (the stored ones; see bench/validate_*.py).
+validate: $(STAMP)
+	$(BIN)/python bench/validate_scalesim.py

@@ -5,17 +5,22 @@ a grouped layer is one GEMM per group, run one after the other). An ``rows x col
 array folds it:
 
 - weight stationary ("ws", default): K over rows, N over columns; each fold loads its
-  weights, streams the M input rows through and drains: ``2 r + c + M - 2`` cycles for a
-  fold using ``r`` rows and ``c`` columns (SCALE-Sim, Samajdar et al. 2018);
-- output stationary ("os"): M over rows, N over columns, K streamed:
-  ``2 r + c + K - 2`` per fold.
+  weights (R cycles), streams the M input rows through and drains: ``2 R + C + M - 2``
+  cycles per fold;
+- output stationary ("os"): M over rows, N over columns, K streamed: ``R + C + K - 2``
+  per fold.
+
+A fold takes the whole array's fill and drain even when the GEMM uses only part of it
+(SCALE-Sim pads partial folds with idle rows and columns), and SCALE-Sim counts a
+layer's cycles from 0 (one fewer than the sum of its folds). These are SCALE-Sim v3's
+compute cycles exactly (``bench/validate_scalesim.py`` checks them layer by layer).
 
 A dense array multiplies zeros like any other weight, so only structure that removes
 whole rows of work saves cycles: an all-zero output channel (a column of the GEMM) or an
 all-zero row of K (an input the layer no longer reads) is dropped before folding. An
-optional ``n:m`` mode models sparse tensor cores: a mask with at most n non-zeros in
-every m consecutive weights of K streams a K compressed by n/m; any other mask runs
-dense.
+optional ``n:m`` mode models sparse tensor cores (SCALE-Sim's sparse mode): a mask with
+at most n non-zeros in every m consecutive weights of K streams a K compressed to
+``n * (K // m) + min(K % m, n)`` rows; any other mask runs dense.
 """
 
 from __future__ import annotations
@@ -94,21 +99,29 @@ class SystolicParams:
 
 
 def fold_cycles(
-    stationary: np.ndarray, across: np.ndarray, streamed: np.ndarray, rows: int, cols: int
+    stationary: np.ndarray,
+    across: np.ndarray,
+    streamed: np.ndarray,
+    rows: int,
+    cols: int,
+    *,
+    load: int | None = None,
 ) -> np.ndarray:
     """SCALE-Sim cycles of GEMMs folded on a ``rows x cols`` array (vectorised).
 
     ``stationary`` is the extent mapped on rows (K for ws, M for os), ``across`` the one
     mapped on columns (N) and ``streamed`` the one streamed through (M for ws, K for os).
-    Each fold using r rows and c columns costs ``2 r + c + streamed - 2``; summed in
-    closed form over the folds. Empty GEMMs cost 0.
+    Every fold costs ``load + rows + cols + streamed - 2`` whatever part of the array it
+    uses (``load``: cycles to preload the stationary operand, ``rows`` for weight
+    stationary, the default, 0 for output stationary); a GEMM's count starts at 0, so it
+    is one less than the sum of its folds. Empty GEMMs cost 0.
     """
+    load = rows if load is None else load
     stationary, across, streamed = (
         np.asarray(a, dtype=np.int64) for a in (stationary, across, streamed)
     )
-    f_rows = -(-stationary // rows)
-    f_cols = -(-across // cols)
-    total = 2 * f_cols * stationary + f_rows * across + f_rows * f_cols * (streamed - 2)
+    folds = (-(-stationary // rows)) * (-(-across // cols))
+    total = folds * (load + rows + cols - 2 + streamed) - 1
     return np.where((stationary > 0) & (across > 0) & (streamed > 0), total, 0)
 
 
@@ -131,14 +144,15 @@ class SystolicArray(HardwareModel):
     def effective_gemm(self, stats: MaskStats) -> tuple[np.ndarray, np.ndarray]:
         """Per group, (K rows, N columns) left once all-zero rows and columns are dropped.
 
-        In n:m mode a mask satisfying the pattern streams ``ceil(K / m) * n`` rows of K
-        (or fewer, when whole rows are also empty).
+        In n:m mode a mask satisfying the pattern streams ``n * (K // m) + min(K % m, n)``
+        rows of K (or fewer, when whole rows are also empty).
         """
         layer, um = stats.layer, stats.um
         k_kept, n_kept = stats.k_kept, stats.out_kept
         nm = parse_nm(self.params.nm_sparsity)
         if um is not None and nm is not None and int(block_nnz(um, nm[1]).max()) <= nm[0]:
-            k_kept = np.minimum(k_kept, -(-layer.fan_in // nm[1]) * nm[0])
+            k = layer.fan_in
+            k_kept = np.minimum(k_kept, nm[0] * (k // nm[1]) + min(k % nm[1], nm[0]))
         return k_kept, n_kept
 
     def cost(self, layer: LayerSpec, mask: np.ndarray | None = None) -> Cost:
@@ -158,7 +172,7 @@ class SystolicArray(HardwareModel):
             weight_refetch = 0
             on_rows = np.minimum(k_eff, p.rows)
         else:
-            per_group = fold_cycles(m_arr, n_eff, k_eff, p.rows, p.cols)
+            per_group = fold_cycles(m_arr, n_eff, k_eff, p.rows, p.cols, load=0)
             m_folds = -(-m // p.rows)
             n_folds = -(-n_eff // p.cols)
             # Inputs are re-streamed per column fold and weights per row fold of M.
