@@ -525,6 +525,11 @@ def _register_optional_commands() -> None:
 
     app.command("cost")(cost_command)
     app.command("profile-gpu")(profile_gpu_command)
+    from agents.commands.server import server_app
+    from agents.commands.sweep import sweep_command
+
+    app.command("sweep")(sweep_command)
+    app.add_typer(server_app, name="server")
 
 
 def main() -> None:

@@ -1,0 +1,257 @@
+"""``hwprune sweep``: a grid of searches on Ray, one MLflow parent run with a child each."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from agents.commands.errors import fail
+
+console = Console()
+
+#: Flags that take comma-separated lists: each becomes an axis of the grid.
+LIST_FLAGS = {"scheme": str, "hardware": str, "budget": float, "seed": int, "agent": str}
+
+
+def _split(text: str, kind: type, flag: str) -> list[Any]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"--{flag} {text!r} names no value")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise ValueError(
+            f"--{flag} {text!r} is not a comma-separated list of {kind.__name__} values"
+        ) from None
+
+
+def load_sweep_file(path: Path) -> dict[str, Any]:
+    """The settings of a sweep YAML file; ``ValueError`` naming the file otherwise."""
+    from agents.checks import read_user_file
+
+    where = f"sweep file {str(path)!r}"
+    try:
+        text = read_user_file(path, where, "YAML")
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{where} is not valid YAML: {problem}{at}") from exc
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where} is not a YAML mapping (it holds a {type(settings).__name__})")
+    return settings
+
+
+def build_spec(
+    file_settings: dict[str, Any],
+    flags: dict[str, Any],
+    *,
+    where: str = "",
+) -> Any:
+    """A ``SweepSpec`` from a file's settings and the flags given (flags win)."""
+    from agents.sweep import SweepSpec
+
+    settings = dict(file_settings)
+    grid = dict(settings.pop("grid", None) or {})
+    task = settings.pop("task", None) or {}
+    if isinstance(task, dict):
+        settings.update(task)
+    resources = dict(settings.pop("resources", None) or {})
+    for key, kind in LIST_FLAGS.items():
+        if flags.get(key) is None:
+            continue
+        values = _split(flags.pop(key), kind, key)
+        settings.pop(key, None)
+        grid.pop(key, None)
+        if len(values) == 1:
+            settings[key] = values[0]
+        else:
+            grid[key] = values
+    pairs = flags.pop("pair", None)
+    if pairs:
+        settings["pairs"] = list(pairs)
+    for key in ("cpus", "gpus"):
+        if flags.get(key) is not None:
+            resources[key] = flags.pop(key)
+    flags.pop("cpus", None), flags.pop("gpus", None)
+    for key, value in flags.items():
+        if value is not None:
+            settings[key] = value
+    settings["grid"] = grid
+    settings["resources"] = resources
+    return SweepSpec.from_dict(settings, where=where)
+
+
+def sweep_command(
+    config: Path = typer.Option(
+        None, help="YAML file: search settings, grid: {key: [values]}, pairs:, resources:."
+    ),
+    model: str = typer.Option(None, help="Workload (default digits-cnn)."),
+    scheme: str = typer.Option(None, help="Schemes, comma-separated (an axis of the grid)."),
+    hardware: str = typer.Option(None, help="Hardware presets, comma-separated."),
+    pair: list[str] = typer.Option(
+        None, "--pair", help="SCHEME:HARDWARE, repeated: pairs instead of their product."
+    ),
+    budget: str = typer.Option(None, help="Budgets, comma-separated (e.g. 0.4,0.6)."),
+    seed: str = typer.Option(None, help="Seeds, comma-separated (e.g. 0,1,2)."),
+    agent: str = typer.Option(None, help="Agents, comma-separated (default ddpg)."),
+    metric: str = typer.Option(None, help="Budgeted cost metric (default: the hardware's)."),
+    episodes: int = typer.Option(None, help="Evaluated episodes per search (default 300)."),
+    proxy: str = typer.Option(None, help="Accuracy proxy."),
+    finetune_steps: int = typer.Option(None, help="Fine-tune steps before export."),
+    experiment: str = typer.Option(None, help="MLflow experiment (default hwprune)."),
+    device: str = typer.Option(None, help="Where proxies evaluate: cpu|cuda|auto."),
+    cpus_per_trial: float = typer.Option(None, "--cpus-per-trial", help="CPUs per trial (1)."),
+    gpus_per_trial: float = typer.Option(
+        None, "--gpus-per-trial", help="GPU share per trial (e.g. 0.25; needs --device cuda)."
+    ),
+    max_retries: int = typer.Option(None, help="Reruns of a trial whose worker died (3)."),
+    address: str = typer.Option(
+        None, help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: local Ray)."
+    ),
+    num_cpus: int = typer.Option(None, help="CPUs of the local Ray (default: all)."),
+    ship_code: bool = typer.Option(
+        False, help="Send hwprune's packages to the workers (clusters without it installed)."
+    ),
+    progress: bool = typer.Option(True, help="Show progress while it runs."),
+) -> None:
+    """Run a grid of searches on Ray; each search is a child run of one sweep run."""
+    from agents.sweep import run_sweep
+    from tracking import StoreError
+
+    flags = {
+        "model": model,
+        "scheme": scheme,
+        "hardware": hardware,
+        "pair": pair,
+        "budget": budget,
+        "seed": seed,
+        "agent": agent,
+        "metric": metric,
+        "episodes": episodes,
+        "proxy": proxy,
+        "finetune_steps": finetune_steps,
+        "experiment": experiment,
+        "device": device,
+        "cpus": cpus_per_trial,
+        "gpus": gpus_per_trial,
+        "max_retries": max_retries,
+    }
+    try:
+        if num_cpus is not None and num_cpus < 1:
+            raise ValueError(f"--num-cpus must be >= 1, got {num_cpus}")
+        settings = load_sweep_file(config) if config is not None else {}
+        where = f"sweep file {str(config)!r}: " if config is not None else ""
+        spec = build_spec(settings, flags, where=where)
+    except (KeyError, ValueError, FileNotFoundError, TypeError) as exc:
+        fail(exc)
+    command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
+    bar = _progress_bar(len(spec.trials(check_device=False))) if progress else None
+    try:
+        result = run_sweep(
+            spec,
+            address=address,
+            num_cpus=num_cpus,
+            command=command,
+            ship_code=ship_code,
+            on_update=bar.update if bar is not None else None,
+        )
+    except (KeyError, ValueError, FileNotFoundError, StoreError) as exc:
+        if bar is not None:
+            bar.close()
+        fail(exc)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        console.print(
+            "sweep interrupted: its runs are KILLED; resume a search with "
+            "`hwprune search --resume RUN_ID`"
+        )
+        raise typer.Exit(130) from None
+    if bar is not None:
+        bar.close()
+    _print_result(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+class _progress_bar:  # noqa: N801 - used like a function
+    """Episodes of the whole sweep, with trials done, running, retried and failed."""
+
+    def __init__(self, trials: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, desc="sweep", unit="ep", dynamic_ncols=True)
+        self.trials = trials
+        self.last: tuple[int, str] | None = None
+
+    def update(self, state: Any) -> None:
+        running = len(state.progress) - state.finished
+        retried = sum(p.get("attempt", 1) > 1 for p in state.progress.values())
+        now = (
+            min(state.episodes_done, state.episodes_total),
+            f"trials {state.finished}/{state.total} done, {max(running, 0)} running, "
+            f"{retried} retried, {len(state.failures)} failed",
+        )
+        if now == self.last:
+            return
+        self.last = now
+        self.bar.total = state.episodes_total
+        self.bar.n = now[0]
+        self.bar.set_postfix_str(now[1])
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _print_result(result: Any) -> None:
+    table = Table(title="sweep: best policy per (scheme, hardware, budget), mean +- std")
+    for col in (
+        "scheme",
+        "hardware",
+        "budget",
+        "runs",
+        "complete",
+        "test acc",
+        "holdout acc",
+        "cost ratio",
+        "uniform test",
+    ):
+        table.add_column(col, justify="right")
+    for r in result.table:
+        table.add_row(
+            r["scheme"],
+            r["hardware"],
+            f"{r['budget']:g}",
+            str(r["runs"]),
+            str(r["complete"]),
+            f"{r['test_accuracy']:.4f} +- {r['test_accuracy_std']:.4f}",
+            f"{r['holdout_accuracy']:.4f} +- {r['holdout_accuracy_std']:.4f}",
+            f"{r['cost_ratio']:.4f}",
+            f"{r['uniform_test_accuracy']:.4f}",
+        )
+    console.print(table)
+    retried = [r["name"] for r in result.rows if int(r.get("attempts", 1)) > 1]
+    if retried:
+        console.print(f"retried after a lost worker: {', '.join(retried)}")
+    for name, err in result.failures.items():
+        console.print(f"[bold red]failed:[/] {name}: {err}")
+    complete = sum(bool(r.get("complete")) for r in result.rows)
+    console.print(
+        f"{complete}/{len(result.rows)} runs complete in {result.wall_s:.1f} s; "
+        f"sweep run id: [bold]{result.run_id}[/] (table: sweep/table.md, plot: "
+        "plots/accuracy_vs_cost.png)"
+    )
