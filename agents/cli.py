@@ -521,9 +521,11 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 def _register_optional_commands() -> None:
     """Commands whose modules live beside this one (cost model and profiling tools)."""
     from agents.commands.cost import cost_command
+    from agents.commands.finetune import finetune_command
     from agents.commands.profile_gpu import profile_gpu_command
 
     app.command("cost")(cost_command)
+    app.command("finetune")(finetune_command)
     app.command("profile-gpu")(profile_gpu_command)
     from agents.commands.server import server_app
     from agents.commands.sweep import sweep_command
@@ -534,6 +536,10 @@ def _register_optional_commands() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import logging
+
+    # MLflow's INFO lines (creating tables, validating examples) are not the user's news.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     import agents.baselines  # noqa: F401
     import agents.learners  # noqa: F401
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from envs import PruningTask
+from envs import PruningTask, TaskSpec
 from envs.evaluation import accuracy, bn_calibration_batches, finetune, reestimate_batchnorm
 from envs.headfit import HeadRefit
 from pruning import apply_masks, make_permanent
@@ -64,11 +64,15 @@ def log_pruned_model(
     export_dir: str | Path | None = None,
     register: str | None = None,
     tags: dict[str, str] | None = None,
+    spec: TaskSpec | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path | None:
     """Export ``model`` in every format into the run (``pruned_model/``), log it as an
     MLflow pyfunc model (``model``) when its data says how raw images are prepared, copy
     the export to ``export_dir`` and register the model as ``register``.
 
+    ``spec`` (the task's settings) goes into the manifest, so that the export alone
+    rebuilds its task (``hwprune finetune DIR``); ``extra`` adds manifest entries.
     Returns the copy's path (None without ``export_dir``).
     """
     test = task.workload.test
@@ -84,7 +88,9 @@ def log_pruned_model(
             "num_classes": task.workload.num_classes,
         },
         "preprocessing": preprocessing,
+        "task": None if spec is None else spec.as_dict(),
         "workload_meta": {k: v for k, v in task.workload.meta.items() if _plain(v)},
+        **(extra or {}),
     }
     tmp = Path(tempfile.mkdtemp(prefix="hwprune-export-"))
     try:

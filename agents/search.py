@@ -524,6 +524,7 @@ def _finish(
         export_dir=export_dir,
         register=register,
         tags=_model_tags(config, policy),
+        spec=config.task,
     )
 
     return SearchResult(
@@ -556,7 +557,7 @@ def _save_interrupted(
     policy["interrupted_after_episodes"] = recorder.episodes
     run.log_json(policy, "best_policy.json")
     model = pruned_model(task, best.choice, finetune_steps=0, seed=config.seed)
-    log_pruned_model(run, task, model, policy=policy, finetune_steps=0)
+    log_pruned_model(run, task, model, policy=policy, finetune_steps=0, spec=config.task)
 
 
 def _model_tags(config: SearchConfig, policy: dict[str, Any]) -> dict[str, str]:

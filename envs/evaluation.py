@@ -8,7 +8,7 @@ Datasets may be :class:`envs.data.ImageSplit` (vectorised fast path), any map-st
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -189,8 +189,12 @@ def finetune(
     hflip: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` for ``steps`` SGD steps on ``train``; returns it in eval mode.
+
+    ``on_epoch(epoch, step)`` is called after each pass over the data and after the last
+    step (the model in eval mode during the call, back in training mode after).
 
     Batches are drawn epoch by epoch from a permutation seeded by ``seed``, so the same
     call gives the same result. ``schedule`` is ``"constant"`` or ``"cosine"`` (decay to
@@ -221,7 +225,7 @@ def finetune(
         raise ValueError("cannot fine-tune on an empty dataset")
     per_epoch = max(1, n // batch_size)  # drop the ragged last batch: BN needs > 1 sample
     model.train()
-    step = 0
+    step = epoch = 0
     while step < steps:
         perm = torch.randperm(n, generator=gen)
         for b in range(per_epoch):
@@ -242,4 +246,8 @@ def finetune(
             if sched is not None:
                 sched.step()
             step += 1
+        epoch += 1
+        if on_epoch is not None:
+            on_epoch(epoch, step)
+            model.train()
     return model.eval()

@@ -14,6 +14,8 @@ Layout of an export directory::
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import tempfile
@@ -130,9 +132,11 @@ def export_pruned(
             files["sparse"] = "sparse/"
         if "onnx" in formats:
             x, dynamic = _batched(example_input)
-            torch.onnx.export(
-                deploy, (x,), str(tmp / "model.onnx"), dynamo=True, dynamic_shapes=dynamic
-            )
+            # torch.onnx prints eight progress lines to stdout; a CLI's output is its own.
+            with contextlib.redirect_stdout(io.StringIO()):
+                torch.onnx.export(
+                    deploy, (x,), str(tmp / "model.onnx"), dynamo=True, dynamic_shapes=dynamic
+                )
             files["onnx"] = "model.onnx"
         body = {
             **dict(manifest),

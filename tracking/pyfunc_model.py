@@ -46,6 +46,10 @@ def preprocess(images: Any, spec: dict[str, Any]) -> torch.Tensor:
 class PrunedImageClassifier(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper of an hwprune export (its compact program if it has one)."""
 
+    # The logged signature describes the input; MLflow would otherwise warn that predict
+    # has no type hints (hints would make it expect a list of inputs).
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         """Load the exported program and the preprocessing of its manifest."""
         root = Path(context.artifacts["export"])
@@ -55,8 +59,6 @@ class PrunedImageClassifier(mlflow.pyfunc.PythonModel):
         self.program = torch.export.load(str(root / rel)).module()
         self.preprocessing = manifest["preprocessing"]
 
-    # No type hints here: MLflow would read them as a schema and warn; the logged
-    # signature describes the input instead.
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         """Classes (default) or ``params={"output": "probabilities"}``."""
         output = (params or {}).get("output", "label")

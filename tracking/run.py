@@ -6,7 +6,6 @@ import json
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -193,10 +192,7 @@ class SearchRun:
             params=ParamSchema([ParamSpec("output", "string", "label")]),
         )
 
-        with warnings.catch_warnings():
-            # MLflow asks for predict type hints; the explicit signature replaces them.
-            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
-            info = self._log_pyfunc(example, signature, export_dir, name, tags)
+        info = self._log_pyfunc(example, signature, export_dir, name, tags)
         if register_as is not None:
             version = mlflow.register_model(info.model_uri, register_as, tags=dict(tags or {}))
             self.registered = (register_as, version.version)

@@ -1,0 +1,220 @@
+"""Fine-tune a pruned model with its structure held fixed, as its own MLflow run.
+
+The source is a search run (its ``pruned_model``) or an export directory; either holds
+the masked weights and, in its manifest, the task it was pruned for. The pruned weights
+stay zero (``torch.nn.utils.prune`` reparametrisation: masked weights get no gradient),
+test accuracy is logged before and after every epoch, and the result is exported and
+logged like a search's (every format, the pyfunc model, optionally registered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.checks import check_int, check_number
+from agents.finalize import log_pruned_model, test_accuracy
+from envs import TaskSpec, make_task
+from envs.evaluation import bn_calibration_batches, finetune, reestimate_batchnorm
+from pruning import apply_masks, make_permanent
+from pruning.export import read_manifest
+from tracking import check_experiment, check_store, download_artifacts, search_run
+
+BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """Test accuracy before and after, per epoch, and where the result went."""
+
+    run_id: str
+    source: str
+    before: float
+    after: float
+    per_epoch: list[float]
+    steps: int
+    export_dir: Path | None
+
+
+@contextlib.contextmanager
+def resolve_source(source: str) -> Iterator[tuple[Path, str | None]]:
+    """An export directory for ``source`` (a directory, or a run id whose
+    ``pruned_model`` is downloaded to a temporary folder removed afterwards), and the
+    search run it came from."""
+    path = Path(source)
+    if path.is_dir():
+        manifest = read_manifest(path)  # FileNotFoundError if it is not an export
+        yield path, manifest.get("run_id")
+        return
+    check_store(writable=False)
+    try:
+        local = download_artifacts(source, "pruned_model")
+    except OSError as exc:
+        raise KeyError(f"run {source!r} has no pruned_model to fine-tune ({exc})") from exc
+    try:
+        read_manifest(local)
+        yield local, source
+    finally:
+        shutil.rmtree(local.parent, ignore_errors=True)
+
+
+def _task_spec(manifest: dict[str, Any]) -> TaskSpec:
+    """The task an export was pruned for (older exports: from the policy's names)."""
+    stored = manifest.get("task")
+    if stored:
+        return TaskSpec(**stored)
+    policy = manifest.get("policy", {})
+    try:
+        return TaskSpec(model=policy["model"], scheme=policy["scheme"], hardware=policy["hardware"])
+    except KeyError as exc:
+        raise ValueError(f"the export's manifest does not name its task ({exc})") from None
+
+
+def run_finetune(
+    source: str,
+    *,
+    epochs: int | None = 1,
+    steps: int | None = None,
+    lr: float = 0.01,
+    seed: int = 0,
+    experiment: str | None = None,
+    export_dir: str | Path | None = None,
+    register: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune the pruned model of ``source`` (run id or export dir); see the module doc.
+
+    ``steps`` SGD steps of batch 64, or ``epochs`` passes over the training split when
+    ``steps`` is None. ``progress`` is called with the steps done since its last call.
+    """
+    if steps is None:
+        check_int("epochs", epochs, minimum=1)
+    else:
+        check_int("steps", steps, minimum=1)
+    check_number("lr", lr, low=0.0, low_open=True)
+    check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    if export_dir is not None and Path(export_dir).exists():
+        raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
+    with resolve_source(source) as (src, source_run):
+        manifest = read_manifest(src)
+        spec = _task_spec(manifest)
+        state = torch.load(src / "state_dict.pt", weights_only=True, map_location="cpu")
+        if experiment is None:
+            experiment = _source_experiment(source_run) or "hwprune"
+        check_store()
+        check_experiment(experiment)
+        task = make_task(spec, seed=seed)
+        return _finetune(
+            task, spec, manifest, state, source, source_run, experiment,
+            epochs=epochs, steps=steps, lr=lr, seed=seed, export_dir=export_dir,
+            register=register, progress=progress,
+        )  # fmt: skip
+
+
+def _source_experiment(run_id: str | None) -> str | None:
+    if run_id is None:
+        return None
+    import mlflow
+
+    try:
+        run = mlflow.tracking.MlflowClient().get_run(run_id)
+        return mlflow.tracking.MlflowClient().get_experiment(run.info.experiment_id).name
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def _finetune(
+    task: Any,
+    spec: TaskSpec,
+    manifest: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    source: str,
+    source_run: str | None,
+    experiment: str,
+    *,
+    epochs: int | None,
+    steps: int | None,
+    lr: float,
+    seed: int,
+    export_dir: str | Path | None,
+    register: str | None,
+    progress: Callable[[int], None] | None,
+) -> FinetuneResult:
+    import copy
+
+    model = copy.deepcopy(task.workload.model).cpu()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"the export's weights do not fit workload {spec.model!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    # The structure to hold: every pruned weight of the prunable layers stays zero.
+    masks = {
+        f"{layer.name}.weight": model.get_submodule(layer.name).weight != 0 for layer in task.layers
+    }
+    apply_masks(model, masks)
+    train = task.workload.train
+    per_epoch = max(1, len(train) // BATCH_SIZE)
+    total = steps if steps is not None else int(epochs) * per_epoch
+    policy = dict(manifest.get("policy", {}))
+    tags = {"hwprune.kind": "finetune", "hwprune.source": source}
+    if source_run is not None:
+        tags["mlflow.parentRunId"] = source_run  # shown under its search in the UI
+    name = f"finetune-{policy.get('scheme', spec.scheme)}-{policy.get('hardware', spec.hardware)}"
+    with search_run(experiment, run_name=name, tags=tags) as run:
+        run.log_config(
+            {"source": source, "source_run": source_run, "task": spec.as_dict(),
+             "steps": total, "epochs": None if steps is not None else epochs,
+             "lr": lr, "seed": seed, "batch_size": BATCH_SIZE},
+            command=None,
+        )  # fmt: skip
+        before = test_accuracy(task, model)
+        run.log_metrics({"finetune/test_accuracy": before}, step=0)
+        per_epoch_acc: list[float] = []
+        done = [0]
+
+        def on_epoch(epoch: int, step: int) -> None:
+            acc = test_accuracy(task, model)
+            per_epoch_acc.append(acc)
+            run.log_metrics({"finetune/test_accuracy": acc}, step=epoch)
+            if progress is not None:
+                progress(step - done[0])
+            done[0] = step
+
+        finetune(model, train, steps=total, lr=lr, seed=seed, on_epoch=on_epoch)
+        reestimate_batchnorm(model, bn_calibration_batches(train))
+        make_permanent(model).eval()
+        after = test_accuracy(task, model)
+        run.log_metrics(
+            {"before/test_accuracy": before, "after/test_accuracy": after, "steps": total}
+        )
+        policy.update(test_accuracy=after, test_accuracy_before_finetune=before)
+        run.log_json(policy, "best_policy.json")
+        final = log_pruned_model(
+            run,
+            task,
+            model,
+            policy=policy,
+            finetune_steps=int(manifest.get("finetune_steps") or 0) + total,
+            export_dir=export_dir,
+            register=register,
+            tags={k: str(v) for k, v in policy.items() if isinstance(v, (str, int, float))},
+            spec=spec,
+            extra={"finetuned_from": source},
+        )
+        return FinetuneResult(
+            run_id=run.run_id,
+            source=source,
+            before=before,
+            after=after,
+            per_epoch=per_epoch_acc,
+            steps=total,
+            export_dir=final,
+        )

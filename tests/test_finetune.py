@@ -1,0 +1,87 @@
+"""hwprune finetune: structure held fixed, before/after logged, linked to its search."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from agents import SearchConfig, run_search
+from agents.cli import _register_optional_commands, app
+from agents.finetune_run import run_finetune
+from pruning.export import read_manifest
+from tracking import download_artifacts
+
+runner = CliRunner()
+_register_optional_commands()
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft") / "export"
+    config = SearchConfig(agent="random", episodes=2, seed=2, experiment="test-finetune")
+    return run_search(config, export_dir=out)
+
+
+def _state(run_id: str) -> dict[str, torch.Tensor]:
+    path = download_artifacts(run_id, "pruned_model")
+    return torch.load(path / "state_dict.pt", weights_only=True)
+
+
+def _leftovers() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("hwprune-run-*")}
+
+
+@pytest.mark.slow
+def test_finetune_of_a_run_keeps_the_structure_and_logs_before_and_after(searched):
+    before_dirs = _leftovers()
+    res = runner.invoke(app, ["finetune", searched.run_id, "--steps", "10", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert _leftovers() == before_dirs  # downloads are cleaned up
+    run_id = res.output.split("MLflow run id:")[1].split()[0]
+    run = mlflow.get_run(run_id)
+    assert run.data.tags["mlflow.parentRunId"] == searched.run_id
+    assert run.data.metrics["before/test_accuracy"] == pytest.approx(searched.best_test_accuracy)
+    assert "after/test_accuracy" in run.data.metrics
+    history = mlflow.tracking.MlflowClient().get_metric_history(run_id, "finetune/test_accuracy")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1]
+    source, tuned = _state(searched.run_id), _state(run_id)
+    changed = 0
+    for name, weight in source.items():
+        if name.endswith("weight") and weight.dim() > 1:
+            assert not bool(((weight == 0) & (tuned[name] != 0)).any()), name
+            changed += int(not torch.equal(tuned[name], weight))
+    assert changed > 0  # it did train
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert model.predict(torch.rand(3, 1, 8, 8).numpy()).shape == (3,)
+
+
+@pytest.mark.slow
+def test_finetune_of_an_export_directory(searched, tmp_path):
+    result = run_finetune(
+        str(searched.export_dir), steps=5, export_dir=tmp_path / "tuned", experiment="test-ft"
+    )
+    assert result.steps == 5 and len(result.per_epoch) == 1
+    manifest = read_manifest(tmp_path / "tuned")
+    assert manifest["finetuned_from"] == str(searched.export_dir)
+    assert manifest["policy"]["test_accuracy"] == pytest.approx(result.after)
+    assert manifest["task"]["scheme"] == "balanced"
+    tags = mlflow.get_run(result.run_id).data.tags
+    assert tags["mlflow.parentRunId"] == searched.run_id
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["0123abcd"], "no MLflow run '0123abcd'"),
+        (["0123abcd", "--lr", "-1"], "lr must be"),
+        (["0123abcd", "--steps", "0"], "steps must be an integer >= 1"),
+    ],
+)
+def test_finetune_bad_input_is_one_error_line(args, message):
+    res = runner.invoke(app, ["finetune", *args, "--no-progress"])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
