@@ -37,6 +37,7 @@ __all__ = [
     "restart_mlflow",
     "server_status",
     "start_server",
+    "stop_mlflow",
     "stop_server",
 ]
 
@@ -413,6 +414,14 @@ def start_server(
     _create_database(info)
     _start_mlflow(info, workers=workers, timeout=timeout)
     return info
+
+
+def stop_mlflow(root: str | os.PathLike[str]) -> None:
+    """Stop ``mlflow server`` alone (PostgreSQL keeps running): a server outage."""
+    info = server_status(root)
+    if info is None:
+        raise ServerError(f"no tracking server under {str(root)!r}")
+    _stop_mlflow(info)
 
 
 def restart_mlflow(
