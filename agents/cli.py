@@ -523,9 +523,12 @@ def _register_optional_commands() -> None:
     from agents.commands.cost import cost_command
     from agents.commands.finetune import finetune_command
     from agents.commands.profile_gpu import profile_gpu_command
+    from agents.commands.runs import compare_command, runs_command
 
     app.command("cost")(cost_command)
     app.command("finetune")(finetune_command)
+    app.command("runs")(runs_command)
+    app.command("compare")(compare_command)
     app.command("profile-gpu")(profile_gpu_command)
     from agents.commands.server import server_app
     from agents.commands.sweep import sweep_command

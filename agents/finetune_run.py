@@ -192,8 +192,19 @@ def _finetune(
         reestimate_batchnorm(model, bn_calibration_batches(train))
         make_permanent(model).eval()
         after = test_accuracy(task, model)
+        # best/* as a search logs them: fine-tunes sort and compare beside searches.
         run.log_metrics(
-            {"before/test_accuracy": before, "after/test_accuracy": after, "steps": total}
+            {
+                "before/test_accuracy": before,
+                "after/test_accuracy": after,
+                "steps": total,
+                "best/test_accuracy": after,
+                **{
+                    f"best/{k}": float(policy[k])
+                    for k in ("cost_ratio", "density", "holdout_accuracy")
+                    if isinstance(policy.get(k), (int, float))
+                },
+            }
         )
         policy.update(test_accuracy=after, test_accuracy_before_finetune=before)
         run.log_json(policy, "best_policy.json")

@@ -236,6 +236,7 @@ def run_params(config: SearchConfig, task: PruningTask, **extra: Any) -> dict[st
         "agent_hyperparams": load_hyperparams(config.agent, config.agent_params),
         "hardware_resolved": task.hardware.describe(),
         "scheme_resolved": task.scheme.describe(),
+        "metric_resolved": task.metric,
         "decisions": len(task.decisions),
         "min_cost_ratio": task.min_cost_ratio,
     }
