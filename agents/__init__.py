@@ -1,25 +1,32 @@
 """Agents (SB3 learners and baselines), the search loop and the CLI.
 
 ``run_search(SearchConfig(...))`` runs one tracked search; ``get_agent(name)`` builds an
-agent with its YAML hyperparameters.
+agent with its YAML hyperparameters. Names are imported on first use, so that the CLI
+starts without loading torch, Stable-Baselines3 and MLflow.
 """
 
-from agents import baselines as _baselines  # noqa: F401  registers baselines
-from agents import learners as _learners  # noqa: F401  registers learners
-from agents import optuna_search as _optuna_search  # noqa: F401  registers tpe, cmaes
-from agents.base import AGENTS, SearchAgent, get_agent, list_agents, load_hyperparams
-from agents.recorder import EpisodeRecord, EpisodeRecorder
-from agents.search import SearchConfig, SearchResult, run_search
+from __future__ import annotations
 
-__all__ = [
-    "AGENTS",
-    "EpisodeRecord",
-    "EpisodeRecorder",
-    "SearchAgent",
-    "SearchConfig",
-    "SearchResult",
-    "get_agent",
-    "list_agents",
-    "load_hyperparams",
-    "run_search",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AGENTS": "agents.base",
+    "SearchAgent": "agents.base",
+    "get_agent": "agents.base",
+    "list_agents": "agents.base",
+    "load_hyperparams": "agents.base",
+    "EpisodeRecord": "agents.recorder",
+    "EpisodeRecorder": "agents.recorder",
+    "SearchConfig": "agents.search",
+    "SearchResult": "agents.search",
+    "run_search": "agents.search",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

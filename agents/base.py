@@ -45,7 +45,9 @@ class SearchAgent(ABC):
         """Play ``episodes`` evaluated episodes, reporting each to ``recorder``."""
 
 
-AGENTS: Registry[SearchAgent] = Registry("agent")
+AGENTS: Registry[SearchAgent] = Registry(
+    "agent", providers=("agents.baselines", "agents.learners", "agents.optuna_search")
+)
 
 
 # Agent-side action mappings (``agents.learners.wrap_env``).

@@ -491,8 +491,6 @@ def export(
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List models, schemes, hardware presets, accuracy proxies and agents."""
-    import agents.baselines  # noqa: F401  registers baselines
-    import agents.learners  # noqa: F401  registers learners
     from agents.base import AGENTS
     from envs import PROXIES, WORKLOADS, list_proxies, list_workloads
     from hwmodels import HARDWARE
@@ -543,8 +541,6 @@ def main() -> None:
 
     # MLflow's INFO lines (creating tables, validating examples) are not the user's news.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    import agents.baselines  # noqa: F401
-    import agents.learners  # noqa: F401
 
     _register_optional_commands()
     app()

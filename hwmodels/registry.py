@@ -20,12 +20,25 @@ class Registry(Generic[T]):
     Args:
         kind: what the registry holds (``"scheme"``, ``"hardware preset"``...), used in
             error messages.
+        providers: modules whose import registers entries; imported on the first lookup,
+            so that importing the registry (e.g. for ``hwprune --help``) stays cheap.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, providers: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._factories: dict[str, Callable[..., T]] = {}
         self._help: dict[str, str] = {}
+        self._providers = providers
+
+    @property
+    def _entries(self) -> dict[str, Callable[..., T]]:
+        if self._providers:
+            import importlib
+
+            providers, self._providers = self._providers, ()
+            for module in providers:
+                importlib.import_module(module)
+        return self._factories
 
     def register(
         self, name: str, factory: Callable[..., T] | None = None, *, help: str = ""
@@ -43,7 +56,7 @@ class Registry(Generic[T]):
 
     def check(self, name: str) -> str:
         """Return ``name`` if registered, else raise ``KeyError`` naming the valid choices."""
-        if name not in self._factories:
+        if name not in self._entries:
             close = difflib.get_close_matches(name, list(self._factories), n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise KeyError(
@@ -61,14 +74,15 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, in registration order."""
-        return list(self._factories)
+        return list(self._entries)
 
     def describe(self) -> dict[str, str]:
         """Name -> one-line description, for ``hwprune list``."""
+        self._entries  # noqa: B018 - imports the providers
         return dict(self._help)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._factories
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._factories)
+        return iter(self._entries)

@@ -598,3 +598,20 @@ def test_list_valued_hardware_parameter_reaches_the_model():
     )
     assert_one_error(res, "least achievable cost ratio")
     assert run_count() == before
+
+
+def test_help_imports_no_heavy_stack():
+    """``hwprune --help`` must not load torch, Stable-Baselines3 or MLflow (seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from agents.cli import _register_optional_commands\n"
+        "_register_optional_commands()\n"
+        "heavy = sorted(m for m in ('torch', 'mlflow', 'stable_baselines3', 'ray') "
+        "if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

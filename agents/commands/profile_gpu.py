@@ -13,11 +13,12 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
-from torch.nn import functional as F
+
+if TYPE_CHECKING:  # torch is imported where it runs: `hwprune --help` must stay fast
+    import torch
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def channel_counts(full: int, step: int) -> list[int]:
 
 def resolve_device(device: str) -> torch.device:
     """ "auto" -> CUDA if available else CPU; otherwise ``torch.device(device)``."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -62,23 +65,26 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-@torch.no_grad()
 def time_conv(
     x: torch.Tensor, w: torch.Tensor, stride: int, padding: int, *, repeats: int, warmup: int
 ) -> float:
     """Median seconds of one ``conv2d(x, w)`` on ``x``'s device."""
+    import torch
+    from torch.nn import functional as F
+
     cuda = x.device.type == "cuda"
-    for _ in range(warmup):
-        F.conv2d(x, w, stride=stride, padding=padding)
-    if cuda:
-        torch.cuda.synchronize(x.device)
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        F.conv2d(x, w, stride=stride, padding=padding)
+    with torch.no_grad():
+        for _ in range(warmup):
+            F.conv2d(x, w, stride=stride, padding=padding)
         if cuda:
             torch.cuda.synchronize(x.device)
-        times.append(time.perf_counter() - start)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            F.conv2d(x, w, stride=stride, padding=padding)
+            if cuda:
+                torch.cuda.synchronize(x.device)
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
@@ -100,6 +106,8 @@ def profile_gpu(
     and input channels ``in_channel_points`` evenly spaced counts up to the maximum.
     Returns the table written.
     """
+    import torch
+
     if channel_step < 1 or repeats < 1 or in_channel_points < 1 or warmup < 0:
         raise ValueError("channel_step, repeats and in_channel_points must be >= 1, warmup >= 0")
     if dtype not in ("float32", "float16", "bfloat16"):
