@@ -520,6 +520,7 @@ def _register_optional_commands() -> None:
     """Commands whose modules live beside this one (cost model and profiling tools)."""
     from agents.commands.cost import cost_command
     from agents.commands.finetune import finetune_command
+    from agents.commands.profile_cpu import profile_cpu_command
     from agents.commands.profile_gpu import profile_gpu_command
     from agents.commands.runs import compare_command, runs_command
 
@@ -528,6 +529,7 @@ def _register_optional_commands() -> None:
     app.command("runs")(runs_command)
     app.command("compare")(compare_command)
     app.command("profile-gpu")(profile_gpu_command)
+    app.command("profile-cpu")(profile_cpu_command)
     from agents.commands.server import server_app
     from agents.commands.sweep import sweep_command
 

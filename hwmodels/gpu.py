@@ -74,7 +74,8 @@ class GpuParams:
         dram_pj_per_byte: energy per DRAM byte (*assumed*).
         index_format: how the weights are stored ("channel": the compacted dense layer).
         latency_table: path of a measured latency table (JSON); "" = analytic only.
-        table_step: staircase direction between measured counts, "lower" or "upper".
+        table_step: staircase direction between measured counts, "lower" or "upper"
+            ("linear" blends them; hwmodels.latency_table).
         batch: images per inference; 0 keeps the batch of the inspected layer (1 for the
             CLI's workloads). Tiny networks at batch 1 are launch-bound on a GPU, so
             channel pruning cannot speed them up; throughput serving uses larger batches.

@@ -14,6 +14,10 @@ channel counts is a step, never a line: a GPU's latency is a staircase with clif
 linear interpolation would invent speedups that do not exist. ``step="lower"`` takes the
 nearest measured count at or below the requested one (the measured point's latency
 holds until the next measured point); ``step="upper"`` the nearest at or above.
+``step="linear"`` interpolates bilinearly between the measured counts around the
+requested one (a CPU table measured at every count the pruning scheme can choose,
+NetAdapt style, is then read exactly at those counts); outside the measured range it
+holds the nearest measurement.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 
 from hwmodels.layer import LayerSpec
 
-STEPS: tuple[str, ...] = ("lower", "upper")
+STEPS: tuple[str, ...] = ("lower", "upper", "linear")
 _SHAPE_KEYS: tuple[str, ...] = ("kind", "kernel", "stride", "padding", "groups", "in_hw", "batch")
 
 
@@ -66,6 +70,19 @@ def _step_index(measured: np.ndarray, value: int, step: str) -> int:
     return min(idx, len(measured) - 1)
 
 
+def _bracket(measured: np.ndarray, value: int) -> tuple[tuple[int, int], float]:
+    """Indices of the measured counts around ``value`` and the weight of the upper one."""
+    hi = int(np.searchsorted(measured, value, side="left"))
+    if hi <= 0:
+        return (0, 0), 0.0
+    if hi >= len(measured):
+        return (len(measured) - 1, len(measured) - 1), 0.0
+    lo = hi - 1
+    if measured[hi] == value:
+        return (hi, hi), 0.0
+    return (lo, hi), float((value - measured[lo]) / (measured[hi] - measured[lo]))
+
+
 @dataclass(frozen=True)
 class Grid:
     """Latencies of one layer shape over a grid of (out, in) channel counts."""
@@ -75,7 +92,14 @@ class Grid:
     latency_s: np.ndarray
 
     def lookup(self, out_channels: int, in_channels: int, step: str) -> float:
-        """Staircase latency at the given channel counts."""
+        """Latency at the given channel counts: a staircase step or a bilinear blend."""
+        if step == "linear":
+            (i0, i1), wi = _bracket(self.out_channels, out_channels)
+            (j0, j1), wj = _bracket(self.in_channels, in_channels)
+            lat = self.latency_s
+            low = lat[i0, j0] * (1 - wj) + lat[i0, j1] * wj
+            high = lat[i1, j0] * (1 - wj) + lat[i1, j1] * wj
+            return float(low * (1 - wi) + high * wi)
         i = _step_index(self.out_channels, out_channels, step)
         j = _step_index(self.in_channels, in_channels, step)
         return float(self.latency_s[i, j])
@@ -87,6 +111,11 @@ class LatencyTable:
 
     device: str
     grids: dict[tuple, Grid]
+    #: Fixed cost of one inference call, measured apart and subtracted from every entry
+    #: (``run_overhead_s`` in the JSON; CPU tables): a network pays it once.
+    run_overhead_s: float = 0.0
+    #: Channel step of the measured grid (``channel_step`` in the JSON; 0 if not given).
+    channel_step: int = 0
 
     def lookup(
         self, layer: LayerSpec, out_channels: int, in_channels: int, *, step: str = "lower"
@@ -117,7 +146,11 @@ def parse_latency_table(data: dict) -> LatencyTable:
                 f"latency table entry {n}: channel counts must increase and latencies be >= 0"
             )
         grids[_entry_key(entry)] = Grid(outs, ins, lat)
-    return LatencyTable(str(data.get("device", "")), grids)
+    overhead = float(data.get("run_overhead_s", 0.0))
+    if overhead < 0:
+        raise ValueError("latency table run_overhead_s must be >= 0")
+    step = int(data.get("channel_step", 0))
+    return LatencyTable(str(data.get("device", "")), grids, overhead, max(step, 0))
 
 
 @lru_cache(maxsize=8)

@@ -1,3 +1,3 @@
 """Imports every hardware-model module so that their presets are registered."""
 
-from hwmodels import flops, gpu, kang, reram, systolic  # noqa: F401
+from hwmodels import cpu, flops, gpu, kang, reram, systolic  # noqa: F401
