@@ -36,6 +36,7 @@ def _episode_steps(client, run_id: str, key: str = "episode/reward") -> list[int
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
+@pytest.mark.slow
 def test_two_trial_sweep_logs_children_table_and_plot(local_ray, digits):
     spec = SweepSpec.from_dict(
         {**TINY, "episodes": 3, "experiment": "sweep-test", "grid": {"budget": [0.4, 0.6]}}
@@ -63,6 +64,7 @@ def test_two_trial_sweep_logs_children_table_and_plot(local_ray, digits):
     assert parent.data.metrics["sweep/complete"] == 2
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_resumes_from_its_journal(local_ray, digits):
     spec = SweepSpec.from_dict({**TINY, "episodes": 60, "experiment": "sweep-kill"})
     killed: list[int] = []
