@@ -7,7 +7,7 @@ EXPORT_DIR ?= exported/digits-cnn
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: search test lint bench clean data validate
+.PHONY: search test lint bench clean data mlflow-server mlflow-server-stop validate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ bench: $(STAMP) data
 	$(BIN)/python bench/env_speed.py
 	$(BIN)/python bench/proxy_fidelity.py
 	$(BIN)/python bench/search_quality.py
+
+# A shared tracking server: PostgreSQL + mlflow server under .hwprune-server/ (git-ignored),
+# on 127.0.0.1:$(MLFLOW_PORT). Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)
+MLFLOW_PORT ?= 5000
+mlflow-server: $(STAMP)
+	$(BIN)/hwprune server start --port $(MLFLOW_PORT)
+
+mlflow-server-stop: $(STAMP)
+	$(BIN)/hwprune server stop
 
 clean:
 	rm -rf $(VENV) mlruns exported .pytest_cache
