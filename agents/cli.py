@@ -351,8 +351,13 @@ def _print_summary(cfg: Any, result: Any) -> None:
         title=f"{cfg.agent} vs uniform: {cfg.task.scheme} on {cfg.task.hardware}, "
         f"{result.metric} budget {cfg.budget:g}"
     )
-    for col in ("policy", "holdout acc", "test acc", "cost ratio", "density"):
+    tuned = f" (+{result.finetune_steps} ft)" if result.finetune_steps else ""
+    for col in ("policy", "holdout acc", f"test acc{tuned}", "cost ratio", "density"):
         table.add_column(col, justify="right")
+    table.add_row(
+        "dense", f"{s['dense_holdout_accuracy']:.4f}", f"{s['dense_test_accuracy']:.4f}",
+        "1.0000", "1.0000",
+    )  # fmt: skip
     for who in ("best", "uniform"):
         table.add_row(
             f"{cfg.agent} (best)" if who == "best" else "uniform",
@@ -362,6 +367,11 @@ def _print_summary(cfg: Any, result: Any) -> None:
             f"{s[f'{who}_density']:.4f}",
         )
     console.print(table)
+    if result.finetune_steps:
+        console.print(
+            f"test accuracies of the pruned models are after {result.finetune_steps} fine-tune "
+            "steps (masks fixed); holdout accuracies are the search's, without"
+        )
     refined = f" (the last {result.refined_episodes} refining)" if result.refined_episodes else ""
     console.print(f"episodes: {result.episodes}{refined}   best episode: {result.best.episode}")
     console.print(f"MLflow run id: [bold]{result.run_id}[/]")
@@ -539,10 +549,11 @@ def _register_optional_commands() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    import logging
+    import os
 
-    # MLflow's INFO lines (creating tables, validating examples) are not the user's news.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # MLflow's INFO lines (creating tables, validating examples) are not the user's news;
+    # MLflow reads this when it is first imported, which the CLI does lazily.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
     _register_optional_commands()
     app()

@@ -213,6 +213,9 @@ class SearchResult:
     metric: str = "latency_s"
     export_dir: Path | None = None
     refined_episodes: int = 0  # the last of ``episodes`` spent refining (agents.refine)
+    dense_holdout_accuracy: float = float("nan")
+    dense_test_accuracy: float = float("nan")
+    finetune_steps: int = 0  # fine-tune of the best and uniform models before their test
 
     def summary(self) -> dict[str, float]:
         """The headline figures: best versus uniform at the same budget."""
@@ -225,6 +228,8 @@ class SearchResult:
             "uniform_test_accuracy": self.uniform_test_accuracy,
             "uniform_cost_ratio": float(self.uniform["cost_ratio"]),
             "uniform_density": float(self.uniform["density"]),
+            "dense_holdout_accuracy": self.dense_holdout_accuracy,
+            "dense_test_accuracy": self.dense_test_accuracy,
         }
 
 
@@ -433,8 +438,12 @@ def _run_search(
     if uniform is None:
         raise ValueError(f"no uniform policy fits budget {config.budget}")
     uniform_info = env.evaluate_choice(tuple(uniform))
+    dense_holdout = env.score(tuple(len(d.levels) - 1 for d in task.decisions))
 
-    run_name = f"{config.agent}-{config.task.scheme}-{config.task.hardware}-b{config.budget:g}"
+    run_name = (
+        f"{config.agent}-{config.task.scheme}-{config.task.hardware}"
+        f"-b{config.budget:g}-s{config.seed}"
+    )
     resume_id = None if resume is None else resume.run_id
     with search_run(config.experiment, run_name=run_name, resume_run_id=resume_id) as run:
         if resume is None:
@@ -444,6 +453,7 @@ def _run_search(
                     "uniform/holdout_accuracy": uniform_info["accuracy"],
                     "uniform/cost_ratio": uniform_info["cost_ratio"],
                     "uniform/density": uniform_info["density"],
+                    "dense/holdout_accuracy": dense_holdout,
                 }
             )
             run.log_json(_policy_json(task, uniform_info, config), "uniform_policy.json")
@@ -465,7 +475,15 @@ def _run_search(
                 progress=progress,
             )
             return _finish(
-                run, task, agent, recorder, uniform, uniform_info, config, export_dir, register
+                run,
+                task,
+                agent,
+                recorder,
+                uniform,
+                {**uniform_info, "dense_holdout": dense_holdout},
+                config,
+                export_dir,
+                register,
             )
         except SearchInterrupted as exc:
             _save_interrupted(run, task, recorder, config)
@@ -514,7 +532,8 @@ def _finish(
     policy = _policy_json(task, best, config)
     policy["test_accuracy"] = best_test
     run.log_json(policy, "best_policy.json")
-    _log_plots(run, recorder, best, uniform_info, config)
+    _log_plots(run, recorder, best, uniform_info, config, refined=agent.refined_episodes)
+    dense_test = float(task.workload.meta.get("test_accuracy", float("nan")))
 
     final_dir = log_pruned_model(
         run,
@@ -528,7 +547,7 @@ def _finish(
         spec=config.task,
     )
 
-    return SearchResult(
+    result = SearchResult(
         run_id=run.run_id,
         best=best,
         uniform=uniform_info,
@@ -538,7 +557,43 @@ def _finish(
         metric=task.metric,
         export_dir=final_dir,
         refined_episodes=agent.refined_episodes,
+        dense_holdout_accuracy=float(uniform_info["dense_holdout"]),
+        dense_test_accuracy=dense_test,
+        finetune_steps=config.finetune_steps,
     )
+    run.set_description(summary_markdown(config, result))
+    return result
+
+
+def summary_markdown(config: SearchConfig, result: SearchResult) -> str:
+    """The run's description in the MLflow UI: what was searched and what it found."""
+    s = result.summary()
+    tuned = f" after {result.finetune_steps} fine-tune steps" if result.finetune_steps else ""
+    rows = [
+        ("dense", s["dense_holdout_accuracy"], s["dense_test_accuracy"], 1.0, 1.0),
+        (f"{config.agent} (best)", s["best_holdout_accuracy"], s["best_test_accuracy"],
+         s["best_cost_ratio"], s["best_density"]),
+        ("uniform", s["uniform_holdout_accuracy"], s["uniform_test_accuracy"],
+         s["uniform_cost_ratio"], s["uniform_density"]),
+    ]  # fmt: skip
+    lines = [
+        f"**{config.task.scheme}** pruning of **{config.task.model}** for "
+        f"**{config.task.hardware}**, {result.metric} budget **{config.budget:g}** of dense; "
+        f"{config.agent}, {result.episodes} episodes, seed {config.seed}.",
+        "",
+        f"| policy | holdout acc | test acc{tuned} | cost ratio | density |",
+        "|---|---|---|---|---|",
+        *(f"| {n} | {h:.4f} | {t:.4f} | {c:.4f} | {d:.4f} |" for n, h, t, c, d in rows),
+        "",
+        f"Best found at episode {result.best.episode}"
+        + (
+            f"; the last {result.refined_episodes} episodes refined it."
+            if result.refined_episodes
+            else "."
+        )
+        + " Plots: `plots/`; the pruned model: `model` (MLflow) and `pruned_model/` (export).",
+    ]
+    return "\n".join(lines)
 
 
 def _save_interrupted(
@@ -577,7 +632,15 @@ def _model_tags(config: SearchConfig, policy: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def _log_plots(run, recorder: EpisodeRecorder, best, uniform_info, config: SearchConfig) -> None:
+def _log_plots(
+    run: Any,
+    recorder: EpisodeRecorder,
+    best: EpisodeRecord,
+    uniform_info: dict[str, Any],
+    config: SearchConfig,
+    *,
+    refined: int = 0,
+) -> None:
     acc = [r.accuracy for r in recorder.history]
     running, top = [], float("-inf")
     for r in recorder.history:
@@ -587,7 +650,16 @@ def _log_plots(run, recorder: EpisodeRecorder, best, uniform_info, config: Searc
     title = (
         f"{config.agent}: {config.task.scheme} on {config.task.hardware}, budget {config.budget:g}"
     )
-    fig = plots.search_curve(acc, running, title=title)
+    fig = plots.search_curve(
+        acc,
+        running,
+        title=title,
+        references={
+            "dense": float(uniform_info["dense_holdout"]),
+            "uniform policy": float(uniform_info["accuracy"]),
+        },
+        refine_from=len(acc) - refined if refined else None,
+    )
     run.log_figure(fig, "plots/search_curve.png")
     plots.close(fig)
     fig = plots.policy_bars(

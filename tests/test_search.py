@@ -234,3 +234,18 @@ def test_register_puts_the_model_in_the_registry_with_its_figures():
     )
     model = mlflow.pyfunc.load_model("models:/test-digits-balanced/1")
     assert model.predict(get_workload("digits-cnn").test.raw(4)).shape == (4,)
+
+
+@pytest.mark.slow
+def test_run_opens_as_model_training_with_its_summary_and_dense_reference(finished):
+    config, result, _ = finished
+    run = mlflow.get_run(result.run_id)
+    experiment = mlflow.tracking.MlflowClient().get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert run.info.run_name.endswith(f"-s{config.seed}")
+    note = run.data.tags["mlflow.note.content"]
+    assert f"{result.best_test_accuracy:.4f}" in note and "| dense |" in note
+    assert run.data.metrics["dense/holdout_accuracy"] == pytest.approx(
+        result.dense_holdout_accuracy
+    )
+    assert result.dense_holdout_accuracy >= result.best.accuracy - 0.05

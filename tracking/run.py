@@ -21,6 +21,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # MLflow caps a param value (500 characters on older servers): longer values are cut.
 _MAX_PARAM = 500
+# The experiment tag MLflow 3's UI reads to choose between its GenAI and model-training views.
+EXPERIMENT_KIND = "mlflow.experimentKind"
 # MLflow's log_batch takes at most 1000 metrics per call.
 _MAX_BATCH = 1000
 
@@ -218,6 +220,10 @@ class SearchRun:
             metadata={"hwprune": dict(tags or {})},
         )
 
+    def set_description(self, markdown: str) -> None:
+        """The run's description (the MLflow UI shows it on the run's overview)."""
+        mlflow.set_tag("mlflow.note.content", markdown)
+
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """A matplotlib figure as PNG."""
         mlflow.log_figure(figure, artifact_file)
@@ -239,7 +245,12 @@ def search_run(
     looks done and none stays RUNNING.
     """
     if resume_run_id is None:
-        mlflow.set_experiment(experiment)
+        exp = mlflow.set_experiment(experiment)
+        if exp.tags.get(EXPERIMENT_KIND) is None:
+            # Without it MLflow 3's UI opens the experiment as a GenAI one (traces, "Evaluations").
+            mlflow.tracking.MlflowClient().set_experiment_tag(
+                exp.experiment_id, EXPERIMENT_KIND, "custom_model_development"
+            )
         active = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
     else:
         # start_run refuses a run outside the process's active experiment.
