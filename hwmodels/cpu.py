@@ -27,6 +27,7 @@ batch 1 and 64: it is that machine's truth, not yours; profile your own and pass
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,8 +150,16 @@ class CpuModel(HardwareModel):
 
     @property
     def table(self) -> LatencyTable | None:
-        """The measured table (cached by ``load_latency_table``), or None."""
-        return load_latency_table(self.params.latency_table) if self.params.latency_table else None
+        """The measured table (read again only when the file changes), or None."""
+        path = self.params.latency_table
+        if not path:
+            return None
+        mtime = os.stat(path).st_mtime_ns
+        cached = getattr(self, "_table", None)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, load_latency_table(path))
+            self._table = cached
+        return cached[1]
 
     def layer_latency(self, layer: LayerSpec, cout: int, cin: int) -> tuple[float, bool]:
         """(seconds, measured?) of ``layer`` with ``cout``/``cin`` channels per group."""

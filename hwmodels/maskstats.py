@@ -72,9 +72,7 @@ def block_nnz(um: np.ndarray, g: int) -> np.ndarray:
 
 def row_any(um: np.ndarray) -> np.ndarray:
     """Bool per row: does the row hold any non-zero."""
-    rows, k = um.shape
-    if k % 8 == 0 and um.flags.c_contiguous:
-        return um.view(np.uint8).view(np.uint64).reshape(rows, k // 8).any(axis=1)
+    # numpy's bool reduction along contiguous rows beats a 64-bit word view's ``any``.
     return um.any(axis=1)
 
 
@@ -102,9 +100,24 @@ def grouped_col_any(um: np.ndarray, layer: LayerSpec) -> np.ndarray:
     return um.reshape(g, layer.out_channels // g, layer.fan_in).any(axis=1)
 
 
+_WORDS: tuple[tuple[int, type], ...] = ((8, np.uint64), (4, np.uint32), (2, np.uint16))
+
+
 def segment_any(um: np.ndarray, size: int) -> np.ndarray:
     """``(rows, ceil(K/size))``: does each row hold a non-zero in each segment of ``size``."""
-    k = um.shape[1]
+    rows, k = um.shape
+    for width, dtype in _WORDS:
+        # OR the segment's bytes together ``width`` at a time (whole segments), then the
+        # ragged last segment on its own.
+        if size % width == 0 and k % width == 0 and um.flags.c_contiguous and k >= size:
+            full = k // size
+            words = um.view(dtype).reshape(rows, k // width)
+            out = np.bitwise_or.reduce(
+                words[:, : full * size // width].reshape(rows, full, size // width), axis=2
+            ).astype(bool)
+            if full * size < k:
+                out = np.concatenate([out, um[:, full * size :].any(axis=1)[:, None]], axis=1)
+            return out
     return np.logical_or.reduceat(um, np.arange(0, k, size), axis=1)
 
 
