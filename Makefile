@@ -64,5 +64,7 @@ clean:
 	.venv-scalesim/bin/pip install -q 'numpy<2' scalesim
 
 # The cost models against their references (the stored ones; see bench/validate_*.py).
-validate: $(STAMP)
+validate: $(STAMP) data
 	$(BIN)/python bench/validate_scalesim.py
+	$(BIN)/python bench/validate_mnsim.py
+	$(BIN)/python bench/validate_cpu.py
