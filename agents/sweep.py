@@ -49,6 +49,8 @@ TAG_KIND = "hwprune.kind"
 TAG_TRIAL = "hwprune.trial"
 TAG_ATTEMPTS = "hwprune.attempts"
 PARENT_TAG = "mlflow.parentRunId"
+#: Experiment tag MLflow 3's UI reads (searches set it; see ``prepare_experiment``).
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 class Trial(NamedTuple):
@@ -548,6 +550,7 @@ def run_sweep(
             kwargs["runtime_env"] = {"py_modules": _package_dirs()}
         if local:
             kwargs["num_cpus"] = num_cpus
+            kwargs["_node_ip_address"] = "127.0.0.1"  # a local Ray stays on loopback
             kwargs["object_store_memory"] = 200 * 2**20  # trials pass small dicts only
         else:
             kwargs["address"] = address
@@ -556,7 +559,7 @@ def run_sweep(
 
     client = mlflow.tracking.MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
-    exp_id = mlflow.set_experiment(experiment).experiment_id
+    exp_id = prepare_experiment(experiment)
     started = time.monotonic()
     parent = client.create_run(
         exp_id,
@@ -636,6 +639,22 @@ def run_sweep(
     result = SweepResult(parent, rows, table, dict(state.failures), wall)
     client.set_terminated(parent, "FINISHED" if result.ok else "FAILED")
     return result
+
+
+def prepare_experiment(name: str) -> str:
+    """Create experiment ``name`` (if new) with the tags searches would set; its id.
+
+    Done once by the driver: trials starting together would each find the experiment
+    untagged and race to tag it (a unique-key violation on PostgreSQL).
+    """
+    import mlflow
+
+    exp = mlflow.set_experiment(name)
+    if exp.tags.get(EXPERIMENT_KIND) is None:
+        mlflow.tracking.MlflowClient().set_experiment_tag(
+            exp.experiment_id, EXPERIMENT_KIND, "custom_model_development"
+        )
+    return str(exp.experiment_id)
 
 
 def _package_dirs() -> list[str]:

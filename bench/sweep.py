@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -59,6 +60,7 @@ def sweep_throughput(workers: int, trials: int, episodes: int) -> dict:
         include_dashboard=False,
         log_to_driver=False,
         object_store_memory=100 * 2**20,
+        _node_ip_address="127.0.0.1",
     )
     ray_start = time.perf_counter() - t0
     try:
@@ -100,9 +102,12 @@ def server_writes(uri: str, writers: int, episodes: int) -> dict:
     """``writers`` processes writing at once; every point checked in the store."""
     import mlflow
 
+    from agents.sweep import prepare_experiment
+
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     experiment = f"bench-writers-{writers}-{time.time_ns()}"
+    prepare_experiment(experiment)
     procs = [
         ctx.Process(target=_writer, args=(uri, experiment, episodes, i, queue))
         for i in range(writers)
@@ -110,7 +115,11 @@ def server_writes(uri: str, writers: int, episodes: int) -> dict:
     t0 = time.perf_counter()
     for p in procs:
         p.start()
-    done = [queue.get(timeout=600) for _ in procs]
+    done = []
+    for _ in procs:
+        done.append(queue.get(timeout=600))
+        if any(p.exitcode not in (None, 0) for p in procs):
+            raise RuntimeError("a writer process failed")
     for p in procs:
         p.join()
     wall = time.perf_counter() - t0
@@ -150,6 +159,7 @@ def main() -> None:
     from envs import get_workload
     from tracking.server import find_postgres, free_port, start_server, stop_server
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     get_workload("digits-cnn")  # trained and cached before anything is timed
     work = Path(tempfile.mkdtemp(prefix="hwprune-bench-sweep-"))
     os.chmod(work, 0o755)  # PostgreSQL runs as 'postgres' under root

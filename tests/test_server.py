@@ -87,7 +87,12 @@ def test_concurrent_searches_keep_every_episode(server, digits):
     Forked from this process, which has torch and the workload loaded already: the
     searches start at once instead of importing for seconds each.
     """
+    from agents.sweep import prepare_experiment
+
     n, episodes = 3, 6
+    # As a sweep's driver does: searches starting together on a new experiment race to
+    # tag it (tracking.search_run), which PostgreSQL refuses for all but one.
+    prepare_experiment("server-concurrent")
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     procs = [

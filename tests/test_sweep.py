@@ -27,6 +27,7 @@ def local_ray():
         include_dashboard=False,
         log_to_driver=False,
         object_store_memory=100 * 2**20,
+        _node_ip_address="127.0.0.1",
     )
     yield
     ray.shutdown()
