@@ -7,7 +7,7 @@ EXPORT_DIR ?= exported/digits-cnn
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: search test lint bench clean data mlflow-server mlflow-server-stop validate
+.PHONY: search test lint bench clean data browser ui-check mlflow-server mlflow-server-stop validate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,20 @@ data:
 		|| echo "warning: could not install dataset-fashion-mnist; its tests are skipped"; \
 	fi
 
-test: $(STAMP) data
+# A real browser (Debian's chromium) for the UI checks, installed where apt-get can;
+# elsewhere the browser test is skipped and says why.
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q chromium >/dev/null \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+		|| echo "warning: could not install chromium; the browser test is skipped"; \
+	fi
+
+# The MLflow UI as a user sees it: a short search, then screenshots under ui-check/screens/.
+ui-check: $(STAMP) browser
+	$(BIN)/python -m tracking.ui_check --out ui-check
+
+test: $(STAMP) data browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 

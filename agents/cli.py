@@ -375,6 +375,11 @@ def _print_summary(cfg: Any, result: Any) -> None:
     refined = f" (the last {result.refined_episodes} refining)" if result.refined_episodes else ""
     console.print(f"episodes: {result.episodes}{refined}   best episode: {result.best.episode}")
     console.print(f"MLflow run id: [bold]{result.run_id}[/]")
+    console.print(
+        "see it: `mlflow ui`, then http://127.0.0.1:5000/#/experiments/"
+        f"{result.experiment_id}/runs/{result.run_id}?workflowType=machine_learning",
+        soft_wrap=True,
+    )
     if result.export_dir is not None:
         console.print(f"exported pruned model: {result.export_dir}")
 

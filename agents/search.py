@@ -216,6 +216,7 @@ class SearchResult:
     dense_holdout_accuracy: float = float("nan")
     dense_test_accuracy: float = float("nan")
     finetune_steps: int = 0  # fine-tune of the best and uniform models before their test
+    experiment_id: str = ""
 
     def summary(self) -> dict[str, float]:
         """The headline figures: best versus uniform at the same budget."""
@@ -560,6 +561,7 @@ def _finish(
         dense_holdout_accuracy=float(uniform_info["dense_holdout"]),
         dense_test_accuracy=dense_test,
         finetune_steps=config.finetune_steps,
+        experiment_id=run.run.info.experiment_id,
     )
     run.set_description(summary_markdown(config, result))
     return result
