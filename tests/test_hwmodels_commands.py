@@ -82,3 +82,27 @@ def test_profile_gpu_table_calibrates_the_model(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             profile_gpu(tmp_path / "x.json", "cuda")
+
+
+def test_cost_policy_takes_the_scheme_and_hardware_from_the_file(stub_cost_workload, tmp_path):
+    policy = tmp_path / "best_policy.json"
+    policy.write_text(
+        json.dumps(
+            {
+                "scheme": "balanced",
+                "hardware": "accel-kang-8",
+                "densities": {name: 0.5 for name in stub_cost_workload},
+            }
+        )
+    )
+    app = typer.Typer()
+    app.command("cost")(cost_command)
+    app.command("noop")(lambda: None)  # two commands: the runner needs the command name
+    runner = CliRunner()
+    res = runner.invoke(app, ["cost", "--policy", str(policy), "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output)
+    assert result["scheme"]["name"] == "balanced"
+    assert result["hardware"]["name"] == "accel-kang-8"
+    res = runner.invoke(app, ["cost", "--policy", str(policy), "--hardware", "flops", "--json"])
+    assert json.loads(res.output)["hardware"]["name"] == "flops"  # a flag still wins

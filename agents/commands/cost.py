@@ -34,6 +34,18 @@ def load_policy(path: Path) -> dict[str, float]:
         ) from exc
     except RecursionError as exc:
         raise ValueError(f"{where} is not valid JSON: nested too deeply") from exc
+    return _densities(data, where)
+
+
+def policy_settings(path: Path) -> dict[str, str]:
+    """The model, scheme and hardware a policy file names (a search's best_policy.json)."""
+    data = json.loads(read_user_file(path, f"policy file {str(path)!r}", "JSON"))
+    if not isinstance(data, dict):
+        return {}
+    return {k: data[k] for k in ("model", "scheme", "hardware") if isinstance(data.get(k), str)}
+
+
+def _densities(data: Any, where: str) -> dict[str, float]:
     densities = data.get("densities") if isinstance(data, dict) else None
     if not isinstance(densities, dict):
         raise ValueError(f"{where} has no 'densities' object")
@@ -192,9 +204,16 @@ def render(result: dict[str, Any], out: Console = console) -> None:
 
 
 def cost_command(
-    model: str = typer.Option("digits-cnn", help="Workload (see `hwprune list`)."),
-    hardware: str = typer.Option("accel-kang-16", help="Hardware preset."),
-    scheme: str | None = typer.Option(None, help="Pruning scheme of the masks."),
+    ctx: typer.Context,
+    model: str = typer.Option(
+        "digits-cnn", help="Workload (see `hwprune list`; default: the --policy file's)."
+    ),
+    hardware: str = typer.Option(
+        "accel-kang-16", help="Hardware preset (default: the --policy file's)."
+    ),
+    scheme: str | None = typer.Option(
+        None, help="Pruning scheme of the masks (default: the --policy file's)."
+    ),
     density: float | None = typer.Option(
         None, help="Density of every layer (of the layers --policy leaves out), in (0, 1]."
     ),
@@ -213,6 +232,13 @@ def cost_command(
     """Hardware cost of a model per layer and in total, dense and pruned."""
     try:
         densities = load_policy(policy) if policy is not None else None
+        if policy is not None:
+            # A search's best_policy.json names what it was pruned for; flags still win.
+            named = policy_settings(policy)
+            given = {n for n in ctx.params if ctx.get_parameter_source(n).name == "COMMANDLINE"}
+            model = model if "model" in given else named.get("model", model)
+            hardware = hardware if "hardware" in given else named.get("hardware", hardware)
+            scheme = scheme if scheme is not None else named.get("scheme")
         result = compute_costs(
             model=model,
             hardware=hardware,
