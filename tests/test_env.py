@@ -228,3 +228,21 @@ def test_wall_property_over_networks_schemes_hardware_and_budgets(
     assert info["cost_ratio"] <= budget + 1e-9
     for d, j in zip(task.decisions, info["choice"], strict=True):
         assert d.levels[0] <= d.levels[j] <= 1.0
+
+
+def test_channel_density_counts_the_inputs_removed_downstream(tiny_workload):
+    import copy
+
+    from pruning import apply_masks, make_permanent
+
+    hw = get_hardware("flops")
+    task = build_task(tiny_workload, get_scheme("channel", channel_multiple=8), hw)
+    choice = [0] * len(task.decisions)  # the fewest channels everywhere
+    layers = task.layers
+    total = sum(layer.params for layer in layers)
+    levels = task.densities(choice)
+    by_levels = sum(levels[layer.name] * layer.params for layer in layers) / total
+    pruned = make_permanent(apply_masks(copy.deepcopy(tiny_workload.model), task.masks(choice)))
+    nonzero = sum(int((pruned.get_submodule(layer.name).weight != 0).sum()) for layer in layers)
+    assert task.overall_density(choice) == pytest.approx(nonzero / total)
+    assert task.overall_density(choice) < by_levels  # inputs of removed channels go too
