@@ -196,7 +196,7 @@ def search(
 
     command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
     if cfg.budgets is not None:
-        _search_front(cfg, command, progress)
+        _search_front(cfg, command, progress, export=export)
         return
     _run_and_report(cfg, command=command, export=export, progress=progress, register=register)
 
@@ -292,6 +292,9 @@ def _resume_search(
         f"resuming run {run_id}: {len(state.records)} of {cfg.episodes} episodes done "
         "(replayed from the journal, not re-evaluated)"
     )
+    if cfg.budgets is not None:
+        _search_front(cfg, command, progress, export=export, resume=state)
+        return
     _run_and_report(
         cfg, command=command, export=export, progress=progress, resume=state, register=register
     )
@@ -308,41 +311,57 @@ def _parse_range(text: str) -> tuple[float, float]:
         raise ValueError(f"--budgets {text!r} is not LOW:HIGH (e.g. 0.3:0.8)") from None
 
 
-def _search_front(cfg: Any, command: str, progress: bool) -> None:
+def _search_front(
+    cfg: Any,
+    command: str,
+    progress: bool,
+    *,
+    export: Path | None = None,
+    resume: Any = None,
+) -> None:
     """``search --budgets``: one budget-conditioned agent, the accuracy-cost front."""
     from tqdm import tqdm
 
     from agents.frontier import run_frontier
     from agents.search import SearchInterrupted
+    from tracking import StoreFailure
 
-    bar = tqdm(total=cfg.episodes, desc="episodes", unit="ep", disable=not progress)
+    done = 0 if resume is None else len(resume.records)
+    bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
     try:
-        result = run_frontier(cfg, command=command, progress=bar.update)
+        result = run_frontier(
+            cfg, command=command, progress=bar.update, resume=resume, export_dir=export
+        )
     except SearchInterrupted as exc:
         bar.close()
-        console.print(
-            f"interrupted by {signal_name(exc.signum)}; a --budgets search cannot resume: "
-            "start it again"
-        )
-        raise typer.Exit(exc.exit_code) from None
-    except (KeyError, ValueError) as exc:
+        _report_interrupted(exc)
+    except (KeyError, ValueError, FileExistsError) as exc:
         bar.close()
         _fail(exc)
+    except StoreFailure as exc:
+        bar.close()
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     bar.close()
+    tuned = f" (+{cfg.finetune_steps} ft)" if cfg.finetune_steps else ""
     table = Table(title=f"{cfg.agent} front: {cfg.task.scheme} on {cfg.task.hardware}")
-    for col in ("budget", "accuracy", "cost ratio", "from", "uniform acc", "uniform cost"):
+    for col in ("budget", "holdout", f"test{tuned}", "cost", "from", "uniform test", "u. cost"):
         table.add_column(col, justify="right")
     for p in result.points:
         table.add_row(
             f"{p.budget:.3f}",
             f"{p.accuracy:.4f}",
-            f"{p.cost_ratio:.4f}",
+            f"{p.test_accuracy:.4f}",
+            f"{p.cost_ratio:.3f}",
             p.source,
-            "-" if p.uniform_accuracy is None else f"{p.uniform_accuracy:.4f}",
-            "-" if p.uniform_cost_ratio is None else f"{p.uniform_cost_ratio:.4f}",
+            "-" if p.uniform_test_accuracy is None else f"{p.uniform_test_accuracy:.4f}",
+            "-" if p.uniform_cost_ratio is None else f"{p.uniform_cost_ratio:.3f}",
         )
     console.print(table)
     console.print(f"episodes: {result.episodes}   MLflow run id: [bold]{result.run_id}[/]")
+    console.print(f"export a point: hwprune export {result.run_id} --budget B --out DIR")
+    if export is not None:
+        console.print(f"exported every point under {export}/b<budget>/")
 
 
 def _print_summary(cfg: Any, result: Any) -> None:
@@ -421,14 +440,40 @@ def _check_export_target(out: Path, force: bool) -> None:
         raise ValueError(f"cannot write {shown}: directory {str(ancestor)!r} is not writable")
 
 
-def _download_pruned_model(run_id: str) -> Path:
-    """The run's ``pruned_model/`` artifact, downloaded; ``KeyError``/``ValueError`` else."""
+def _front_point(run_id: str, budget: float | None) -> str:
+    """The artifact path of the export to take: a search's, or a front point's."""
+    import mlflow
+
+    from tracking import discard_download, download_artifacts
+
+    try:
+        front_file = download_artifacts(run_id, "front.json")
+    except (KeyError, OSError, mlflow.exceptions.MlflowException):
+        if budget is not None:
+            raise ValueError(
+                f"run {run_id!r} is not a front run (search --budgets): drop --budget"
+            ) from None
+        return "pruned_model"
+    front = json.loads(front_file.read_text())
+    discard_download(front_file)
+    points = [p for p in front["points"] if p.get("artifact_path")]
+    budgets = ", ".join(f"{p['budget']:.3f}" for p in points)
+    if budget is None:
+        raise ValueError(f"run {run_id!r} is a front: pass --budget B (its points: {budgets})")
+    within = [p for p in points if p["budget"] <= budget + 1e-9]
+    if not within:
+        raise ValueError(f"no point of the front within budget {budget:g}; points: {budgets}")
+    return max(within, key=lambda p: p["budget"])["artifact_path"] + "/pruned_model"
+
+
+def _download_pruned_model(run_id: str, path: str = "pruned_model") -> Path:
+    """The run's export at ``path``, downloaded; ``KeyError``/``ValueError`` else."""
     import mlflow
 
     from tracking import download_artifacts
 
     try:
-        return download_artifacts(run_id, "pruned_model")
+        return download_artifacts(run_id, path)
     except mlflow.exceptions.MlflowException as exc:
         status = mlflow.tracking.MlflowClient().get_run(run_id).info.status
         why = (
@@ -478,22 +523,30 @@ def export(
     force: bool = typer.Option(
         False, help="Replace an existing directory (an earlier export, or an empty one)."
     ),
+    budget: float = typer.Option(
+        None, help="Front runs (search --budgets): the point for this budget."
+    ),
 ) -> None:
     """Write the best pruned model of a search run to DIR (see README for the layout)."""
     from pruning.export import read_manifest
-    from tracking import check_store
+    from tracking import check_store, discard_download
 
+    src = None
     try:
         _check_export_target(out, force)
         check_store(writable=False)
-        src = _download_pruned_model(run_id)
+        src = _download_pruned_model(run_id, _front_point(run_id, budget))
         manifest = read_manifest(src)
-    except (KeyError, ValueError, OSError) as exc:
-        _fail(exc)
-    try:
         _install_export(src, out)
     except OSError as exc:
-        _fail(OSError(f"cannot write {str(out)!r}: {exc.strerror or exc}"))
+        if src is not None and not isinstance(exc, FileNotFoundError):
+            _fail(OSError(f"cannot write {str(out)!r}: {exc.strerror or exc}"))
+        _fail(exc)
+    except (KeyError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        if src is not None:
+            discard_download(src)
     policy = manifest.get("policy", {})
     test_acc = policy.get("test_accuracy", float("nan"))
     console.print(

@@ -66,13 +66,16 @@ def log_pruned_model(
     tags: dict[str, str] | None = None,
     spec: TaskSpec | None = None,
     extra: dict[str, Any] | None = None,
+    artifact_path: str = "pruned_model",
+    model_name: str | None = "model",
 ) -> Path | None:
     """Export ``model`` in every format into the run (``pruned_model/``), log it as an
     MLflow pyfunc model (``model``) when its data says how raw images are prepared, copy
     the export to ``export_dir`` and register the model as ``register``.
 
     ``spec`` (the task's settings) goes into the manifest, so that the export alone
-    rebuilds its task (``hwprune finetune DIR``); ``extra`` adds manifest entries.
+    rebuilds its task (``hwprune finetune DIR``); ``extra`` adds manifest entries. The
+    export goes to the run's ``artifact_path``; ``model_name=None`` logs no MLflow model.
     Returns the copy's path (None without ``export_dir``).
     """
     test = task.workload.test
@@ -102,9 +105,15 @@ def log_pruned_model(
             layers=task.layers,
             manifest=manifest,
         )
-        run.log_dir(exported, "pruned_model")
-        if preprocessing is not None:
-            run.log_model(exported, input_example=test.raw(2), register_as=register, tags=tags)
+        run.log_dir(exported, artifact_path)
+        if preprocessing is not None and model_name is not None:
+            run.log_model(
+                exported,
+                input_example=test.raw(2),
+                name=model_name,
+                register_as=register,
+                tags=tags,
+            )
         elif register is not None:
             raise ValueError(f"workload {task.workload.name!r} has no raw-image data to register")
         if export_dir is None:

@@ -10,7 +10,6 @@ logged like a search's (every format, the pyfunc model, optionally registered).
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,13 @@ from envs import TaskSpec, make_task
 from envs.evaluation import bn_calibration_batches, finetune, reestimate_batchnorm
 from pruning import apply_masks, make_permanent
 from pruning.export import read_manifest
-from tracking import check_experiment, check_store, download_artifacts, search_run
+from tracking import (
+    check_experiment,
+    check_store,
+    discard_download,
+    download_artifacts,
+    search_run,
+)
 
 BATCH_SIZE = 64
 
@@ -61,7 +66,7 @@ def resolve_source(source: str) -> Iterator[tuple[Path, str | None]]:
         read_manifest(local)
         yield local, source
     finally:
-        shutil.rmtree(local.parent, ignore_errors=True)
+        discard_download(local)
 
 
 def _task_spec(manifest: dict[str, Any]) -> TaskSpec:

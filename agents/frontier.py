@@ -9,25 +9,28 @@ the better of
 - the best feasible episode seen during training whose cost is within that budget (any
   episode at cost ``c`` is a valid policy for every budget ``>= c``),
 
-and logs the front beside the uniform baseline to one MLflow run: metrics per point
-(step = point index), ``front.json`` and ``plots/front.png``.
+or the uniform policy at that budget when it scores better (so the front is never below
+uniform pruning), and logs the front to one MLflow run: metrics per point (step = point
+index) with each point's test accuracy, each point's pruned model (``front/b<budget>/``),
+``front.json`` and ``plots/front.png``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.base import get_agent
 from agents.baselines import uniform_choice
+from agents.finalize import log_pruned_model, pruned_model, test_accuracy
 from agents.learners import SB3Agent
 from agents.recorder import EpisodeRecord, EpisodeRecorder
-from agents.search import SearchConfig, env_factories, run_params, signals_interrupt, torch_threads
-from envs import LayerPruneEnv
-from tracking import check_experiment, check_store, plots, search_run
+from agents.search import ResumeState, SearchConfig, SearchKind, run_kind
+from envs import LayerPruneEnv, PruningTask
+from tracking import plots
 
 
 @dataclass
@@ -38,7 +41,7 @@ class FrontPoint:
     accuracy: float
     cost_ratio: float
     density: float
-    source: str  # "policy" (deterministic agent) or "episode" (best seen during training)
+    source: str  # "policy" (deterministic agent), "episode" (best seen) or "uniform"
     choice: list[int]
     densities: dict[str, float]
     policy_accuracy: float | None
@@ -46,6 +49,9 @@ class FrontPoint:
     episode_accuracy: float | None
     uniform_accuracy: float | None
     uniform_cost_ratio: float | None
+    test_accuracy: float | None = None
+    uniform_test_accuracy: float | None = None
+    artifact_path: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for ``front.json``."""
@@ -92,11 +98,14 @@ def frontier_points(
             candidates.append(("policy", policy))
         if seen is not None:
             candidates.append(("episode", vars(seen)))
+        uni = uniform_choice(env.task, b)
+        uni_info = None if uni is None else env.evaluate_choice(tuple(uni))
+        if uni_info is not None:
+            # A known policy within budget: the front is never below uniform pruning.
+            candidates.append(("uniform", uni_info))
         if not candidates:
             raise RuntimeError(f"no policy within budget {b:g}; this is a bug in the budget wall")
         source, best = max(candidates, key=lambda c: (c[1]["accuracy"], -c[1]["cost_ratio"]))
-        uni = uniform_choice(env.task, b)
-        uni_info = None if uni is None else env.evaluate_choice(tuple(uni))
         out.append(
             FrontPoint(
                 budget=float(b),
@@ -121,6 +130,8 @@ def run_frontier(
     *,
     command: str | None = None,
     progress: Callable[[int], None] | None = None,
+    resume: ResumeState | None = None,
+    export_dir: str | Path | None = None,
 ) -> FrontierResult:
     """Train one budget-conditioned agent over ``config.budgets`` and log its front.
 
@@ -131,53 +142,94 @@ def run_frontier(
             ``config.episodes`` are the training episodes (budgets drawn uniformly from
             the range, one per episode), ``config.agent`` any registered agent (SB3
             agents add their deterministic policy to the front; baselines only their
-            episodes).
+            episodes); ``config.finetune_steps`` fine-tune every point before its test.
         command: the command line, logged as ``command.txt``.
         progress: called with the number of episodes finished, as in ``run_search``.
+        resume: continue an interrupted front run (``agents.search.load_resume``).
+        export_dir: also write each point's pruned model to ``export_dir/b<budget>/``.
 
     Returns the MLflow run id, the front points and the number of training episodes.
     """
     if config.budgets is None:
         raise ValueError("run_frontier needs config.budgets (LOW, HIGH)")
-    check_store()
-    check_experiment(config.experiment)
-    with torch_threads(config.threads), signals_interrupt():
-        return _run_frontier(config, *config.budgets, command=command, progress=progress)
+    kind = Front(export_dir=export_dir)
+    return run_kind(config, kind, command=command, progress=progress, resume=resume)
 
 
-def _run_frontier(
-    config: SearchConfig,
-    low: float,
-    high: float,
-    *,
-    command: str | None,
-    progress: Callable[[int], None] | None,
-) -> FrontierResult:
-    agent = get_agent(config.agent, config.agent_params)
-    task = config.build_task()
-    env = config.build_env(task)  # checks both ends of the range against the task
-    env_fns = env_factories(config, env, {})
-    grid = [float(b) for b in np.linspace(low, high, int(config.points))]
+def point_path(budget: float) -> str:
+    """Where a front point's export lives in its run (and under ``--export``)."""
+    return f"front/b{budget:.3f}"
 
-    run_name = (
-        f"frontier-{config.agent}-{config.task.scheme}-{config.task.hardware}-b{low:g}:{high:g}"
-    )
-    with search_run(config.experiment, run_name=run_name) as run:
-        run.log_config(run_params(config, task), command=command)
-        recorder = EpisodeRecorder(sinks=[run], journal=run.journal)
-        agent.search(
-            env_fns,
-            episodes=config.episodes,
-            recorder=recorder,
-            seed=config.seed,
-            progress=progress,
+
+class Front(SearchKind):
+    """A budget range: the front of best policies per budget, each tested and exported."""
+
+    def run_name(self, config: SearchConfig) -> str:
+        """``frontier-ddpg-balanced-accel-kang-16-b0.3:0.8-s0``."""
+        low, high = config.budgets or (0.0, 0.0)
+        return (
+            f"frontier-{config.agent}-{config.task.scheme}-{config.task.hardware}"
+            f"-b{low:g}:{high:g}-s{config.seed}"
         )
-        run.flush()
+
+    def finish(
+        self,
+        run: Any,
+        config: SearchConfig,
+        task: PruningTask,
+        agent: Any,
+        recorder: EpisodeRecorder,
+        env: LayerPruneEnv,
+    ) -> FrontierResult:
+        """Front points, their test accuracy, exports, metrics, ``front.json`` and plot."""
+        low, high = config.budgets or (0.0, 0.0)
+        grid = [float(b) for b in np.linspace(low, high, int(config.points))]
         front = frontier_points(agent, env, recorder, grid)
+        dense_test = float(task.workload.meta.get("test_accuracy", float("nan")))
+        dense_holdout = env.score(tuple(len(d.levels) - 1 for d in task.decisions))
         for i, p in enumerate(front):
+            model = pruned_model(
+                task, p.choice, finetune_steps=config.finetune_steps, seed=config.seed
+            )
+            p.test_accuracy = test_accuracy(task, model)
+            uni = uniform_choice(task, p.budget)
+            if uni is not None:
+                uniform_model = pruned_model(
+                    task, uni, finetune_steps=config.finetune_steps, seed=config.seed
+                )
+                p.uniform_test_accuracy = test_accuracy(task, uniform_model)
+            p.artifact_path = point_path(p.budget)
+            policy = {
+                "model": config.task.model,
+                "scheme": config.task.scheme,
+                "hardware": config.task.hardware,
+                "metric": task.metric,
+                "budget": p.budget,
+                "holdout_accuracy": p.accuracy,
+                "test_accuracy": p.test_accuracy,
+                "cost_ratio": p.cost_ratio,
+                "density": p.density,
+                "densities": p.densities,
+                "choice": p.choice,
+                "source": p.source,
+            }
+            log_pruned_model(
+                run,
+                task,
+                model,
+                policy=policy,
+                finetune_steps=config.finetune_steps,
+                export_dir=None
+                if self.export_dir is None
+                else self.export_dir / f"b{p.budget:.3f}",
+                spec=config.task,
+                artifact_path=f"{p.artifact_path}/pruned_model",
+                model_name=None,
+            )
             metrics = {
                 "front/budget": p.budget,
                 "front/accuracy": p.accuracy,
+                "front/test_accuracy": p.test_accuracy,
                 "front/cost_ratio": p.cost_ratio,
                 "front/density": p.density,
             }
@@ -186,8 +238,13 @@ def _run_frontier(
             if p.uniform_accuracy is not None:
                 metrics["uniform/accuracy"] = p.uniform_accuracy
                 metrics["uniform/cost_ratio"] = p.uniform_cost_ratio
+            if p.uniform_test_accuracy is not None:
+                metrics["uniform/test_accuracy"] = p.uniform_test_accuracy
             # One step per point, so MLflow draws each metric along the front.
             run.log_metrics(metrics, step=i)
+        run.log_metrics(
+            {"dense/test_accuracy": dense_test, "dense/holdout_accuracy": dense_holdout}
+        )
         run.log_json(
             {
                 "model": config.task.model,
@@ -197,24 +254,37 @@ def _run_frontier(
                 "agent": config.agent,
                 "budget_range": [low, high],
                 "episodes": recorder.episodes,
+                "finetune_steps": config.finetune_steps,
                 "points": [p.as_dict() for p in front],
             },
             "front.json",
         )
-        series = {
-            f"{config.agent} (one agent)": (
-                [p.cost_ratio for p in front],
-                [p.accuracy for p in front],
-            )
-        }
-        uni = [p for p in front if p.uniform_accuracy is not None]
-        if uni:
-            series["uniform"] = (
-                [p.uniform_cost_ratio for p in uni],
-                [p.uniform_accuracy for p in uni],
-            )
-        title = f"{config.task.scheme} on {config.task.hardware}: budgets {low:g}-{high:g}"
-        fig = plots.tradeoff(series, title=title)
-        run.log_figure(fig, "plots/front.png")
-        plots.close(fig)
+        _log_front_plot(run, config, front, dense_test)
         return FrontierResult(run_id=run.run_id, points=front, episodes=recorder.episodes)
+
+
+def _log_front_plot(
+    run: Any, config: SearchConfig, front: list[FrontPoint], dense_test: float
+) -> None:
+    tuned = f" after {config.finetune_steps} fine-tune steps" if config.finetune_steps else ""
+    series = {
+        f"{config.agent} front (one agent)": (
+            [p.cost_ratio for p in front],
+            [p.test_accuracy for p in front],
+        )
+    }
+    uni = [p for p in front if p.uniform_test_accuracy is not None]
+    if uni:
+        series["uniform pruning"] = (
+            [p.uniform_cost_ratio for p in uni],
+            [p.uniform_test_accuracy for p in uni],
+        )
+    low, high = config.budgets or (0.0, 0.0)
+    fig = plots.tradeoff(
+        series,
+        title=f"{config.task.scheme} on {config.task.hardware}: budgets {low:g}-{high:g}",
+        ylabel=f"test accuracy{tuned}",
+        references={"dense": dense_test},
+    )
+    run.log_figure(fig, "plots/front.png")
+    plots.close(fig)

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import signal
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,8 +338,8 @@ def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
         raise ValueError(
             f"run {run_id!r} is {status}; only a {', '.join(RESUMABLE)} search can be resumed"
         )
-    if stored.get("budgets") is not None or stored.get("budget_range") is not None:
-        raise ValueError(f"run {run_id!r} is a --budgets (front) search, which cannot resume")
+    if stored.get("budget_range") is not None:  # written before fronts were resumable
+        raise ValueError(f"run {run_id!r} is an older --budgets search, which cannot resume")
     # config.yaml also records what the settings resolved to (agent_hyperparams, ...).
     known = {*SEARCH_FIELDS, *TASK_FIELDS, "task"}
     config = SearchConfig.from_dict(
@@ -361,10 +362,7 @@ def run_search(
     resume: ResumeState | None = None,
     register: str | None = None,
 ) -> SearchResult:
-    """Run one search as an MLflow run and return its result.
-
-    The best pruned model is logged as an MLflow pyfunc model (``runs:/RUN_ID/model``:
-    raw images in, classes out) and, with ``register``, registered under that name.
+    """Run one fixed-budget search as an MLflow run and return its result.
 
     Bad names, ranges and a budget below the least achievable cost raise before the run
     starts; a failure inside the run marks it FAILED in MLflow. SIGINT and SIGTERM stop
@@ -372,23 +370,64 @@ def run_search(
     ``resume`` (``load_resume``) continues a run: the agent replays the episodes of the
     run's journal from their recorded scores (same seed, same choices, no evaluation),
     then searches on; the result is the one the uninterrupted search would have given.
+    The best pruned model is logged as an MLflow pyfunc model (``runs:/RUN_ID/model``:
+    raw images in, classes out) and, with ``register``, registered under that name.
     """
     if config.budgets is not None:
-        raise ValueError("a --budgets search runs with agents.frontier.run_frontier")
-    if export_dir is not None and Path(export_dir).exists():
-        raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
+        raise ValueError("a search over a budget range runs with agents.frontier.run_frontier")
+    kind = FixedBudget(export_dir=export_dir, register=register)
+    return run_kind(config, kind, command=command, progress=progress, resume=resume)
+
+
+class SearchKind(ABC):
+    """What tells one kind of search from another (a fixed budget, a front): the
+    template methods of ``run_kind``, which owns everything they share (checks, the run,
+    the config, the journal and recorder, the agent, interruption and resume)."""
+
+    def __init__(self, *, export_dir: str | Path | None = None) -> None:
+        self.export_dir = None if export_dir is None else Path(export_dir)
+
+    @abstractmethod
+    def run_name(self, config: SearchConfig) -> str:
+        """The MLflow run name."""
+
+    def prepare(self, config: SearchConfig, task: PruningTask, env: LayerPruneEnv) -> None:
+        """Checks and references computed before the run exists (raise to refuse)."""
+        return None
+
+    def log_start(self, run: Any, config: SearchConfig, task: PruningTask) -> None:
+        """What a new run records before its first episode."""
+        return None
+
+    @abstractmethod
+    def finish(
+        self,
+        run: Any,
+        config: SearchConfig,
+        task: PruningTask,
+        agent: Any,
+        recorder: EpisodeRecorder,
+        env: LayerPruneEnv,
+    ) -> Any:
+        """After the last episode: evaluate, export and log the result; return it."""
+
+
+def run_kind(
+    config: SearchConfig,
+    kind: SearchKind,
+    *,
+    command: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    resume: ResumeState | None = None,
+) -> Any:
+    """The one search skeleton: check, build, start the run, search, finish (``kind``)."""
+    if kind.export_dir is not None and kind.export_dir.exists():
+        raise FileExistsError(f"export directory {str(kind.export_dir)!r} already exists")
     check_store()  # unreachable, unwritable or corrupt: one clear error, before any work
     if resume is None:
         check_experiment(config.experiment)
     with torch_threads(config.threads), signals_interrupt():
-        return _run_search(
-            config,
-            command=command,
-            export_dir=export_dir,
-            progress=progress,
-            resume=resume,
-            register=register,
-        )
+        return _run(config, kind, command=command, progress=progress, resume=resume)
 
 
 @contextlib.contextmanager
@@ -422,45 +461,28 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _run_search(
+def _run(
     config: SearchConfig,
+    kind: SearchKind,
     *,
     command: str | None,
-    export_dir: str | Path | None,
     progress: Callable[[int], None] | None,
     resume: ResumeState | None,
-    register: str | None,
-) -> SearchResult:
+) -> Any:
     agent = get_agent(config.agent, config.agent_params)
     task = config.build_task()
     known = resume.known_scores if resume is not None else {}
-    env = config.build_env(task, known_scores=known)  # checks the budget against the task
-    uniform = uniform_choice(task, config.budget)
-    if uniform is None:
-        raise ValueError(f"no uniform policy fits budget {config.budget}")
-    uniform_info = env.evaluate_choice(tuple(uniform))
-    dense_holdout = env.score(tuple(len(d.levels) - 1 for d in task.decisions))
-
-    run_name = (
-        f"{config.agent}-{config.task.scheme}-{config.task.hardware}"
-        f"-b{config.budget:g}-s{config.seed}"
-    )
+    env = config.build_env(task, known_scores=known)  # checks the budget(s) against the task
+    kind.prepare(config, task, env)
     resume_id = None if resume is None else resume.run_id
-    with search_run(config.experiment, run_name=run_name, resume_run_id=resume_id) as run:
+    with search_run(
+        config.experiment, run_name=kind.run_name(config), resume_run_id=resume_id
+    ) as run:
         if resume is None:
             run.log_config(run_params(config, task), command=command)
-            run.log_metrics(
-                {
-                    "uniform/holdout_accuracy": uniform_info["accuracy"],
-                    "uniform/cost_ratio": uniform_info["cost_ratio"],
-                    "uniform/density": uniform_info["density"],
-                    "dense/holdout_accuracy": dense_holdout,
-                }
-            )
-            run.log_json(_policy_json(task, uniform_info, config), "uniform_policy.json")
+            kind.log_start(run, config, task)
         elif command:
             run.log_text(command + "\n", f"resumed/command-{len(resume.records)}.txt")
-
         recorder = EpisodeRecorder(
             sinks=[run],
             journal=run.journal,
@@ -475,20 +497,76 @@ def _run_search(
                 seed=config.seed,
                 progress=progress,
             )
-            return _finish(
-                run,
-                task,
-                agent,
-                recorder,
-                uniform,
-                {**uniform_info, "dense_holdout": dense_holdout},
-                config,
-                export_dir,
-                register,
-            )
+            run.flush()
+            if recorder.replay:
+                run.log_metrics({"search/resumed_at_episode": len(recorder.replay)})
+            return kind.finish(run, config, task, agent, recorder, env)
         except SearchInterrupted as exc:
             _save_interrupted(run, task, recorder, config)
             raise SearchInterrupted(exc.signum, run.run_id, recorder.episodes) from None
+
+
+class FixedBudget(SearchKind):
+    """One budget: the best policy against the uniform one and dense, exported."""
+
+    def __init__(
+        self, *, export_dir: str | Path | None = None, register: str | None = None
+    ) -> None:
+        super().__init__(export_dir=export_dir)
+        self.register = register
+
+    def run_name(self, config: SearchConfig) -> str:
+        """``ddpg-balanced-accel-kang-16-b0.5-s0``."""
+        return (
+            f"{config.agent}-{config.task.scheme}-{config.task.hardware}"
+            f"-b{config.budget:g}-s{config.seed}"
+        )
+
+    def prepare(self, config: SearchConfig, task: PruningTask, env: LayerPruneEnv) -> None:
+        """The uniform policy at the budget (else refuse) and the dense network's score."""
+        uniform = uniform_choice(task, config.budget)
+        if uniform is None:
+            raise ValueError(f"no uniform policy fits budget {config.budget}")
+        self.uniform = uniform
+        self.uniform_info = env.evaluate_choice(tuple(uniform))
+        self.uniform_info["dense_holdout"] = env.score(
+            tuple(len(d.levels) - 1 for d in task.decisions)
+        )
+
+    def log_start(self, run: Any, config: SearchConfig, task: PruningTask) -> None:
+        """The references: uniform and dense."""
+        info = self.uniform_info
+        run.log_metrics(
+            {
+                "uniform/holdout_accuracy": info["accuracy"],
+                "uniform/cost_ratio": info["cost_ratio"],
+                "uniform/density": info["density"],
+                "dense/holdout_accuracy": info["dense_holdout"],
+            }
+        )
+        run.log_json(_policy_json(task, info, config), "uniform_policy.json")
+
+    def finish(
+        self,
+        run: Any,
+        config: SearchConfig,
+        task: PruningTask,
+        agent: Any,
+        recorder: EpisodeRecorder,
+        env: LayerPruneEnv,
+    ) -> SearchResult:
+        """Fine-tune, test and export the best policy into the run."""
+        return _finish(
+            run,
+            task,
+            agent,
+            recorder,
+            self.uniform,
+            self.uniform_info,
+            config,
+            self.export_dir,
+            self.register,
+        )
 
 
 def _finish(
@@ -503,9 +581,6 @@ def _finish(
     register: str | None,
 ) -> SearchResult:
     """After the last episode: fine-tune, test and export the best policy into the run."""
-    run.flush()
-    if recorder.replay:
-        run.log_metrics({"search/resumed_at_episode": len(recorder.replay)})
     best = recorder.best
     if best is None:
         raise RuntimeError("no episode ended within budget; this is a bug in the budget wall")

@@ -94,3 +94,36 @@ def test_run_frontier_logs_front(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [p["budget"] for p in front["points"]] == pytest.approx([0.4, 0.6, 0.8])
     names = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert "plots/front.png" in names
+
+
+@pytest.mark.slow
+def test_front_run_from_the_cli_exports_every_point_and_never_falls_below_uniform(tmp_path):
+    from typer.testing import CliRunner
+
+    from agents.cli import _register_optional_commands, app
+    from pruning.export import read_manifest
+
+    _register_optional_commands()
+    runner = CliRunner()
+    out = tmp_path / "front"
+    res = runner.invoke(
+        app,
+        ["search", "--budgets", "0.4:0.8", "--points", "2", "--agent", "random",
+         "--episodes", "6", "--experiment", "front-cli", "--export", str(out), "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run_id = res.output.split("MLflow run id:")[1].split()[0]
+    assert sorted(p.name for p in out.iterdir()) == ["b0.400", "b0.800"]
+    client = mlflow.tracking.MlflowClient()
+    front = {m.step: m.value for m in client.get_metric_history(run_id, "front/accuracy")}
+    uniform = {m.step: m.value for m in client.get_metric_history(run_id, "uniform/accuracy")}
+    assert all(front[i] >= uniform[i] for i in uniform)
+    tests = client.get_metric_history(run_id, "front/test_accuracy")
+    assert len(tests) == 2 and all(0.0 < m.value <= 1.0 for m in tests)
+    res = runner.invoke(app, ["export", run_id, "--budget", "0.5", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 0, res.output
+    assert read_manifest(tmp_path / "x")["policy"]["budget"] == pytest.approx(0.4)
+    res = runner.invoke(app, ["export", run_id, "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "pass --budget B" in res.output
+    res = runner.invoke(app, ["export", run_id, "--budget", "0.3", "--out", str(tmp_path / "z")])
+    assert res.exit_code == 2 and "no point of the front within budget 0.3" in res.output

@@ -4,6 +4,7 @@ from tracking.journal import EpisodeJournal, state_dir
 from tracking.run import (
     SearchRun,
     StoreFailure,
+    discard_download,
     download_artifacts,
     flatten,
     run_state,
@@ -18,6 +19,7 @@ __all__ = [
     "StoreError",
     "check_experiment",
     "check_store",
+    "discard_download",
     "download_artifacts",
     "flatten",
     "run_state",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -245,12 +247,13 @@ def search_run(
     looks done and none stays RUNNING.
     """
     if resume_run_id is None:
-        exp = mlflow.set_experiment(experiment)
+        exp = _set_experiment(experiment)
         if exp.tags.get(EXPERIMENT_KIND) is None:
-            # Without it MLflow 3's UI opens the experiment as a GenAI one (traces, "Evaluations").
-            mlflow.tracking.MlflowClient().set_experiment_tag(
-                exp.experiment_id, EXPERIMENT_KIND, "custom_model_development"
-            )
+            # MLflow 3's UI reads it to open the experiment as model training, not GenAI.
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # set concurrently
+                mlflow.tracking.MlflowClient().set_experiment_tag(
+                    exp.experiment_id, EXPERIMENT_KIND, "custom_model_development"
+                )
         active = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
     else:
         # start_run refuses a run outside the process's active experiment.
@@ -280,6 +283,17 @@ def search_run(
             except STORE_ERRORS:
                 if handle.store_error is None:
                     raise
+
+
+def _set_experiment(name: str) -> Any:
+    """``mlflow.set_experiment``, tolerating another process creating it at the same time."""
+    try:
+        return mlflow.set_experiment(name)
+    except mlflow.exceptions.MlflowException:
+        exp = mlflow.tracking.MlflowClient().get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return mlflow.set_experiment(experiment_id=exp.experiment_id)
 
 
 def run_state(run_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]], int]:
@@ -317,7 +331,10 @@ def run_state(run_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]], i
 
 
 def download_artifacts(run_id: str, artifact_path: str = "") -> Path:
-    """Download a run's artifacts to a fresh temp dir; ``KeyError`` for an unknown run."""
+    """Download a run's artifacts to a fresh temp dir; ``KeyError`` for an unknown run.
+
+    ``discard_download(path)`` removes the temp dir when done.
+    """
     client = mlflow.tracking.MlflowClient()
     try:
         client.get_run(run_id)
@@ -325,5 +342,20 @@ def download_artifacts(run_id: str, artifact_path: str = "") -> Path:
         raise KeyError(
             f"no MLflow run {run_id!r} in the tracking store {mlflow.get_tracking_uri()!r}"
         ) from exc
-    dest = Path(tempfile.mkdtemp(prefix="hwprune-run-"))
-    return Path(client.download_artifacts(run_id, artifact_path, str(dest)))
+    dest = Path(tempfile.mkdtemp(prefix=_DOWNLOAD_PREFIX))
+    try:
+        return Path(client.download_artifacts(run_id, artifact_path, str(dest)))
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+_DOWNLOAD_PREFIX = "hwprune-run-"
+
+
+def discard_download(path: str | os.PathLike[str]) -> None:
+    """Remove the temporary folder a ``download_artifacts`` result lives in."""
+    for folder in (Path(path), *Path(path).parents):
+        if folder.name.startswith(_DOWNLOAD_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
+            return
