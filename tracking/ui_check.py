@@ -32,6 +32,7 @@ PAGES: dict[str, str] = {
     "run": "#/experiments/{eid}/runs/{rid}" + ML_VIEW,
     "charts": "#/experiments/{eid}/runs/{rid}/model-metrics" + ML_VIEW,
     "artifacts": "#/experiments/{eid}/runs/{rid}/artifacts" + ML_VIEW,
+    "search_curve": "#/experiments/{eid}/runs/{rid}/artifacts/plots/search_curve.png" + ML_VIEW,
 }
 
 #: What the rendered run page must show.
