@@ -468,14 +468,12 @@ def _front_point(run_id: str, budget: float | None) -> str:
 
 def _download_pruned_model(run_id: str, path: str = "pruned_model") -> Path:
     """The run's export at ``path``, downloaded; ``KeyError``/``ValueError`` else."""
-    import mlflow
-
-    from tracking import download_artifacts
+    from tracking import TrackingError, download_artifacts, run_status
 
     try:
         return download_artifacts(run_id, path)
-    except mlflow.exceptions.MlflowException as exc:
-        status = mlflow.tracking.MlflowClient().get_run(run_id).info.status
+    except TrackingError as exc:
+        status = run_status(run_id)
         why = (
             f"it stopped before saving one; resume it with `hwprune search --resume {run_id}` "
             "or export another run"

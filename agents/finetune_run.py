@@ -28,6 +28,7 @@ from tracking import (
     check_store,
     discard_download,
     download_artifacts,
+    experiment_name_of,
     search_run,
 )
 
@@ -123,15 +124,7 @@ def run_finetune(
 
 
 def _source_experiment(run_id: str | None) -> str | None:
-    if run_id is None:
-        return None
-    import mlflow
-
-    try:
-        run = mlflow.tracking.MlflowClient().get_run(run_id)
-        return mlflow.tracking.MlflowClient().get_experiment(run.info.experiment_id).name
-    except mlflow.exceptions.MlflowException:
-        return None
+    return None if run_id is None else experiment_name_of(run_id)
 
 
 def _finetune(

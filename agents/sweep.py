@@ -37,6 +37,9 @@ from typing import Any, NamedTuple
 
 from agents.search import SEARCH_FIELDS, SearchConfig
 from envs import TASK_FIELDS
+from tracking import run_status, sweep_runs
+from tracking.sweep_runs import PARENT_TAG as PARENT_TAG  # the child runs' tag, re-exported
+from tracking.sweep_runs import prepare_experiment
 
 #: Settings a grid may vary (any search or task setting but a --budgets front's).
 GRID_KEYS: tuple[str, ...] = tuple(
@@ -48,9 +51,6 @@ AXIS_ORDER = ("model", "scheme", "hardware", "metric", "agent", "budget", "seed"
 TAG_KIND = "hwprune.kind"
 TAG_TRIAL = "hwprune.trial"
 TAG_ATTEMPTS = "hwprune.attempts"
-PARENT_TAG = "mlflow.parentRunId"
-#: Experiment tag MLflow 3's UI reads (searches set it; see ``prepare_experiment``).
-EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 class Trial(NamedTuple):
@@ -244,24 +244,19 @@ def run_trial(
     for the store and resume, ``store_retries`` times at most. ``progress(n)`` gets the
     number of episodes finished by this attempt (replayed ones included).
     """
-    import mlflow
-
     from agents.search import SearchInterrupted, load_resume, run_search
-    from tracking import StoreFailure
-    from tracking.run import STORE_ERRORS
+    from tracking import STORE_ERRORS, StoreFailure
 
     os.environ["MLFLOW_TRACKING_URI"] = trial.tracking_uri
-    mlflow.set_tracking_uri(trial.tracking_uri)
+    sweep_runs.use_store(trial.tracking_uri)
     if trial.state_dir:
         os.environ["HWPRUNE_STATE_DIR"] = trial.state_dir
-    while mlflow.active_run() is not None:  # a worker runs many tasks: start clean
-        mlflow.end_run()
-    client = mlflow.tracking.MlflowClient()
+    sweep_runs.end_active_runs()  # a worker runs many tasks: start clean
     config = SearchConfig.from_dict(trial.config)
     _wait_for_store(trial.store_wait_s)
-    run = client.get_run(trial.run_id)
-    attempts = int(run.data.tags.get(TAG_ATTEMPTS, "0")) + 1 if attempt is None else attempt
-    client.set_tag(trial.run_id, TAG_ATTEMPTS, str(attempts))
+    tags = sweep_runs.read_run(trial.run_id).tags
+    attempts = int(tags.get(TAG_ATTEMPTS, "0")) + 1 if attempt is None else attempt
+    sweep_runs.set_tag(trial.run_id, TAG_ATTEMPTS, str(attempts))
     started = time.monotonic()
     store_failures = 0
     done = 0
@@ -275,24 +270,20 @@ def run_trial(
     while True:
         done = 0
         try:
-            run = client.get_run(trial.run_id)
-            if run.info.status == "FINISHED":
+            if run_status(trial.run_id) == "FINISHED":
                 break
-            if _has_config(client, trial.run_id):
+            if sweep_runs.has_artifact(trial.run_id, "config.yaml"):
                 _, state = load_resume(trial.run_id)
                 run_search(config, command=trial.command, progress=counted, resume=state)
             else:
-                os.environ["MLFLOW_RUN_ID"] = trial.run_id  # mlflow.start_run takes it
-                try:
+                with sweep_runs.active_run_id(trial.run_id):
                     run_search(config, command=trial.command, progress=counted)
-                finally:
-                    os.environ.pop("MLFLOW_RUN_ID", None)
             break
         except SearchInterrupted:
             raise
         except Exception as exc:
             if not isinstance(exc, (StoreFailure, *STORE_ERRORS)) and _store_up():
-                _mark_failed(client, trial.run_id, exc)
+                _mark_failed(trial.run_id, exc)
                 raise
             store_failures += 1
             if store_failures > trial.store_retries:
@@ -300,13 +291,9 @@ def run_trial(
                     f"trial {trial.name}: the tracking store failed {store_failures} times; "
                     f"last: {type(exc).__name__}: {exc}"
                 ) from exc
-            while mlflow.active_run() is not None:
-                try:
-                    mlflow.end_run("FAILED")
-                except STORE_ERRORS:
-                    break
+            sweep_runs.end_active_runs("FAILED", stop_on_store_error=True)
             _wait_for_store(trial.store_wait_s)
-    summary = trial_summary(client, trial.run_id, config)
+    summary = trial_summary(trial.run_id, config)
     summary.update(
         name=trial.name,
         attempts=attempts,
@@ -316,15 +303,11 @@ def run_trial(
     return summary
 
 
-def _has_config(client: Any, run_id: str) -> bool:
-    return any(a.path == "config.yaml" for a in client.list_artifacts(run_id))
-
-
-def _mark_failed(client: Any, run_id: str, exc: BaseException) -> None:
+def _mark_failed(run_id: str, exc: BaseException) -> None:
     try:
-        client.set_tag(run_id, "hwprune.error", f"{type(exc).__name__}: {exc}"[:4000])
-        if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
-            client.set_terminated(run_id, "FAILED")
+        sweep_runs.set_tag(run_id, "hwprune.error", f"{type(exc).__name__}: {exc}"[:4000])
+        if run_status(run_id) in ("RUNNING", "SCHEDULED"):
+            sweep_runs.finish_run(run_id, "FAILED")
     except Exception:  # noqa: BLE001 - reporting the first error matters more
         pass
 
@@ -356,14 +339,14 @@ def _wait_for_store(timeout: float) -> None:
             delay = min(delay * 1.5, 5.0)
 
 
-def trial_summary(client: Any, run_id: str, config: SearchConfig) -> dict[str, Any]:
+def trial_summary(run_id: str, config: SearchConfig) -> dict[str, Any]:
     """A child run's figures, status and how many of its episodes the store holds."""
-    run = client.get_run(run_id)
-    m = run.data.metrics
-    steps = {h.step for h in client.get_metric_history(run_id, "episode/reward")}
+    run = sweep_runs.read_run(run_id)
+    m = run.metrics
+    steps = sweep_runs.metric_steps(run_id, "episode/reward")
     return {
         "run_id": run_id,
-        "status": run.info.status,
+        "status": run.status,
         "scheme": config.task.scheme,
         "hardware": config.task.hardware,
         "budget": config.budget,
@@ -371,7 +354,7 @@ def trial_summary(client: Any, run_id: str, config: SearchConfig) -> dict[str, A
         "agent": config.agent,
         "episodes": config.episodes,
         "episodes_logged": len(steps),
-        "complete": run.info.status == "FINISHED" and steps == set(range(config.episodes)),
+        "complete": run.status == "FINISHED" and steps == set(range(config.episodes)),
         "best_holdout_accuracy": m.get("best/holdout_accuracy"),
         "best_test_accuracy": m.get("best/test_accuracy"),
         "best_cost_ratio": m.get("best/cost_ratio"),
@@ -447,8 +430,6 @@ def check_sweep_store(address: str | None) -> str:
     """The tracking URI trials log to; ``ValueError`` if a cluster could not reach it."""
     from urllib.parse import urlparse
 
-    import mlflow
-
     from tracking import check_store
 
     uri = check_store()
@@ -464,7 +445,7 @@ def check_sweep_store(address: str | None) -> str:
     if address not in (None, "", "local") and scheme in ("sqlite", "", "file"):
         raise ValueError(
             f"a sweep on the Ray cluster {address!r} needs a tracking server every node can "
-            f"reach, not {mlflow.get_tracking_uri()!r}: start one (`hwprune server start "
+            f"reach, not {sweep_runs.tracking_uri()!r}: start one (`hwprune server start "
             "--host 0.0.0.0`) and set MLFLOW_TRACKING_URI=http://HOST:PORT"
         )
     return uri
@@ -486,13 +467,10 @@ def _remote_functions(ray: Any) -> tuple[Any, Any]:
 
     @ray.remote
     def trial_task(trial: TrialSpec, progress: Any) -> dict[str, Any]:
-        import mlflow
-
-        mlflow.set_tracking_uri(trial.tracking_uri)
+        sweep_runs.use_store(trial.tracking_uri)
         pid = os.getpid()
-        client = mlflow.tracking.MlflowClient()
         _wait_for_store(trial.store_wait_s)
-        attempt = int(client.get_run(trial.run_id).data.tags.get(TAG_ATTEMPTS, "0")) + 1
+        attempt = int(sweep_runs.read_run(trial.run_id).tags.get(TAG_ATTEMPTS, "0")) + 1
         last = [0.0]
 
         def report(done: int) -> None:
@@ -529,7 +507,6 @@ def run_sweep(
     Bad settings, an unusable store and unachievable budgets raise ``ValueError``
     before any run is created. Returns when every trial has finished or failed.
     """
-    import mlflow
     import ray
 
     from tracking import check_experiment
@@ -557,29 +534,23 @@ def run_sweep(
         ray.init(**kwargs)
         started_ray = True
 
-    client = mlflow.tracking.MlflowClient(uri)
-    mlflow.set_tracking_uri(uri)
+    sweep_runs.use_store(uri)
     exp_id = prepare_experiment(experiment)
     started = time.monotonic()
-    parent = client.create_run(
-        exp_id,
-        run_name=f"sweep-{len(trials)}-trials",
-        tags={TAG_KIND: "sweep"},
-    ).info.run_id
+    parent = sweep_runs.create_parent_run(
+        exp_id, f"sweep-{len(trials)}-trials", {TAG_KIND: "sweep"}
+    )
     state = SweepState(
         total=len(trials), episodes_total=sum(t.config.episodes for t in trials), progress={}
     )
     pending: dict[Any, TrialSpec] = {}
     specs: list[TrialSpec] = []
     try:
-        _log_sweep_config(client, parent, spec, trials, address, command)
+        _log_sweep_config(parent, spec, trials, address, command)
         for name, _, settings in trials:
-            child = client.create_run(
-                exp_id,
-                run_name=name,
-                tags={PARENT_TAG: parent, TAG_TRIAL: name, TAG_KIND: "search"},
-            ).info.run_id
-            client.update_run(child, status="SCHEDULED")
+            child = sweep_runs.create_child_run(
+                exp_id, parent, name, {TAG_TRIAL: name, TAG_KIND: "search"}
+            )
             specs.append(
                 TrialSpec(
                     name=name,
@@ -608,7 +579,7 @@ def run_sweep(
                     state.results[t.name] = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a trial's failure, recorded
                     state.failures[t.name] = _short_error(exc)
-                    _mark_failed(client, t.run_id, exc)
+                    _mark_failed(t.run_id, exc)
             try:
                 state.progress = ray.get(progress.snapshot.remote(), timeout=10)
             except Exception:  # noqa: BLE001 - progress is best effort
@@ -618,7 +589,7 @@ def run_sweep(
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
-        client.set_terminated(parent, "KILLED")
+        sweep_runs.finish_run(parent, "KILLED")
         raise
     finally:
         if started_ray:
@@ -630,31 +601,15 @@ def run_sweep(
             rows.append(state.results[t.name])
         else:
             config = SearchConfig.from_dict({**t.config, "device": "cpu"})
-            row = trial_summary(client, t.run_id, config)
+            row = trial_summary(t.run_id, config)
             row.update(name=t.name, error=state.failures.get(t.name, ""))
             rows.append(row)
     wall = time.monotonic() - started
     table = group_table(rows)
-    _log_results(client, parent, rows, table, wall, state)
+    _log_results(parent, rows, table, wall, state)
     result = SweepResult(parent, rows, table, dict(state.failures), wall)
-    client.set_terminated(parent, "FINISHED" if result.ok else "FAILED")
+    sweep_runs.finish_run(parent, "FINISHED" if result.ok else "FAILED")
     return result
-
-
-def prepare_experiment(name: str) -> str:
-    """Create experiment ``name`` (if new) with the tags searches would set; its id.
-
-    Done once by the driver: trials starting together would each find the experiment
-    untagged and race to tag it (a unique-key violation on PostgreSQL).
-    """
-    import mlflow
-
-    exp = mlflow.set_experiment(name)
-    if exp.tags.get(EXPERIMENT_KIND) is None:
-        mlflow.tracking.MlflowClient().set_experiment_tag(
-            exp.experiment_id, EXPERIMENT_KIND, "custom_model_development"
-        )
-    return str(exp.experiment_id)
 
 
 def _package_dirs() -> list[str]:
@@ -672,7 +627,6 @@ def _short_error(exc: BaseException) -> str:
 
 
 def _log_sweep_config(
-    client: Any,
     run_id: str,
     spec: SweepSpec,
     trials: Sequence[Trial],
@@ -680,7 +634,6 @@ def _log_sweep_config(
     command: str | None,
 ) -> None:
     import yaml
-    from mlflow.entities import Param
 
     from tracking import flatten
 
@@ -695,10 +648,10 @@ def _log_sweep_config(
             "base": dict(spec.base),
         }
     )
-    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-    client.log_text(run_id, yaml.safe_dump(spec.as_dict(), sort_keys=False), "sweep.yaml")
+    sweep_runs.log_params(run_id, params)
+    sweep_runs.log_text(run_id, yaml.safe_dump(spec.as_dict(), sort_keys=False), "sweep.yaml")
     if command:
-        client.log_text(run_id, command + "\n", "command.txt")
+        sweep_runs.log_text(run_id, command + "\n", "command.txt")
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float, float]:
@@ -810,7 +763,6 @@ def front_figure(table: Sequence[dict[str, Any]]) -> Any:
 
 
 def _log_results(
-    client: Any,
     run_id: str,
     rows: list[dict[str, Any]],
     table: list[dict[str, Any]],
@@ -819,10 +771,10 @@ def _log_results(
 ) -> None:
     import matplotlib.pyplot as plt
 
-    client.log_dict(run_id, {"trials": rows, "table": table}, "sweep/results.json")
-    client.log_text(run_id, format_table(table), "sweep/table.md")
+    sweep_runs.log_dict(run_id, {"trials": rows, "table": table}, "sweep/results.json")
+    sweep_runs.log_text(run_id, format_table(table), "sweep/table.md")
     fig = front_figure(table)
-    client.log_figure(run_id, fig, "plots/accuracy_vs_cost.png")
+    sweep_runs.log_figure(run_id, fig, "plots/accuracy_vs_cost.png")
     plt.close(fig)
     episodes = sum(int(r.get("episodes_logged") or 0) for r in rows)
     metrics = {
@@ -834,10 +786,7 @@ def _log_results(
         "sweep/wall_s": wall,
         "sweep/episodes_per_s": episodes / wall if wall > 0 else 0.0,
     }
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    sweep_runs.log_metrics(run_id, metrics)
 
 
 def temp_state_dir() -> str:

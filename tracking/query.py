@@ -9,6 +9,9 @@ from typing import Any
 
 import mlflow
 
+#: What the MLflow client raises for a run, experiment or artifact it cannot find or read.
+TrackingError = mlflow.exceptions.MlflowException
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -120,6 +123,21 @@ def _find_run(client: Any, run_id: str) -> Any:
     if len(matches) > 1:
         raise KeyError(f"run id prefix {run_id!r} matches {len(matches)} runs {where}; give more")
     raise KeyError(f"no MLflow run {run_id!r} {where}")
+
+
+def run_status(run_id: str) -> str:
+    """A run's status (``RUNNING``, ``FINISHED``, ``FAILED``, ...); ``TrackingError``
+    for an unknown run."""
+    return mlflow.tracking.MlflowClient().get_run(run_id).info.status
+
+
+def experiment_name_of(run_id: str) -> str | None:
+    """The name of the experiment a run belongs to; None when the store cannot tell."""
+    client = mlflow.tracking.MlflowClient()
+    try:
+        return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+    except TrackingError:
+        return None
 
 
 def metric_keys(runs: Sequence[RunSummary]) -> list[str]:

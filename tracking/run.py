@@ -247,13 +247,7 @@ def search_run(
     looks done and none stays RUNNING.
     """
     if resume_run_id is None:
-        exp = _set_experiment(experiment)
-        if exp.tags.get(EXPERIMENT_KIND) is None:
-            # MLflow 3's UI reads it to open the experiment as model training, not GenAI.
-            with contextlib.suppress(mlflow.exceptions.MlflowException):  # set concurrently
-                mlflow.tracking.MlflowClient().set_experiment_tag(
-                    exp.experiment_id, EXPERIMENT_KIND, "custom_model_development"
-                )
+        open_experiment(experiment)
         active = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
     else:
         # start_run refuses a run outside the process's active experiment.
@@ -283,6 +277,22 @@ def search_run(
             except STORE_ERRORS:
                 if handle.store_error is None:
                     raise
+
+
+def open_experiment(name: str) -> Any:
+    """Make ``name`` the active experiment, creating it if new; the experiment.
+
+    Tolerates another process creating or tagging it at the same time, and tags it
+    with ``EXPERIMENT_KIND`` (MLflow 3's UI reads it to open the experiment as model
+    training, not GenAI).
+    """
+    exp = _set_experiment(name)
+    if exp.tags.get(EXPERIMENT_KIND) is None:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # set concurrently
+            mlflow.tracking.MlflowClient().set_experiment_tag(
+                exp.experiment_id, EXPERIMENT_KIND, "custom_model_development"
+            )
+    return exp
 
 
 def _set_experiment(name: str) -> Any:
