@@ -442,13 +442,12 @@ def _check_export_target(out: Path, force: bool) -> None:
 
 def _front_point(run_id: str, budget: float | None) -> str:
     """The artifact path of the export to take: a search's, or a front point's."""
-    import mlflow
 
-    from tracking import discard_download, download_artifacts
+    from tracking import TrackingError, discard_download, download_artifacts
 
     try:
         front_file = download_artifacts(run_id, "front.json")
-    except (KeyError, OSError, mlflow.exceptions.MlflowException):
+    except (KeyError, OSError, TrackingError):
         if budget is not None:
             raise ValueError(
                 f"run {run_id!r} is not a front run (search --budgets): drop --budget"

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-import mlflow
 import numpy as np
 from stable_baselines3 import DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -38,6 +37,7 @@ from agents.recorder import EpisodeRecorder
 from agents.refine import check_refine_fraction, refine, refine_episodes
 from agents.wrappers import MovingAverageBaseline
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
+from tracking.run import current_run_id
 from tracking.sb3_writer import MLflowOutputFormat, last_logged_step
 
 ACTION_RANGES: tuple[str, ...] = ("wall", "layer")
@@ -213,10 +213,11 @@ class SB3Agent(SearchAgent):
             n_refine = refine_episodes(episodes, fraction) if fixed_budget else 0
             learn_episodes = episodes - n_refine
             model = self.build(venv, n_steps, learn_episodes, seed)
-            if mlflow.active_run() is not None:
+            run_id = current_run_id()
+            if run_id is not None:
                 # SB3's own training figures (losses, entropy) go to the search's run.
                 # A resumed search replays its training: figures already logged stay once.
-                done = last_logged_step(mlflow.active_run().info.run_id)
+                done = last_logged_step(run_id)
                 writer = MLflowOutputFormat(after_step=done)
                 model.set_logger(Logger(folder=None, output_formats=[writer]))
             callback = RecorderCallback(recorder, learn_episodes, progress)

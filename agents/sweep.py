@@ -534,82 +534,83 @@ def run_sweep(
         ray.init(**kwargs)
         started_ray = True
 
-    sweep_runs.use_store(uri)
-    exp_id = prepare_experiment(experiment)
-    started = time.monotonic()
-    parent = sweep_runs.create_parent_run(
-        exp_id, f"sweep-{len(trials)}-trials", {TAG_KIND: "sweep"}
-    )
-    state = SweepState(
-        total=len(trials), episodes_total=sum(t.config.episodes for t in trials), progress={}
-    )
-    pending: dict[Any, TrialSpec] = {}
-    specs: list[TrialSpec] = []
-    try:
-        _log_sweep_config(parent, spec, trials, address, command)
-        for name, _, settings in trials:
-            child = sweep_runs.create_child_run(
-                exp_id, parent, name, {TAG_TRIAL: name, TAG_KIND: "search"}
-            )
-            specs.append(
-                TrialSpec(
-                    name=name,
-                    config=settings,
-                    run_id=child,
-                    parent_run_id=parent,
-                    tracking_uri=uri,
-                    store_retries=spec.store_retries,
-                    state_dir=os.environ.get("HWPRUNE_STATE_DIR"),
-                    command=f"{command or 'hwprune sweep'}  # trial {name}",
+    # The driver logs to the sweep's store; the caller's store setting comes back after.
+    with sweep_runs.using_store(uri):
+        exp_id = prepare_experiment(experiment)
+        started = time.monotonic()
+        parent = sweep_runs.create_parent_run(
+            exp_id, f"sweep-{len(trials)}-trials", {TAG_KIND: "sweep"}
+        )
+        state = SweepState(
+            total=len(trials), episodes_total=sum(t.config.episodes for t in trials), progress={}
+        )
+        pending: dict[Any, TrialSpec] = {}
+        specs: list[TrialSpec] = []
+        try:
+            _log_sweep_config(parent, spec, trials, address, command)
+            for name, _, settings in trials:
+                child = sweep_runs.create_child_run(
+                    exp_id, parent, name, {TAG_TRIAL: name, TAG_KIND: "search"}
                 )
-            )
-        Progress, trial_task = _remote_functions(ray)
-        progress = Progress.remote()
-        pending = {
-            trial_task.options(
-                num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=spec.max_retries
-            ).remote(t, progress): t
-            for t in specs
-        }
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll_s)
-            for ref in done:
-                t = pending.pop(ref)
+                specs.append(
+                    TrialSpec(
+                        name=name,
+                        config=settings,
+                        run_id=child,
+                        parent_run_id=parent,
+                        tracking_uri=uri,
+                        store_retries=spec.store_retries,
+                        state_dir=os.environ.get("HWPRUNE_STATE_DIR"),
+                        command=f"{command or 'hwprune sweep'}  # trial {name}",
+                    )
+                )
+            Progress, trial_task = _remote_functions(ray)
+            progress = Progress.remote()
+            pending = {
+                trial_task.options(
+                    num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=spec.max_retries
+                ).remote(t, progress): t
+                for t in specs
+            }
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll_s)
+                for ref in done:
+                    t = pending.pop(ref)
+                    try:
+                        state.results[t.name] = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - a trial's failure, recorded
+                        state.failures[t.name] = _short_error(exc)
+                        _mark_failed(t.run_id, exc)
                 try:
-                    state.results[t.name] = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - a trial's failure, recorded
-                    state.failures[t.name] = _short_error(exc)
-                    _mark_failed(t.run_id, exc)
-            try:
-                state.progress = ray.get(progress.snapshot.remote(), timeout=10)
-            except Exception:  # noqa: BLE001 - progress is best effort
-                pass
-            if on_update is not None:
-                on_update(state)
-    except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        sweep_runs.finish_run(parent, "KILLED")
-        raise
-    finally:
-        if started_ray:
-            ray.shutdown()
+                    state.progress = ray.get(progress.snapshot.remote(), timeout=10)
+                except Exception:  # noqa: BLE001 - progress is best effort
+                    pass
+                if on_update is not None:
+                    on_update(state)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            sweep_runs.finish_run(parent, "KILLED")
+            raise
+        finally:
+            if started_ray:
+                ray.shutdown()
 
-    rows = []
-    for t in specs:
-        if t.name in state.results:
-            rows.append(state.results[t.name])
-        else:
-            config = SearchConfig.from_dict({**t.config, "device": "cpu"})
-            row = trial_summary(t.run_id, config)
-            row.update(name=t.name, error=state.failures.get(t.name, ""))
-            rows.append(row)
-    wall = time.monotonic() - started
-    table = group_table(rows)
-    _log_results(parent, rows, table, wall, state)
-    result = SweepResult(parent, rows, table, dict(state.failures), wall)
-    sweep_runs.finish_run(parent, "FINISHED" if result.ok else "FAILED")
-    return result
+        rows = []
+        for t in specs:
+            if t.name in state.results:
+                rows.append(state.results[t.name])
+            else:
+                config = SearchConfig.from_dict({**t.config, "device": "cpu"})
+                row = trial_summary(t.run_id, config)
+                row.update(name=t.name, error=state.failures.get(t.name, ""))
+                rows.append(row)
+        wall = time.monotonic() - started
+        table = group_table(rows)
+        _log_results(parent, rows, table, wall, state)
+        result = SweepResult(parent, rows, table, dict(state.failures), wall)
+        sweep_runs.finish_run(parent, "FINISHED" if result.ok else "FAILED")
+        return result
 
 
 def _package_dirs() -> list[str]:

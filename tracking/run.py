@@ -295,6 +295,12 @@ def open_experiment(name: str) -> Any:
     return exp
 
 
+def current_run_id() -> str | None:
+    """The id of the run active in this process (a search's), or None."""
+    run = mlflow.active_run()
+    return None if run is None else run.info.run_id
+
+
 def _set_experiment(name: str) -> Any:
     """``mlflow.set_experiment``, tolerating another process creating it at the same time."""
     try:

@@ -33,6 +33,32 @@ def use_store(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
+@contextmanager
+def using_store(uri: str) -> Iterator[None]:
+    """Log to ``uri`` inside the block; then the process's earlier setting, exactly.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment,
+    and MLflow's own temporary switch restores an unset URI by deleting that variable:
+    both are put back here as they were, so a library caller's store is not changed.
+    """
+    from mlflow.tracking._tracking_service import utils  # MLflow keeps the setting here
+
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    explicit_before = utils._tracking_uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        if explicit_before is not None:
+            mlflow.set_tracking_uri(explicit_before)
+        else:
+            utils._tracking_uri = None
+        if env_before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before
+
+
 def tracking_uri() -> str:
     """The tracking URI this process logs to."""
     return mlflow.get_tracking_uri()
