@@ -75,6 +75,7 @@ class EpisodeRecorder:
     journal: EpisodeLog | None = None
     replay: Sequence[dict[str, Any]] = ()
     logged: int = 0
+    log_budget: bool = True  # False when it never changes (a flat chart tells nothing)
 
     @property
     def episodes(self) -> int:
@@ -112,6 +113,8 @@ class EpisodeRecorder:
             if _better(rec, self.best_per_budget.get(key)):
                 self.best_per_budget[key] = rec
         metrics = rec.scalars()
+        if not self.log_budget:
+            del metrics["budget"]
         if self.best is not None:
             metrics["best_accuracy"] = self.best.accuracy
         if rec.episode >= self.logged:

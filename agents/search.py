@@ -488,6 +488,7 @@ def _run(
             journal=run.journal,
             replay=[] if resume is None else resume.records,
             logged=0 if resume is None else resume.logged,
+            log_budget=config.budgets is not None,
         )
         try:
             agent.search(

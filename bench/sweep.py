@@ -128,7 +128,7 @@ def server_writes(uri: str, writers: int, episodes: int) -> dict:
         sorted(m.step for m in client.get_metric_history(run_id, f"episode/{k}"))
         == list(range(episodes))
         for run_id, _ in done
-        for k in ("reward", "accuracy", "cost_ratio", "density", "budget")
+        for k in ("reward", "accuracy", "cost_ratio", "density")
     )
     busy = max(t for _, t in done)  # from the first write of a writer to its last
     return {

@@ -34,7 +34,7 @@ if find_postgres() is None:
         allow_module_level=True,
     )
 
-EPISODE_KEYS = ("reward", "accuracy", "cost_ratio", "density", "budget")
+EPISODE_KEYS = ("reward", "accuracy", "cost_ratio", "density")
 
 
 @pytest.fixture(scope="module")

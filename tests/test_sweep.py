@@ -53,7 +53,7 @@ def test_two_trial_sweep_logs_children_table_and_plot(local_ray, digits):
     for child in children:
         assert child.info.status == "FINISHED"
         assert _episode_steps(client, child.info.run_id) == [0, 1, 2]
-        assert child.data.metrics["best/cost_ratio"] <= child.data.metrics["episode/budget"] + 1e-9
+        assert child.data.metrics["best/cost_ratio"] <= float(child.data.params["budget"]) + 1e-9
     files = {a.path for a in client.list_artifacts(result.run_id, "sweep")}
     assert {"sweep/table.md", "sweep/results.json"} <= files
     assert [a.path for a in client.list_artifacts(result.run_id, "plots")] == [
