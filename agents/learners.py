@@ -214,12 +214,14 @@ class SB3Agent(SearchAgent):
             learn_episodes = episodes - n_refine
             model = self.build(venv, n_steps, learn_episodes, seed)
             run_id = current_run_id()
+            formats = []
             if run_id is not None:
                 # SB3's own training figures (losses, entropy) go to the search's run.
                 # A resumed search replays its training: figures already logged stay once.
-                done = last_logged_step(run_id)
-                writer = MLflowOutputFormat(after_step=done)
-                model.set_logger(Logger(folder=None, output_formats=[writer]))
+                formats.append(MLflowOutputFormat(after_step=last_logged_step(run_id)))
+            # Always a logger of our own: SB3's default creates a /tmp/SB3-<time> folder
+            # on every learn().
+            model.set_logger(Logger(folder=None, output_formats=formats))
             callback = RecorderCallback(recorder, learn_episodes, progress)
             # Margin: episodes of parallel envs finish together, PPO finishes a rollout.
             total = (learn_episodes + venv.num_envs) * n_steps

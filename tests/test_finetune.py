@@ -14,7 +14,7 @@ from agents import SearchConfig, run_search
 from agents.cli import _register_optional_commands, app
 from agents.finetune_run import run_finetune
 from pruning.export import read_manifest
-from tracking import download_artifacts
+from tracking import discard_download, download_artifacts
 
 runner = CliRunner()
 _register_optional_commands()
@@ -29,7 +29,10 @@ def searched(tmp_path_factory):
 
 def _state(run_id: str) -> dict[str, torch.Tensor]:
     path = download_artifacts(run_id, "pruned_model")
-    return torch.load(path / "state_dict.pt", weights_only=True)
+    try:
+        return torch.load(path / "state_dict.pt", weights_only=True)
+    finally:
+        discard_download(path)
 
 
 def _leftovers() -> set[str]:

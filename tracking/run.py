@@ -327,8 +327,9 @@ def run_state(run_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]], i
             f"no MLflow run {run_id!r} in the tracking store {mlflow.get_tracking_uri()!r}"
         ) from exc
     try:
-        path = client.download_artifacts(run_id, "config.yaml", tempfile.mkdtemp())
-        config = yaml.safe_load(Path(path).read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, "config.yaml", tmp)
+            config = yaml.safe_load(Path(path).read_text())
     except (mlflow.exceptions.MlflowException, OSError, yaml.YAMLError):
         config = None
     if not isinstance(config, dict):
@@ -337,8 +338,9 @@ def run_state(run_id: str) -> tuple[str, dict[str, Any], list[dict[str, Any]], i
     records = local.records()
     if not records:
         try:
-            path = client.download_artifacts(run_id, JOURNAL_ARTIFACT, tempfile.mkdtemp())
-            records = list(read_records(path))
+            with tempfile.TemporaryDirectory() as tmp:
+                path = client.download_artifacts(run_id, JOURNAL_ARTIFACT, tmp)
+                records = list(read_records(path))
         except (mlflow.exceptions.MlflowException, OSError):
             records = []
     history = client.get_metric_history(run_id, "episode/reward")
