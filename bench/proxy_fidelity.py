@@ -62,6 +62,8 @@ PROXY_SET: dict[str, tuple[str, dict[str, Any]]] = {
     "finetune-40": ("finetune", {"steps": 40}),
     "weight-energy": ("weight-energy", {}),
     "weight-energy-params": ("weight-energy", {"sensitivity": "params"}),
+    # energy_weight 1: the best of {0.25, 0.5, 1, 2, 4} over the random policies (regime 1).
+    "holdout-energy": ("holdout-energy", {"energy_weight": 1.0}),
 }
 
 #: Row label of the truth's self-agreement (its first fine-tune against its second).

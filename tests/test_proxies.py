@@ -95,3 +95,22 @@ def test_weight_energy_is_monotone(digits: Workload) -> None:
     bn = next(n for n, m in digits.model.named_modules() if isinstance(m, nn.BatchNorm2d))
     bn_w = dict(digits.model.named_parameters())[bn + ".weight"]
     assert proxy.evaluate({bn + ".weight": torch.zeros_like(bn_w, dtype=torch.bool)}) == 1.0
+
+
+def test_holdout_energy_blends_its_two_scores(digits: Workload) -> None:
+    from envs.proxies import HoldoutEnergyProxy
+
+    task_masks = {}
+    for name, param in digits.model.named_parameters():
+        if name.endswith("weight") and param.dim() == 4:
+            keep = param.detach().abs() >= param.detach().abs().median()
+            task_masks[name] = keep
+    blend = get_proxy("holdout-energy", workload=digits, energy_weight=1.0)
+    assert isinstance(blend, HoldoutEnergyProxy)
+    h = get_proxy("holdout", workload=digits).evaluate(task_masks)
+    e = get_proxy("weight-energy", workload=digits).evaluate(task_masks)
+    assert blend.evaluate(task_masks) == pytest.approx((h + e) / 2)
+    only_holdout = get_proxy("holdout-energy", workload=digits, energy_weight=0.0)
+    assert only_holdout.evaluate(task_masks) == pytest.approx(h)
+    with pytest.raises(ValueError, match="energy_weight must be >= 0"):
+        get_proxy("holdout-energy", workload=digits, energy_weight=-1.0)
