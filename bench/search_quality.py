@@ -227,14 +227,23 @@ _TASKS: dict[tuple, Any] = {}
 _PROXIES: dict[str, Any] = {}
 
 
-def _proxy(label: str, task):
-    """One search proxy per workload in this worker (it depends on model and data only)."""
+def search_proxy(model: str, cell: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The search proxy of a cell: ``--proxy``'s when the run gave one, else the model's."""
+    if cell is not None and cell.get("search_proxy"):
+        name, params = cell["search_proxy"]
+        return name, dict(params)
+    return SEARCH_PROXY.get(model, DEFAULT_SEARCH_PROXY)
+
+
+def _proxy(label: str, task, spec: tuple[str, dict[str, Any]] | None = None):
+    """One search proxy per workload and proxy in this worker (model and data only)."""
     from envs import make_proxy
 
-    if label not in _PROXIES:
-        name, params = SEARCH_PROXY.get(label, DEFAULT_SEARCH_PROXY)
-        _PROXIES[label] = make_proxy(task, name, **params)
-    return _PROXIES[label]
+    name, params = spec or search_proxy(label)
+    key = (label, name, json.dumps(params, sort_keys=True))
+    if key not in _PROXIES:
+        _PROXIES[key] = make_proxy(task, name, **params)
+    return _PROXIES[key]
 
 
 def _task_and_proxy(
@@ -246,6 +255,7 @@ def _task_and_proxy(
     hardware_params: dict[str, Any] | None = None,
     scheme_params: dict[str, Any] | None = None,
     cost_on: str | None = None,
+    proxy: tuple[str, dict[str, Any]] | None = None,
 ):
     """Task (memoised per worker) and its search proxy; ``cost_on`` swaps the cost model
     while keeping the target's scheme object, hence its levels and masks (for the
@@ -272,7 +282,7 @@ def _task_and_proxy(
             task = build_task(task.workload, task.scheme, get_hardware(cost_on), metric="latency")
         _TASKS[key] = task
     task = _TASKS[key]
-    return task, _proxy(model, task)
+    return task, _proxy(model, task, proxy)
 
 
 def _search(task, proxy, method: str, *, budget: float, episodes: int, seed: int):
@@ -371,11 +381,12 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
         metric=cell["metric"],
         hardware_params=cell.get("hardware_params"),
         scheme_params=cell.get("scheme_params"),
+        proxy=search_proxy(cell["model"], cell),
     )
     out = {
         **cell,
         "methods": {},
-        "proxy": SEARCH_PROXY.get(cell["model"], DEFAULT_SEARCH_PROXY),
+        "proxy": search_proxy(cell["model"], cell),
         "dense_holdout": dense_holdout(task, proxy),
     }
     out["feasible_policies"], out["feasible_count"] = feasible_policies(task, cell["budget"])
@@ -684,6 +695,11 @@ def main(argv: list[str] | None = None) -> int:
         help="fine-tunes (seeds) per best policy; its test accuracy is their mean",
     )
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--proxy",
+        help="search proxy of every cell (e.g. holdout-energy; default: each model's, "
+        "SEARCH_PROXY); give it its own --out",
+    )
     p.add_argument("--no-aware", action="store_true")
     p.add_argument("--pairs", nargs="+", help="only these SCHEME:HARDWARE pairs")
     p.add_argument("--models", nargs="+", choices=list(WORKLOADS), help="only these workloads")
@@ -705,6 +721,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the cells already in --out and keep them (continue an interrupted run)",
     )
     args = p.parse_args(argv)
+    if args.proxy is not None:
+        from envs import list_proxies
+
+        if args.proxy not in list_proxies():
+            p.error(f"--proxy {args.proxy!r}; valid: {', '.join(list_proxies())}")
     if args.finetune_seeds < 1:
         p.error(f"--finetune-seeds must be >= 1, got {args.finetune_seeds}")
     if args.report is not None:
@@ -760,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
                         "finetune": args.finetune or FINETUNE.get(model, FINETUNE["default"]),
                         "finetune_seeds": args.finetune_seeds,
                         "methods": methods,
+                        **({"search_proxy": [args.proxy, {}]} if args.proxy else {}),
                     }
                 )
     aware = []

@@ -84,3 +84,14 @@ def test_report_counts_a_loss_against_any_baseline(sq) -> None:
     text = sq.report(cells, [], [*sq.BASELINES, "ddpg"])
     assert "ddpg on the fashion track" in text and "and > uniform in 0/1" in text
     assert "best baseline (cmaes) -2.00" in text
+
+
+def test_a_cells_search_proxy_overrides_the_models(sq, capsys):
+    assert sq.search_proxy("fashion-cnn") == sq.DEFAULT_SEARCH_PROXY
+    assert sq.search_proxy("fashion-cnn", {"search_proxy": ["holdout-energy", {}]}) == (
+        "holdout-energy",
+        {},
+    )
+    with pytest.raises(SystemExit):
+        sq.main(["--proxy", "nonsense", "--quick"])
+    assert "--proxy 'nonsense'; valid: holdout" in capsys.readouterr().err
