@@ -588,6 +588,48 @@ def _setting(model: str, scheme: str, hw: str) -> dict[str, Any]:
     }
 
 
+def against(
+    cells: list[dict[str, Any]], other: list[dict[str, Any]], methods: list[str], default: str
+) -> str:
+    """Two runs of the same settings side by side (e.g. two search proxies), paired on
+    the seeds both have: per setting each method's test accuracy, whether ``default`` is
+    at least every baseline's, and the counts and means."""
+
+    def label(cs: list[dict[str, Any]]) -> str:
+        return "/".join(sorted({str(c.get("proxy", ["?"])[0]) for c in cs}))
+
+    def keyed(cs: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+        return {(c["model"], c["scheme"], c["hardware"], c["budget"], c["seed"]): c for c in cs}
+
+    a, b = keyed(cells), keyed(other)
+    shared = sorted(set(a) & set(b))
+    names = (label(cells), label(other))
+    head = f"{'model':<12} {'scheme':<12} {'budget':>6} {'seed':>4}  {'proxy':<15}"
+    lines = [head + "".join(f"{m:>8}" for m in methods) + f"  {default} >= all"]
+    wins = dict.fromkeys(names, 0)
+    means: dict[str, dict[str, list[float]]] = {n: {m: [] for m in methods} for n in names}
+    for key in shared:
+        for name, cell in zip(names, (a[key], b[key]), strict=True):
+            test = {m: 100 * cell["methods"][m]["test"] for m in methods}
+            for m in methods:
+                means[name][m].append(test[m])
+            ok = all(test[default] >= test[m] - 1e-9 for m in methods if m != default)
+            wins[name] += ok
+            lines.append(
+                f"{key[0]:<12} {key[1]:<12} {key[3]:>6.2f} {key[4]:>4}  {name:<15}"
+                + "".join(f"{test[m]:8.2f}" for m in methods)
+                + f"  {'yes' if ok else 'NO'}"
+            )
+    lines.append("")
+    for name in names:
+        mean = ", ".join(f"{m} {statistics.fmean(v):.2f}" for m, v in means[name].items() if v)
+        lines.append(
+            f"{name:<15} {default} >= every baseline in {wins[name]}/{len(shared)}; "
+            f"mean test: {mean}"
+        )
+    return "\n".join(lines)
+
+
 def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: list[str]) -> str:
     """The benchmark's tables, per-agent verdicts and awareness summary as text."""
     lines = [_tables(cells, methods)] if cells else []
@@ -711,6 +753,12 @@ def main(argv: list[str] | None = None) -> int:
         help="print the tables of a results file written by this script, run nothing",
     )
     p.add_argument(
+        "--against",
+        type=Path,
+        metavar="JSON",
+        help="with --report: pair its cells with this file's (e.g. another search proxy)",
+    )
+    p.add_argument(
         "--merge",
         action="store_true",
         help="keep the cells of --out for settings this run does not repeat",
@@ -733,6 +781,12 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--report: no such file {str(args.report)!r}")
         doc = json.loads(args.report.read_text())
         methods = list(dict.fromkeys(m for c in doc.get("cells", []) for m in c["methods"]))
+        if args.against is not None:
+            if not args.against.is_file():
+                p.error(f"--against: no such file {str(args.against)!r}")
+            other = json.loads(args.against.read_text()).get("cells", [])
+            print(against(doc.get("cells", []), other, methods, methods[-1]))
+            return 0
         print(report(doc.get("cells", []), doc.get("awareness", []), methods))
         return 0
     warnings.filterwarnings("ignore")

@@ -95,3 +95,15 @@ def test_a_cells_search_proxy_overrides_the_models(sq, capsys):
     with pytest.raises(SystemExit):
         sq.main(["--proxy", "nonsense", "--quick"])
     assert "--proxy 'nonsense'; valid: holdout" in capsys.readouterr().err
+
+
+def test_against_pairs_two_runs_on_their_shared_seeds(sq):
+    a = [
+        {**_cell(0, {"greedy": 0.90, "ddpg": 0.91}), "proxy": ["holdout", {}]},
+        {**_cell(1, {"greedy": 0.92, "ddpg": 0.91}), "proxy": ["holdout", {}]},
+    ]
+    b = [{**_cell(0, {"greedy": 0.93, "ddpg": 0.92}), "proxy": ["holdout-energy", {}]}]
+    text = sq.against(a, b, ["greedy", "ddpg"], "ddpg")
+    assert "holdout         ddpg >= every baseline in 1/1" in text
+    assert "holdout-energy  ddpg >= every baseline in 0/1" in text
+    assert "mean test: greedy 90.00, ddpg 91.00" in text  # seed 1 is not shared: left out
