@@ -148,7 +148,7 @@ class GreedyAgent(SearchAgent):
                 progress(1)
             return info
 
-        current = [len(d.levels) - 1 for d in task.decisions]
+        current = list(task.dense_choice)
         info = evaluate(current)
         acc, ratio = info["accuracy"], info["cost_ratio"]
         # Descent; the last evaluation is kept for a feasible fallback if it runs short.

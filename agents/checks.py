@@ -200,3 +200,31 @@ def read_user_file(path: str | Path, where: str, kind: str) -> str:
         raise ValueError(f"{where} is not UTF-8 text") from exc
     except OSError as exc:
         raise ValueError(f"cannot read {where}: {exc.strerror or exc}") from exc
+
+
+def read_yaml_mapping(path: str | Path, where: str) -> dict[str, Any]:
+    """A YAML file a user named that must hold a mapping (empty: ``{}``); ``ValueError``
+    naming the file (``where``) and the line of a syntax error otherwise."""
+    import yaml
+
+    try:
+        text = read_user_file(path, where, "YAML")
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"{where} is not valid YAML: {problem}{at}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"{where} is not valid YAML: nested too deeply") from exc
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ValueError(
+            f"{where} is not a YAML mapping of setting: value (it holds a "
+            f"{type(settings).__name__})"
+        )
+    return settings

@@ -71,30 +71,11 @@ def _fail(exc: BaseException) -> NoReturn:
 def load_config_file(path: Path) -> dict[str, Any]:
     """The settings of a ``--config`` YAML file (flat: the task's keys beside the
     search's), checked as a ``SearchConfig``; ``ValueError`` naming the file otherwise."""
-    from agents.checks import read_user_file
+    from agents.checks import read_yaml_mapping
     from agents.search import SearchConfig
 
     where = f"config file {str(path)!r}"
-    try:
-        text = read_user_file(path, where, "YAML")
-    except FileNotFoundError as exc:
-        raise ValueError(str(exc)) from exc
-    try:
-        settings = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ValueError(f"{where} is not valid YAML: {problem}{at}") from exc
-    except RecursionError as exc:
-        raise ValueError(f"{where} is not valid YAML: nested too deeply") from exc
-    if settings is None:
-        return {}
-    if not isinstance(settings, dict):
-        raise ValueError(
-            f"{where} is not a YAML mapping of setting: value (it holds a "
-            f"{type(settings).__name__})"
-        )
+    settings = read_yaml_mapping(path, where)
     # Unknown keys, types and ranges, named with the file; flags may override it later.
     SearchConfig.from_dict(settings, where=f"{where}: ")
     task = settings.get("task") or {}

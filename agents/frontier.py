@@ -186,7 +186,7 @@ class Front(SearchKind):
         grid = [float(b) for b in np.linspace(low, high, int(config.points))]
         front = frontier_points(agent, env, recorder, grid)
         dense_test = float(task.workload.meta.get("test_accuracy", float("nan")))
-        dense_holdout = env.score(tuple(len(d.levels) - 1 for d in task.decisions))
+        dense_holdout = env.score(task.dense_choice)
         for i, p in enumerate(front):
             model = pruned_model(
                 task, p.choice, finetune_steps=config.finetune_steps, seed=config.seed

@@ -49,7 +49,7 @@ def neighbours(
     """Feasible one-level moves around ``choice``: raise moves, then swap moves, each group
     in random order. Feasible means the exact cost ratio is within ``budget``."""
     base = [int(j) for j in choice]
-    tops = [len(d.levels) - 1 for d in task.decisions]
+    tops = task.dense_choice
     raisable = [i for i, j in enumerate(base) if j < tops[i]]
     within = budget + 1e-9
 

@@ -530,9 +530,7 @@ class FixedBudget(SearchKind):
             raise ValueError(f"no uniform policy fits budget {config.budget}")
         self.uniform = uniform
         self.uniform_info = env.evaluate_choice(tuple(uniform))
-        self.uniform_info["dense_holdout"] = env.score(
-            tuple(len(d.levels) - 1 for d in task.decisions)
-        )
+        self.uniform_info["dense_holdout"] = env.score(task.dense_choice)
 
     def log_start(self, run: Any, config: SearchConfig, task: PruningTask) -> None:
         """The references: uniform and dense."""

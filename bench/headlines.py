@@ -86,7 +86,7 @@ def finetuned_accuracy(task, choice: list[int]) -> float:
 
 
 def _dense(task) -> list[int]:
-    return [len(d.levels) - 1 for d in task.decisions]
+    return list(task.dense_choice)
 
 
 def kang() -> dict[str, Any]:

@@ -346,7 +346,7 @@ def feasible_policies(
 
 def dense_holdout(task, proxy) -> float:
     """The search proxy's score of the unpruned network (the reference of holdout loss)."""
-    return float(proxy.evaluate(task.masks([len(d.levels) - 1 for d in task.decisions])))
+    return float(proxy.evaluate(task.masks(task.dense_choice)))
 
 
 _TRUTHS: dict[tuple, float] = {}

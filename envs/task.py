@@ -161,6 +161,11 @@ class PruningTask:
                 masks.update({f"{name}.weight": m for name, m in d.masks[j].items()})
         return self.scheme.complete_masks(self.workload.model, masks)
 
+    @property
+    def dense_choice(self) -> tuple[int, ...]:
+        """The choice that keeps every weight (each decision's last level, density 1)."""
+        return tuple(len(d.levels) - 1 for d in self.decisions)
+
     def choice_for_densities(self, densities: dict[str, float]) -> list[int]:
         """Level indices realising per-layer ``densities`` (rounded down to a level)."""
         choice = []

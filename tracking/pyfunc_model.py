@@ -25,7 +25,11 @@ import torch.nn.functional as F  # noqa: N812
 
 
 def preprocess(images: Any, spec: dict[str, Any]) -> torch.Tensor:
-    """Raw images -> the network's input tensor, as the training data was prepared."""
+    """Raw images -> the network's input tensor, as the training data was prepared.
+
+    It restates ``envs.data.ImageSplit.batch`` on purpose: this file must load without
+    hwprune installed. ``tests/test_search.py`` checks both give the same accuracy.
+    """
     x = torch.as_tensor(np.asarray(images))
     if x.dim() == 3:
         x = x.unsqueeze(1)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -34,25 +33,9 @@ def _split(text: str, kind: type, flag: str) -> list[Any]:
 
 def load_sweep_file(path: Path) -> dict[str, Any]:
     """The settings of a sweep YAML file; ``ValueError`` naming the file otherwise."""
-    from agents.checks import read_user_file
+    from agents.checks import read_yaml_mapping
 
-    where = f"sweep file {str(path)!r}"
-    try:
-        text = read_user_file(path, where, "YAML")
-    except FileNotFoundError as exc:
-        raise ValueError(str(exc)) from exc
-    try:
-        settings = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValueError(f"{where} is not valid YAML: {problem}{at}") from exc
-    if settings is None:
-        return {}
-    if not isinstance(settings, dict):
-        raise ValueError(f"{where} is not a YAML mapping (it holds a {type(settings).__name__})")
-    return settings
+    return read_yaml_mapping(path, f"sweep file {str(path)!r}")
 
 
 def build_spec(
