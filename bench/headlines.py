@@ -1,8 +1,9 @@
 """The seeds' headlines on real data: each method hwprune is built on, against its paper.
 
-Measured on fashion-cnn (Fashion-MNIST, dense 93.05% test), every pruned network after the
-same fine-tune as the search-quality benchmark's truth (300 SGD steps of batch 64, lr 0.01,
-masks fixed; its dense reference gets the same fine-tune). Rows:
+Measured on fashion-cnn (Fashion-MNIST, dense 93.05% test) and, with ``--model
+resnet20-fashion``, on resnet20 (dense 93.13% test), every pruned network after the same
+fine-tune as the search-quality benchmark's truth (300 SGD steps of batch 64, lr 0.01, masks
+fixed; its dense reference gets the same fine-tune). Rows:
 
 - **Kang** (accelerator-aware, ~2x accelerator speed over unstructured): balanced and
   unstructured pruning at the same density, every layer at 25% (the released models'
@@ -16,13 +17,15 @@ masks fixed; its dense reference gets the same fine-tune). Rows:
   dense 32-bit weights of the pruned layers.
 - **Radu et al.** (channel-count cliffs: removing 12% of channels slowed a layer 2x;
   performance-aware pruning up to 3x faster with cuDNN): ``gpu-jetson-tx2`` latency of each
-  conv layer of fashion-cnn at batch 32 as its output channels shrink, the worst slowdown
+  conv layer of the network at batch 32 as its output channels shrink, the worst slowdown
   from removing at most 12% of a layer's channels; and the speed-up of the channel x GPU
   policies the search-quality benchmark found (read from its JSON, if present).
 
-Prints a table and writes ``bench/results/headlines.json``.
+Prints a table and writes ``bench/results/headlines.json`` (resnet20:
+``headlines_resnet20.json``).
 
     python bench/headlines.py
+    python bench/headlines.py --model resnet20-fashion
 """
 
 from __future__ import annotations
@@ -42,16 +45,46 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-MODEL = "fashion-cnn"
 FINETUNE_STEPS = 300
-OUT = ROOT / "bench" / "results" / "headlines.json"
-SEARCH_QUALITY = ROOT / "bench" / "results" / "search_quality.json"
+RESULTS = ROOT / "bench" / "results"
 
 
-def _task(scheme: str, hardware: str, **fields: Any):
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A network the headlines are measured on, and where its results live."""
+
+    label: str
+    model: str
+    data: str
+    out: Path
+    #: The search-quality results holding this network's channel x GPU searches.
+    search_quality: Path
+
+
+TARGETS: dict[str, Target] = {
+    "fashion-cnn": Target(
+        "fashion-cnn",
+        "fashion-cnn",
+        "fashion-mnist",
+        RESULTS / "headlines.json",
+        RESULTS / "search_quality.json",
+    ),
+    "resnet20-fashion": Target(
+        "resnet20-fashion",
+        "resnet20",
+        "fashion-mnist",
+        RESULTS / "headlines_resnet20.json",
+        RESULTS / "search_quality_resnet20.json",
+    ),
+}
+
+
+def _task(target: Target, scheme: str, hardware: str, **fields: Any):
     from envs import TaskSpec, make_task
 
-    return make_task(TaskSpec(model=MODEL, scheme=scheme, hardware=hardware, **fields))
+    return make_task(
+        TaskSpec(model=target.model, data=target.data, scheme=scheme, hardware=hardware, **fields)
+    )
 
 
 def _uniform(task, density: float) -> list[int]:
@@ -89,10 +122,10 @@ def _dense(task) -> list[int]:
     return list(task.dense_choice)
 
 
-def kang() -> dict[str, Any]:
+def kang(target: Target) -> dict[str, Any]:
     """Balanced against unstructured at 25% density on the lock-step PE array."""
-    bal = _task("balanced", "accel-kang-16")
-    uns = _task("unstructured", "accel-kang-16")
+    bal = _task(target, "balanced", "accel-kang-16")
+    uns = _task(target, "unstructured", "accel-kang-16")
     cb, cu = _uniform(bal, 0.25), _uniform(uns, 0.25)
     cycles = {
         "dense": bal.dense_cost.cycles,
@@ -131,21 +164,21 @@ def _uniform_sweep(task, extra) -> list[dict[str, Any]]:
     return rows
 
 
-def liang() -> dict[str, Any]:
+def liang(target: Target) -> dict[str, Any]:
     """Crossbar-grain uniform policies on reram-128: crossbars saved and accuracy lost."""
-    task = _task("crossbar", "reram-128", metric="resources")
+    task = _task(target, "crossbar", "reram-128", metric="resources")
     rows = _uniform_sweep(
         task, lambda c: {"crossbars": task.cost(c).resources, "crossbar_ratio": task.cost_ratio(c)}
     )
     return {"dense_crossbars": task.dense_cost.resources, "policies": rows}
 
 
-def ikr() -> dict[str, Any]:
+def ikr(target: Target) -> dict[str, Any]:
     """Uniform IKR levels: parameters and MACs kept, accuracy lost."""
     from envs import build_task
     from hwmodels import get_hardware
 
-    task = _task("ikr", "accel-kang-16")
+    task = _task(target, "ikr", "accel-kang-16")
     flops = build_task(task.workload, task.scheme, get_hardware("flops"), metric="latency")
     rows = _uniform_sweep(task, lambda c: {"macs_ratio": flops.cost_ratio(c)})
     for r in rows:
@@ -154,11 +187,11 @@ def ikr() -> dict[str, Any]:
     return {"policies": rows}
 
 
-def pcnn() -> dict[str, Any]:
+def pcnn(target: Target) -> dict[str, Any]:
     """Uniform pattern levels: storage with the SPM index against dense 32-bit weights."""
     from pruning.formats import encode
 
-    task = _task("pattern", "accel-kang-16")
+    task = _task(target, "pattern", "accel-kang-16")
     params = dict(task.workload.model.named_parameters())
     specs = {layer.name: layer for layer in task.layers}
 
@@ -178,13 +211,13 @@ def pcnn() -> dict[str, Any]:
     return {"policies": _uniform_sweep(task, storage)}
 
 
-def radu() -> dict[str, Any]:
+def radu(target: Target) -> dict[str, Any]:
     """GPU latency against output channels per conv layer (batch 32), and the searched
     channel policies' speed-up."""
     from hwmodels import get_hardware
 
     gpu = get_hardware("gpu-jetson-tx2", batch=32)
-    task = _task("channel", "gpu-jetson-tx2", hardware_params={"batch": 32})
+    task = _task(target, "channel", "gpu-jetson-tx2", hardware_params={"batch": 32})
     layers = []
     for spec in task.layers:
         if spec.kind != "conv":
@@ -209,10 +242,10 @@ def radu() -> dict[str, Any]:
             }
         )
     searched = []
-    if SEARCH_QUALITY.is_file():
-        doc = json.loads(SEARCH_QUALITY.read_text())
+    if target.search_quality.is_file():
+        doc = json.loads(target.search_quality.read_text())
         for c in doc.get("cells", []):
-            if c["model"] == MODEL and c["scheme"] == "channel":
+            if c["model"] == target.label and c["scheme"] == "channel":
                 for m, r in c["methods"].items():
                     searched.append(
                         {
@@ -230,7 +263,8 @@ def table(res: dict[str, Any]) -> str:
     """The headline table: measured figure beside the paper's."""
     k = res["kang"]
     lines = [
-        f"{'method (paper)':44s} measured on {MODEL} after a {FINETUNE_STEPS}-step fine-tune",
+        f"{'method (paper)':44s} measured on {res.get('model', 'fashion-cnn')} after a "
+        f"{FINETUNE_STEPS}-step fine-tune",
         f"{'Kang: ~2x over unstructured, equal density':44s} "
         f"{k['speedup_over_unstructured']:.2f}x fewer cycles at 25% density "
         f"(balanced {k['speedup_over_dense']['balanced']:.2f}x, unstructured "
@@ -302,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     """Measure every row, print the table, write JSON."""
     rows = {"kang": kang, "liang": liang, "ikr": ikr, "pcnn": pcnn, "radu": radu}
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--model", choices=list(TARGETS), default="fashion-cnn")
+    p.add_argument("--out", type=Path, help="default: per model (headlines[_resnet20].json)")
     p.add_argument(
         "--rows",
         nargs="+",
@@ -312,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--report", action="store_true", help="print the table of --out, run nothing")
     args = p.parse_args(argv)
+    target = TARGETS[args.model]
+    args.out = args.out or target.out
     res: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if args.report:
         if not res:
@@ -325,10 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.out} has no {', '.join(missing)} rows yet: measure them too (--rows)")
     for name in args.rows:
         t0 = time.perf_counter()
-        res[name] = rows[name]()
+        res[name] = rows[name](target)
         res.setdefault("seconds", {})[name] = time.perf_counter() - t0
         print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     res["finetune_steps"] = FINETUNE_STEPS
+    res["model"] = target.label
     print(table(res))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1, default=float))

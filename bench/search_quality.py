@@ -927,8 +927,9 @@ def main(argv: list[str] | None = None) -> int:
         return doc
 
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        # Slowest first (resnet20 cells), so the workers finish together.
-        order = sorted(cells, key=lambda c: not c["model"].startswith("resnet20"))
+        # Slowest first (resnet20 cells), so the workers finish together; seed by seed, so
+        # an interrupted run has covered every setting before it repeats any.
+        order = sorted(cells, key=lambda c: (not c["model"].startswith("resnet20"), c["seed"]))
         futures = {pool.submit(run_cell, c): ("cell", c) for c in order}
         futures.update({pool.submit(run_aware, c): ("aware", c) for c in aware})
         for fut in as_completed(futures):
