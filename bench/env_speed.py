@@ -5,8 +5,9 @@ Measures, on the 2-core development machine:
   speed does not depend on the weights) and digits-cnn, for a separable scheme
   (balanced) and a coupled one (channel: exact per-layer accounting);
 - the time of a terminal ``holdout`` evaluation (BN re-estimation, head re-fit, holdout
-  accuracy) on digits-cnn (300 holdout images) and fashion-cnn (1,000 of Fashion-MNIST's
-  holdout images, its default);
+  accuracy) on digits-cnn (300 holdout images), fashion-cnn and resnet20 on Fashion-MNIST
+  (1,000 of its holdout images, the default), with and without the BatchNorm-folded twin
+  the proxy scores through (``envs.folding``);
 - episodes per second of random actions for 1 and 2 environments (SB3 DummyVecEnv and
   SubprocVecEnv, one torch thread per process) on digits-cnn, and for 1 environment on
   fashion-cnn (skipped, with a note, where Fashion-MNIST is not installed).
@@ -67,18 +68,29 @@ def step_time_ms(model: str, scheme: str, hardware: str, episodes: int) -> dict:
     }
 
 
-def terminal_eval_ms(repeats: int, model: str = "digits-cnn") -> float:
-    """Median time (ms) of one ``holdout`` evaluation of ``model`` (distinct policies)."""
-    task = make_task(TaskSpec(model=model, scheme="balanced", hardware="accel-kang-16"))
+def terminal_eval_ms(
+    repeats: int, model: str = "digits-cnn", data: str | None = None
+) -> dict[str, float]:
+    """Median time (ms) of one ``holdout`` evaluation of ``model`` (distinct policies), as
+    the proxy runs it (``folded``: scored through the BatchNorm-folded twin) and with the
+    twin switched off (``unfolded``), alternating on the same policies so that both see
+    the same machine load."""
+    fields = {} if data is None else {"data": data}
+    task = make_task(TaskSpec(model=model, scheme="balanced", hardware="accel-kang-16", **fields))
     env = make_env(task, budget=0.5, proxy="holdout", cache_size=0)
+    proxy = env.proxy
+    twin = proxy._twin
     rng = np.random.default_rng(1)
-    times = []
+    times: dict[str, list[float]] = {"folded": [], "unfolded": []}
     for _ in range(repeats + 1):
-        choice = tuple(int(rng.integers(len(d.levels))) for d in task.decisions)
-        t = time.perf_counter()
-        env.proxy.evaluate(task.masks(choice))
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times[1:]))
+        masks = task.masks(tuple(int(rng.integers(len(d.levels))) for d in task.decisions))
+        for kind in times:
+            proxy._twin = twin if kind == "folded" else None
+            t = time.perf_counter()
+            proxy.evaluate(masks)
+            times[kind].append(time.perf_counter() - t)
+    proxy._twin = twin
+    return {k: 1e3 * float(np.median(v[1:])) for k, v in times.items()}
 
 
 def _env(**kwargs) -> object:
@@ -127,14 +139,19 @@ def main() -> None:
     print("timing terminal evaluations...", file=sys.stderr, flush=True)
     from envs.data import FASHION_MNIST_DIR, is_idx_dir
 
-    models = ["digits-cnn"] + (["fashion-cnn"] if is_idx_dir(FASHION_MNIST_DIR) else [])
-    term = {m: terminal_eval_ms(10 if args.quick else 50, m) for m in models}
+    fashion = is_idx_dir(FASHION_MNIST_DIR)
+    models = {"digits-cnn": ("digits-cnn", None)}
+    if fashion:
+        models["fashion-cnn"] = ("fashion-cnn", None)
+        models["resnet20-fashion"] = ("resnet20", "fashion-mnist")
+    term = {
+        label: terminal_eval_ms((3 if args.quick else 10) * (2 if "resnet" in label else 5), *md)
+        for label, md in models.items()
+    }
     print("timing episodes with 1 and 2 envs...", file=sys.stderr, flush=True)
     eps_rate = {n: episodes_per_second(n, 40 if args.quick else 200) for n in (1, 2)}
     fashion_rate = (
-        episodes_per_second(1, 10 if args.quick else 50, "fashion-cnn")
-        if "fashion-cnn" in models
-        else None
+        episodes_per_second(1, 10 if args.quick else 50, "fashion-cnn") if fashion else None
     )
 
     print(
@@ -149,7 +166,10 @@ def main() -> None:
         )
     print()
     for m, ms in term.items():
-        print(f"terminal holdout evaluation, {m}: {ms:.1f} ms")
+        print(
+            f"terminal holdout evaluation, {m}: {ms['folded']:.1f} ms "
+            f"({ms['unfolded']:.1f} ms without the BatchNorm-folded twin)"
+        )
     for n, rate in eps_rate.items():
         print(f"episodes/s with {n} env(s), digits-cnn + holdout: {rate:.1f}")
     if fashion_rate is None:

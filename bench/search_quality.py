@@ -749,8 +749,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--report",
         type=Path,
+        nargs="+",
         metavar="JSON",
-        help="print the tables of a results file written by this script, run nothing",
+        help="print the tables of results files written by this script (their cells "
+        "together: e.g. the fashion-cnn and resnet20 parts of the main track), run nothing",
     )
     p.add_argument(
         "--against",
@@ -777,10 +779,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.finetune_seeds < 1:
         p.error(f"--finetune-seeds must be >= 1, got {args.finetune_seeds}")
     if args.report is not None:
-        if not args.report.is_file():
-            p.error(f"--report: no such file {str(args.report)!r}")
-        doc = json.loads(args.report.read_text())
-        methods = list(dict.fromkeys(m for c in doc.get("cells", []) for m in c["methods"]))
+        doc: dict[str, list[dict[str, Any]]] = {"cells": [], "awareness": []}
+        for path in args.report:
+            if not path.is_file():
+                p.error(f"--report: no such file {str(path)!r}")
+            part = json.loads(path.read_text())
+            for key in doc:
+                doc[key] += part.get(key, [])
+        methods = list(dict.fromkeys(m for c in doc["cells"] for m in c["methods"]))
         if args.against is not None:
             if not args.against.is_file():
                 p.error(f"--against: no such file {str(args.against)!r}")

@@ -107,3 +107,22 @@ def test_against_pairs_two_runs_on_their_shared_seeds(sq):
     assert "holdout         ddpg >= every baseline in 1/1" in text
     assert "holdout-energy  ddpg >= every baseline in 0/1" in text
     assert "mean test: greedy 90.00, ddpg 91.00" in text  # seed 1 is not shared: left out
+
+
+def test_report_reads_the_cells_of_several_files_together(sq, tmp_path, capsys):
+    import json
+
+    base = {"uniform": 0.80, "random": 0.85, "greedy": 0.86, "tpe": 0.87, "cmaes": 0.84}
+    part_a = {"cells": [_cell(0, {**base, "ddpg": 0.90})]}
+    resnet = {**_cell(0, {**base, "ddpg": 0.86}), "model": "resnet20-fashion"}
+    part_b = {"cells": [resnet], "awareness": []}
+    files = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, doc in zip(files, (part_a, part_b), strict=True):
+        path.write_text(json.dumps(doc))
+    assert sq.main(["--report", *map(str, files)]) == 0
+    out = capsys.readouterr().out
+    # Both parts are settings of the one Fashion-MNIST track: 1 of the 2 is a win.
+    assert "ddpg on the fashion track" in out and "> uniform in 1/2" in out
+    with pytest.raises(SystemExit):
+        sq.main(["--report", str(files[0]), str(tmp_path / "missing.json")])
+    assert "no such file" in capsys.readouterr().err
