@@ -104,18 +104,20 @@ def _uniform_choices(task) -> list[list[int]]:
     return out
 
 
-_ACC: dict[tuple, float] = {}
+#: (id(task), choice) -> (task, accuracy). The task is kept so that its id is never reused
+#: by a later task (a freed task's id can be, and its choices would then hit this memo).
+_ACC: dict[tuple, tuple[Any, float]] = {}
 
 
 def finetuned_accuracy(task, choice: list[int]) -> float:
-    """Test accuracy after the benchmark's fine-tune (memoised per policy)."""
+    """Test accuracy after the benchmark's fine-tune (memoised per task and policy)."""
     from agents.finalize import pruned_model, test_accuracy
 
     key = (id(task), tuple(choice))
     if key not in _ACC:
         model = pruned_model(task, choice, finetune_steps=FINETUNE_STEPS, seed=0)
-        _ACC[key] = test_accuracy(task, model)
-    return _ACC[key]
+        _ACC[key] = (task, test_accuracy(task, model))
+    return _ACC[key][1]
 
 
 def _dense(task) -> list[int]:
