@@ -742,6 +742,13 @@ def main(argv: list[str] | None = None) -> int:
         help="search proxy of every cell (e.g. holdout-energy; default: each model's, "
         "SEARCH_PROXY); give it its own --out",
     )
+    p.add_argument(
+        "--proxy-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --proxy: one of its parameters (e.g. steps=5 for finetune); repeatable",
+    )
     p.add_argument("--no-aware", action="store_true")
     p.add_argument("--pairs", nargs="+", help="only these SCHEME:HARDWARE pairs")
     p.add_argument("--models", nargs="+", choices=list(WORKLOADS), help="only these workloads")
@@ -771,11 +778,25 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the cells already in --out and keep them (continue an interrupted run)",
     )
     args = p.parse_args(argv)
+    import yaml
+
+    proxy_params: dict[str, Any] = {}
+    for item in args.proxy_param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--proxy-param expects KEY=VALUE, got {item!r}")
+        proxy_params[key] = yaml.safe_load(value)  # 5 -> int, 0.01 -> float, as the CLI
+    if proxy_params and args.proxy is None:
+        p.error("--proxy-param needs --proxy (the proxy it is a parameter of)")
     if args.proxy is not None:
         from envs import list_proxies
 
         if args.proxy not in list_proxies():
             p.error(f"--proxy {args.proxy!r}; valid: {', '.join(list_proxies())}")
+        try:  # the search's own check: unknown keys name the valid ones
+            SearchConfig(proxy=args.proxy, proxy_params=proxy_params)
+        except (TypeError, ValueError) as exc:
+            p.error(f"--proxy-param: {exc}")
     if args.finetune_seeds < 1:
         p.error(f"--finetune-seeds must be >= 1, got {args.finetune_seeds}")
     if args.report is not None:
@@ -841,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
                         "finetune": args.finetune or FINETUNE.get(model, FINETUNE["default"]),
                         "finetune_seeds": args.finetune_seeds,
                         "methods": methods,
-                        **({"search_proxy": [args.proxy, {}]} if args.proxy else {}),
+                        **({"search_proxy": [args.proxy, proxy_params]} if args.proxy else {}),
                     }
                 )
     aware = []

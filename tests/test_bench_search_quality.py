@@ -126,3 +126,16 @@ def test_report_reads_the_cells_of_several_files_together(sq, tmp_path, capsys):
     with pytest.raises(SystemExit):
         sq.main(["--report", str(files[0]), str(tmp_path / "missing.json")])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_proxy_params_are_checked_before_any_cell_runs(sq, capsys):
+    with pytest.raises(SystemExit):
+        sq.main(["--proxy", "finetune", "--proxy-param", "stepz=5", "--quick"])
+    err = capsys.readouterr().err
+    assert "stepz" in err and "steps" in err  # names the bad key and the valid ones
+    with pytest.raises(SystemExit):
+        sq.main(["--proxy-param", "steps=5", "--quick"])
+    assert "needs --proxy" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sq.main(["--proxy", "finetune", "--proxy-param", "steps", "--quick"])
+    assert "KEY=VALUE" in capsys.readouterr().err
