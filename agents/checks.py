@@ -31,6 +31,30 @@ def parse_scientific(text: Any) -> Any:
     return text
 
 
+def parse_overrides(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, values parsed as YAML scalars (``0.5``, ``true``).
+
+    ``1e-3`` is read as a number too (YAML 1.1 would keep it as text). ``ValueError``
+    naming the item (and ``what`` it overrides) if it is not ``KEY=VALUE`` or its value
+    is not YAML.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{what} override {item!r} is not KEY=VALUE")
+        try:
+            out[key] = parse_scientific(yaml.safe_load(value))
+        except yaml.YAMLError:
+            raise ValueError(
+                f"{what} override {item!r}: {value!r} is not a YAML value (quote text)"
+            ) from None
+    return out
+
+
 def _num(x: float) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -42,25 +41,13 @@ def _global_options(
 
 
 def _parse_overrides(items: list[str] | None, what: str) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict, values parsed as YAML scalars (``0.5``, ``true``).
+    """``agents.checks.parse_overrides`` with its error as the CLI's bad parameter."""
+    from agents.checks import parse_overrides
 
-    ``1e-3`` is read as a number too (YAML 1.1 would keep it as text).
-    """
-    from agents.checks import parse_scientific
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise typer.BadParameter(f"{what} override {item!r} is not KEY=VALUE")
-        try:
-            out[key] = parse_scientific(yaml.safe_load(value))
-        except yaml.YAMLError:
-            raise typer.BadParameter(
-                f"{what} override {item!r}: {value!r} is not a YAML value (quote text)"
-            ) from None
-    return out
+    try:
+        return parse_overrides(items, what)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _fail(exc: BaseException) -> NoReturn:

@@ -778,14 +778,12 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the cells already in --out and keep them (continue an interrupted run)",
     )
     args = p.parse_args(argv)
-    import yaml
+    from agents.checks import parse_overrides
 
-    proxy_params: dict[str, Any] = {}
-    for item in args.proxy_param:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            p.error(f"--proxy-param expects KEY=VALUE, got {item!r}")
-        proxy_params[key] = yaml.safe_load(value)  # 5 -> int, 0.01 -> float, as the CLI
+    try:  # values read as the CLI's --hw-param / --hp: 5 -> int, 1e-3 -> float
+        proxy_params = parse_overrides(args.proxy_param, "--proxy-param")
+    except ValueError as exc:
+        p.error(str(exc))
     if proxy_params and args.proxy is None:
         p.error("--proxy-param needs --proxy (the proxy it is a parameter of)")
     if args.proxy is not None:
