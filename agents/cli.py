@@ -96,6 +96,14 @@ def search(
     seed: int = typer.Option(0, help="Random seed (same seed, same search)."),
     experiment: str = typer.Option("hwprune", help="MLflow experiment."),
     proxy: str = typer.Option("holdout", help="Accuracy proxy of the reward."),
+    shortlist: int = typer.Option(
+        0,
+        help="Re-score the search's N best policies with --shortlist-proxy and keep the "
+        "best by it (0: keep the search proxy's best).",
+    ),
+    shortlist_proxy: str = typer.Option(
+        "finetune", help="Proxy that re-scores the shortlist (parameters: config file)."
+    ),
     reward: str = typer.Option("accuracy", help="Reward form."),
     n_envs: int = typer.Option(1, "--n-envs", help="Parallel environments (subprocesses)."),
     data: str = typer.Option(

@@ -18,6 +18,7 @@ from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.finalize import log_pruned_model, pruned_model, test_accuracy
 from agents.recorder import EpisodeRecord, EpisodeRecorder
+from agents.shortlist import check_shortlist, rescore, shortlist
 from envs import (
     REWARD_FORMS,
     TASK_FIELDS,
@@ -25,6 +26,7 @@ from envs import (
     PruningTask,
     TaskSpec,
     make_env,
+    make_proxy,
     make_task,
     validate_names,
 )
@@ -50,6 +52,9 @@ class SearchConfig:
         agent: agent or baseline name; agent_params: its hyperparameter overrides.
         episodes: evaluated episodes. seed: seeds the workload and the search.
         proxy: accuracy proxy of the reward; proxy_params: its parameters.
+        shortlist: after the search, re-score its best ``shortlist`` distinct feasible
+            policies with ``shortlist_proxy`` (``shortlist_params``) and keep the best by
+            it (``agents.shortlist``); 0 keeps the search proxy's best. Fixed budgets only.
         reward: reward form. experiment: MLflow experiment.
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
@@ -68,6 +73,9 @@ class SearchConfig:
     seed: int = 0
     proxy: str = "holdout"
     proxy_params: dict[str, Any] = field(default_factory=dict)
+    shortlist: int = 0
+    shortlist_proxy: str = "finetune"
+    shortlist_params: dict[str, Any] = field(default_factory=dict)
     reward: str = "accuracy"
     experiment: str = "hwprune"
     n_envs: int = 1
@@ -125,6 +133,13 @@ class SearchConfig:
         validate_names(proxy=self.proxy)
         get_agent(self.agent, self.agent_params)  # names, keys and agent-side ranges
         _check_proxy_params(self.proxy, self.proxy_params)
+        check_shortlist(self.shortlist)
+        try:
+            validate_names(proxy=self.shortlist_proxy)
+            _check_proxy_params(self.shortlist_proxy, self.shortlist_params)
+        except (KeyError, ValueError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise type(exc)(f"shortlist_proxy {self.shortlist_proxy!r}: {message}") from None
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget {self.budget} is outside (0, 1]")
         if self.budgets is not None:
@@ -134,6 +149,11 @@ class SearchConfig:
                     f"budgets {low:g}:{high:g} must satisfy 0 < LOW < HIGH <= 1 (e.g. 0.3:0.8)"
                 )
             check_int("points", self.points, minimum=2)
+            if self.shortlist:
+                raise ValueError(
+                    f"shortlist {self.shortlist} applies to a fixed-budget search; a search "
+                    "over budgets (budgets LOW:HIGH) keeps each budget's best: pass shortlist 0"
+                )
         if self.reward not in REWARD_FORMS:
             raise ValueError(
                 f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
@@ -583,6 +603,8 @@ def _finish(
     best = recorder.best
     if best is None:
         raise RuntimeError("no episode ended within budget; this is a bug in the budget wall")
+    if config.shortlist:
+        best = _shortlist_pick(run, task, recorder, config)
 
     best_model = pruned_model(
         task, best.choice, finetune_steps=config.finetune_steps, seed=config.seed
@@ -641,6 +663,46 @@ def _finish(
     return result
 
 
+def _shortlist_pick(
+    run: Any, task: PruningTask, recorder: EpisodeRecorder, config: SearchConfig
+) -> EpisodeRecord:
+    """The best of the search's shortlist by ``config.shortlist_proxy``, logged as
+    ``shortlist.json`` (every candidate, both scores) and ``shortlist/*`` metrics."""
+    params = {"device": config.device, **config.shortlist_params}
+    proxy = make_proxy(task, config.shortlist_proxy, **params)
+    candidates = shortlist(recorder.history, config.shortlist)
+    ranked = rescore(candidates, lambda choice: proxy.evaluate(task.masks(tuple(choice))))
+    pick = ranked[0]
+    run.log_json(
+        {
+            "proxy": config.shortlist_proxy,
+            "params": config.shortlist_params,
+            "candidates": [
+                {
+                    "search_rank": r.rank,
+                    "episode": r.record.episode,
+                    "search_accuracy": r.record.accuracy,
+                    "shortlist_accuracy": r.score,
+                    "cost_ratio": r.record.cost_ratio,
+                    "choice": r.record.choice,
+                }
+                for r in ranked
+            ],
+        },
+        "shortlist.json",
+    )
+    by_rank = {r.rank: r.score for r in ranked}
+    run.log_metrics(
+        {
+            "shortlist/size": len(ranked),
+            "shortlist/pick_search_rank": pick.rank,
+            "shortlist/pick_accuracy": pick.score,
+            "shortlist/search_best_accuracy": by_rank[0],
+        }
+    )
+    return pick.record
+
+
 def summary_markdown(config: SearchConfig, result: SearchResult) -> str:
     """The run's description in the MLflow UI: what was searched and what it found."""
     s = result.summary()
@@ -662,6 +724,12 @@ def summary_markdown(config: SearchConfig, result: SearchResult) -> str:
         *(f"| {n} | {h:.4f} | {t:.4f} | {c:.4f} | {d:.4f} |" for n, h, t, c, d in rows),
         "",
         f"Best found at episode {result.best.episode}"
+        + (
+            f" (the best of the search's {config.shortlist} best policies re-scored by "
+            f"{config.shortlist_proxy})"
+            if config.shortlist
+            else ""
+        )
         + (
             f"; the last {result.refined_episodes} episodes refined it."
             if result.refined_episodes

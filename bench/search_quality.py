@@ -409,6 +409,64 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
             "seconds": secs,
             "choice": best.choice,
         }
+        if cell.get("shortlist"):
+            out["methods"][method]["shortlisted"] = _shortlisted(task, cell, rec)
+    return out
+
+
+def _shortlisted(task, cell: dict[str, Any], rec) -> dict[str, Any]:
+    """The search's shortlist re-scored as ``SearchConfig.shortlist`` does (``agents.
+    shortlist``), and the same truth for its pick: the figures of a search that ends so."""
+    from agents.finalize import pruned_model, test_accuracy
+    from agents.shortlist import rescore, shortlist
+
+    k, name, params = cell["shortlist"]
+    proxy = _proxy(cell["model"], task, (name, params))
+    t0 = time.perf_counter()
+    ranked = rescore(
+        shortlist(rec.history, k), lambda choice: proxy.evaluate(task.masks(tuple(choice)))
+    )
+    secs = time.perf_counter() - t0
+    pick = ranked[0].record
+    tests = [
+        truth(task, cell, pick.choice, j, pruned_model, test_accuracy)
+        for j in range(cell["finetune_seeds"])
+    ]
+    return {
+        "holdout": pick.accuracy,
+        "score": ranked[0].score,
+        "search_rank": ranked[0].rank,
+        "size": len(ranked),
+        "test": statistics.fmean(tests),
+        "tests": tests,
+        "cost_ratio": pick.cost_ratio,
+        "best_episode": pick.episode,
+        "rescore_seconds": secs,
+        "choice": pick.choice,
+    }
+
+
+def picked(cells: list[dict[str, Any]], pick: str) -> list[dict[str, Any]]:
+    """``cells`` with each method's figures those of its ``pick``: ``search`` (the search
+    proxy's best, as stored) or ``shortlist`` (its shortlist's pick; ``ValueError`` if a
+    cell was run without ``--shortlist``). Searches' episodes and seconds are kept."""
+    if pick == "search":
+        return cells
+    out = []
+    for c in cells:
+        methods = {}
+        for m, figs in c["methods"].items():
+            if "shortlisted" not in figs:
+                raise ValueError(
+                    f"{c['model']} {c['scheme']} b={c['budget']} seed={c['seed']}: {m} has no "
+                    "shortlist pick (run with --shortlist K)"
+                )
+            short = figs["shortlisted"]
+            methods[m] = {
+                **figs,
+                **{k: short[k] for k in ("holdout", "test", "tests", "cost_ratio")},
+            }
+        out.append({**c, "methods": methods})
     return out
 
 
@@ -589,7 +647,12 @@ def _setting(model: str, scheme: str, hw: str) -> dict[str, Any]:
 
 
 def against(
-    cells: list[dict[str, Any]], other: list[dict[str, Any]], methods: list[str], default: str
+    cells: list[dict[str, Any]],
+    other: list[dict[str, Any]],
+    methods: list[str],
+    default: str,
+    *,
+    names: tuple[str, str] | None = None,
 ) -> str:
     """Two runs of the same settings side by side (e.g. two search proxies), paired on
     the seeds both have: per setting each method's test accuracy, whether ``default`` is
@@ -603,7 +666,7 @@ def against(
 
     a, b = keyed(cells), keyed(other)
     shared = sorted(set(a) & set(b))
-    names = (label(cells), label(other))
+    names = names or (label(cells), label(other))
     head = f"{'model':<12} {'scheme':<12} {'budget':>6} {'seed':>4}  {'proxy':<15}"
     lines = [head + "".join(f"{m:>8}" for m in methods) + f"  {default} >= all"]
     wins = dict.fromkeys(names, 0)
@@ -749,6 +812,29 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="with --proxy: one of its parameters (e.g. steps=5 for finetune); repeatable",
     )
+    p.add_argument(
+        "--shortlist",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also end every search as SearchConfig.shortlist K does (re-score its K best "
+        "policies with --shortlist-proxy) and fine-tune that pick too (report: --pick)",
+    )
+    p.add_argument("--shortlist-proxy", default="finetune", help="proxy of --shortlist")
+    p.add_argument(
+        "--shortlist-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of --shortlist-proxy (e.g. steps=50); repeatable",
+    )
+    p.add_argument(
+        "--pick",
+        choices=("search", "shortlist"),
+        default="search",
+        help="with --report: each method's figures are its search's best (default) or its "
+        "shortlist's pick (runs made with --shortlist)",
+    )
     p.add_argument("--no-aware", action="store_true")
     p.add_argument("--pairs", nargs="+", help="only these SCHEME:HARDWARE pairs")
     p.add_argument("--models", nargs="+", choices=list(WORKLOADS), help="only these workloads")
@@ -795,6 +881,15 @@ def main(argv: list[str] | None = None) -> int:
             SearchConfig(proxy=args.proxy, proxy_params=proxy_params)
         except (TypeError, ValueError) as exc:
             p.error(f"--proxy-param: {exc}")
+    try:
+        shortlist_params = parse_overrides(args.shortlist_param, "--shortlist-param")
+        SearchConfig(
+            shortlist=args.shortlist,
+            shortlist_proxy=args.shortlist_proxy,
+            shortlist_params=shortlist_params,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        p.error(f"--shortlist: {exc.args[0] if exc.args else exc}")
     if args.finetune_seeds < 1:
         p.error(f"--finetune-seeds must be >= 1, got {args.finetune_seeds}")
     if args.report is not None:
@@ -806,13 +901,21 @@ def main(argv: list[str] | None = None) -> int:
             for key in doc:
                 doc[key] += part.get(key, [])
         methods = list(dict.fromkeys(m for c in doc["cells"] for m in c["methods"]))
+        try:
+            cells = picked(doc["cells"], args.pick)
+        except ValueError as exc:
+            p.error(f"--pick {args.pick}: {exc}")
         if args.against is not None:
             if not args.against.is_file():
                 p.error(f"--against: no such file {str(args.against)!r}")
             other = json.loads(args.against.read_text()).get("cells", [])
-            print(against(doc.get("cells", []), other, methods, methods[-1]))
+            names = None
+            if args.pick != "search":
+                proxies = "/".join(sorted({str(c.get("proxy", ["?"])[0]) for c in cells}))
+                names = (f"{proxies}+{args.pick}", f"{proxies}")
+            print(against(cells, other, methods, methods[-1], names=names))
             return 0
-        print(report(doc.get("cells", []), doc.get("awareness", []), methods))
+        print(report(cells, doc.get("awareness", []), methods))
         return 0
     warnings.filterwarnings("ignore")
     from agents.base import AGENTS
@@ -861,6 +964,11 @@ def main(argv: list[str] | None = None) -> int:
                         "finetune_seeds": args.finetune_seeds,
                         "methods": methods,
                         **({"search_proxy": [args.proxy, proxy_params]} if args.proxy else {}),
+                        **(
+                            {"shortlist": [args.shortlist, args.shortlist_proxy, shortlist_params]}
+                            if args.shortlist
+                            else {}
+                        ),
                     }
                 )
     aware = []

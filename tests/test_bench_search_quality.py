@@ -139,3 +139,77 @@ def test_proxy_params_are_checked_before_any_cell_runs(sq, capsys):
     with pytest.raises(SystemExit):
         sq.main(["--proxy", "finetune", "--proxy-param", "steps", "--quick"])
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_pick_shortlist_reports_each_methods_shortlist_pick(sq, capsys, tmp_path):
+    import json
+
+    base = {"uniform": 0.80, "random": 0.85, "greedy": 0.86, "tpe": 0.87, "cmaes": 0.90}
+    cell = _cell(0, {**base, "ddpg": 0.88})
+    for m, figs in cell["methods"].items():
+        # Each shortlist pick is 2 points better on test, ddpg's 5.
+        gain = 0.05 if m == "ddpg" else 0.02
+        figs["shortlisted"] = {
+            "holdout": figs["holdout"] - 0.001,
+            "test": figs["test"] + gain,
+            "tests": [figs["test"] + gain],
+            "cost_ratio": 0.49,
+        }
+    with_picks = sq.picked([cell], "shortlist")[0]["methods"]
+    assert with_picks["ddpg"]["test"] == pytest.approx(0.93)
+    assert with_picks["ddpg"]["episodes"] == 10  # the search's own figures stay
+    assert sq.picked([cell], "search") == [cell]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"cells": [cell]}))
+    assert sq.main(["--report", str(path), "--pick", "shortlist"]) == 0
+    assert "> uniform in 1/1" in capsys.readouterr().out
+    assert sq.main(["--report", str(path)]) == 0
+    assert "> uniform in 0/1" in capsys.readouterr().out
+    del cell["methods"]["tpe"]["shortlisted"]
+    path.write_text(json.dumps({"cells": [cell]}))
+    with pytest.raises(SystemExit):
+        sq.main(["--report", str(path), "--pick", "shortlist"])
+    assert "tpe has no shortlist pick" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shortlist", "-1"], "shortlist must be an integer >= 0"),
+        (["--shortlist", "3", "--shortlist-proxy", "finetun"], "Did you mean 'finetune'"),
+        (["--shortlist", "3", "--shortlist-param", "stepz=1"], "unknown parameter(s) stepz"),
+    ],
+)
+def test_shortlist_settings_are_checked_before_any_cell_runs(sq, capsys, args, message):
+    with pytest.raises(SystemExit):
+        sq.main([*args, "--quick"])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_cell_run_with_a_shortlist_fine_tunes_its_pick(sq):
+    cell = {
+        "model": "digits-cnn",
+        "scheme": "balanced",
+        "hardware": "accel-kang-16",
+        "budget": 0.5,
+        "metric": "latency",
+        "seed": 0,
+        "episodes": 8,
+        "finetune": 2,
+        "finetune_seeds": 1,
+        "methods": ["uniform", "random"],
+        "shortlist": [3, "finetune", {"steps": 2}],
+    }
+    out = sq.run_cell(cell)
+    uniform, random = out["methods"]["uniform"], out["methods"]["random"]
+    # One uniform policy: its shortlist is itself.
+    assert uniform["shortlisted"]["choice"] == uniform["choice"]
+    assert uniform["shortlisted"]["test"] == uniform["test"]
+    short = random["shortlisted"]
+    assert short["size"] == 3 and 0 <= short["search_rank"] < 3
+    assert short["cost_ratio"] <= 0.5 + 1e-9 and short["holdout"] <= random["holdout"]
+    if short["search_rank"] == 0:
+        assert short["choice"] == random["choice"] and short["test"] == random["test"]
+    else:
+        assert short["choice"] != random["choice"]

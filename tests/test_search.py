@@ -98,6 +98,8 @@ def test_export_of_unknown_run_fails_clearly(tmp_path):
         (["--hp", "bogus=1"], "unknown hyperparameter 'bogus'"),
         (["--hp", "refine_fraction=1"], "refine_fraction must be in [0, 1), got 1"),
         (["--budget", "0.01"], "least achievable cost ratio"),
+        (["--shortlist", "-1"], "shortlist must be an integer >= 0"),
+        (["--shortlist-proxy", "finetun"], "Did you mean 'finetune'"),
     ],
 )
 def test_search_rejects_bad_input_before_any_run(args, message, tmp_path):
