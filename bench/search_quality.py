@@ -366,11 +366,16 @@ def truth(task, cell: dict[str, Any], choice, k: int, pruned_model, test_accurac
     return _TRUTHS[key]
 
 
+#: Best distinct feasible policies kept per method and cell (``"top"``).
+TOP_KEPT = 16
+
+
 def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """One (model, pair, budget, seed): every method, then the same fine-tune for each."""
     import torch
 
     from agents.finalize import pruned_model, test_accuracy
+    from agents.shortlist import shortlist
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -408,6 +413,12 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
             "best_episode": best.episode,
             "seconds": secs,
             "choice": best.choice,
+            # The search's best distinct feasible policies, best first: what any rule that
+            # picks among them (agents.shortlist) needs, without running the search again.
+            "top": [
+                {"choice": r.choice, "holdout": r.accuracy, "cost_ratio": r.cost_ratio}
+                for r in shortlist(rec.history, TOP_KEPT)
+            ],
         }
         if cell.get("shortlist"):
             out["methods"][method]["shortlisted"] = _shortlisted(task, cell, rec)

@@ -213,3 +213,7 @@ def test_a_cell_run_with_a_shortlist_fine_tunes_its_pick(sq):
         assert short["choice"] == random["choice"] and short["test"] == random["test"]
     else:
         assert short["choice"] != random["choice"]
+    top = random["top"]
+    assert 3 <= len(top) <= sq.TOP_KEPT and top[0]["choice"] == random["choice"]
+    assert [t["holdout"] for t in top] == sorted((t["holdout"] for t in top), reverse=True)
+    assert len({tuple(t["choice"]) for t in top}) == len(top)
