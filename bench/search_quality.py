@@ -7,9 +7,10 @@ number of evaluated episodes (proxy evaluations) on the same task and proxy:
 - ``random``: random actions through the budget wall;
 - ``greedy``: dense start, lower the layer with the least proxy loss per unit of saved
   cost, then fill unused budget (``agents.baselines.GreedyAgent``);
-- the RL agents (``--agents``, default ``sac ddpg td3``), with their YAML hyperparameters
-  (learning, then refining their best policy in the last ``refine_fraction`` of the
-  episodes: ``agents.refine``).
+- ``tpe`` and ``cmaes``: Optuna's TPE and CMA-ES samplers, one trial per episode;
+- the RL agents (``--agents``, default the product's default agent, ``ddpg``), with their
+  YAML hyperparameters (learning, then refining their best policy in the last
+  ``refine_fraction`` of the episodes: ``agents.refine``).
 
 Per method it reports the best feasible holdout (proxy) accuracy, the test accuracy of
 that policy after the same short fine-tune (``finalize.pruned_model(...,
@@ -30,13 +31,18 @@ target's least achievable cost). Reported, per pair and flops budget
 - equal accuracy: ``c_f - c_t``, where ``c_t`` is the least target cost reached by the
   best policy of a target search whose holdout accuracy is >= ``a_f`` (0 if none is).
 
-Workloads (``WORKLOADS``): digits-cnn on the bundled digits (every pair), resnet20 on the
-same digits at 32x32 (``RESNET_PAIRS``), and digits-cnn on ``digits-aug``, distorted
-views of the same digits (``AUG_PAIRS``). On plain digits the fine-tuned accuracy of good
-policies saturates near dense and one of the 360 test images is 0.28 points, so the
-methods' differences drown in fine-tune noise; digits-aug leaves headroom and its 3,600
-test images resolve them. Each workload's search proxy is in ``SEARCH_PROXY``. The verdicts
-are counted per track: digits-cnn + resnet20, and digits-aug.
+Workloads (``WORKLOADS``) and tracks (``TRACKS``): the main track is on real data,
+fashion-cnn (every pair, ``FASHION_CNN_SETTINGS``) and resnet20 (``FASHION_RESNET_PAIRS``)
+on Fashion-MNIST, whose 10,000 test images resolve 0.01 points; the digits tracks of
+earlier rounds (digits-cnn and resnet20 on the bundled digits, digits-aug) are smoke
+tracks. Each workload's search proxy is in ``SEARCH_PROXY``; ``--proxy`` overrides it.
+The verdicts are counted per track.
+
+``--shortlist K`` also ends every search as ``SearchConfig.shortlist`` does
+(``agents.shortlist``: its K best distinct feasible policies re-scored by
+``--shortlist-proxy``) and fine-tunes that pick with the same truth, so one run measures
+both ends paired; ``--report --pick shortlist`` reports the picks. Every cell keeps each
+method's ``TOP_KEPT`` best distinct feasible policies (``"top"``).
 
 Writes ``bench/results/search_quality.json``; ``--quick`` is a CI-sized run. Pairs whose
 scheme or hardware preset is not registered are skipped with a note.
