@@ -36,7 +36,9 @@ fashion-cnn (every pair, ``FASHION_CNN_SETTINGS``) and resnet20 (``FASHION_RESNE
 on Fashion-MNIST, whose 10,000 test images resolve 0.01 points; the digits tracks of
 earlier rounds (digits-cnn and resnet20 on the bundled digits, digits-aug) are smoke
 tracks. Each workload's search proxy is in ``SEARCH_PROXY``; ``--proxy`` overrides it.
-The verdicts are counted per track.
+The verdicts are counted per track, with a league (``league``): how often each method is
+>= every other, the agent's paired differences to each baseline over the settings, and
+the count a search tied with the others would reach by chance (labels permuted).
 
 ``--shortlist K`` also ends every search as ``SearchConfig.shortlist`` does
 (``agents.shortlist``: its K best distinct feasible policies re-scored by
@@ -656,6 +658,73 @@ def _wins(cells: list[dict[str, Any]], agent: str, field: str) -> tuple[int, int
     return wins, len(groups)
 
 
+def league(
+    cells: list[dict[str, Any]],
+    methods: list[str],
+    agent: str,
+    *,
+    draws: int = 4000,
+    seed: int = 0,
+) -> str:
+    """Every method against all the others over the settings of ``cells``, on the mean
+    fine-tuned test accuracy over each setting's seeds.
+
+    Three views: per method, the settings where it is >= every other method (so whether
+    any baseline would meet the bar the agent is held to); ``agent`` against each baseline
+    paired per setting (mean difference +- standard error over settings; settings won,
+    tied, lost); and the count a search tied with the others would reach by chance: the
+    method labels of the searches (``uniform`` aside, it is one fixed policy) permuted
+    within each seed of each setting ``draws`` times, counting the settings where the
+    ``agent`` label is >= every baseline and > uniform.
+    """
+    import numpy as np
+
+    groups = [g for _, g in sorted(_by_setting(cells).items())]
+    present = [m for m in methods if all(m in c["methods"] for g in groups for c in g)]
+    if agent not in present or len(groups) < 2:
+        return ""
+    n = len(groups)
+    tests = [np.array([[c["methods"][m]["test"] for m in present] for c in g]) for g in groups]
+    means = np.array([t.mean(axis=0) for t in tests])  # settings x methods, fractions
+    lines = [f"\n## league over {n} settings (mean test accuracy over each setting's seeds)"]
+    for j, m in enumerate(present):
+        others = np.delete(means, j, axis=1)
+        top = int(np.sum(means[:, j] >= others.max(axis=1) - 1e-12))
+        mean = 100 * means[:, j].mean()
+        lines.append(f"{m:8s} >= every other method in {top:2d}/{n}; mean test {mean:.2f}")
+    a = present.index(agent)
+    for b in (m for m in BASELINES if m in present):
+        d = 100 * (means[:, a] - means[:, present.index(b)])
+        won, lost = int(np.sum(d > 1e-9)), int(np.sum(d < -1e-9))
+        se = d.std(ddof=1) / math.sqrt(n)
+        lines.append(
+            f"{agent} - {b:8s} {d.mean():+.2f} +- {se:.2f} (se over settings); settings won "
+            f"{won}, tied {n - won - lost}, lost {lost}"
+        )
+    searches = [j for j, m in enumerate(present) if m != "uniform"]
+    rivals = [j for j, m in enumerate(present) if m in BASELINES]
+    uni = present.index("uniform") if "uniform" in present else None
+
+    def bar(mean: np.ndarray) -> np.ndarray:  # (..., methods) -> the agent meets the bar
+        ok = np.all(mean[..., [a]] >= mean[..., rivals] - 1e-12, axis=-1)
+        return ok & (mean[..., a] > mean[..., uni] + 1e-12) if uni is not None else ok
+
+    observed = int(sum(bar(m) for m in means))
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(draws, dtype=int)
+    for t in tests:
+        sample = np.repeat(t[None], draws, axis=0)  # draws x seeds x methods
+        sample[..., searches] = rng.permuted(sample[..., searches], axis=2)
+        counts += bar(sample.mean(axis=1))
+    p = float(np.mean(counts >= observed))
+    lines.append(
+        f"chance: with the searches' labels permuted within each seed ({draws} draws), "
+        f"{agent} would be >= every baseline and > uniform in {counts.mean():.1f}/{n} "
+        f"settings on average; observed {observed}/{n}, P(>= {observed}) = {p:.3f}"
+    )
+    return "\n".join(lines)
+
+
 def _setting(model: str, scheme: str, hw: str) -> dict[str, Any]:
     return {
         **PAIR_SETTINGS.get((scheme, hw), {}),
@@ -729,6 +798,7 @@ def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: li
                 f"test in {wt}/{n}; test >= every baseline and > uniform in {met}/{n}"
             )
             lines.extend(line for line, _ in verdicts)
+            lines.append(league(mine, methods, a))
     if aware:
         agent, eps = aware[0]["agent"], aware[0]["episodes"]
         models = ", ".join(sorted({r["model"] for r in aware}))

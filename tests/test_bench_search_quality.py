@@ -86,6 +86,45 @@ def test_report_counts_a_loss_against_any_baseline(sq) -> None:
     assert "best baseline (cmaes) -2.00" in text
 
 
+def test_league_ranks_every_method_and_gives_the_chance_count(sq) -> None:
+    methods = [*sq.BASELINES, "ddpg"]
+    base = {"uniform": 0.80, "random": 0.85, "greedy": 0.86, "tpe": 0.87, "cmaes": 0.84}
+    # ddpg best in the settings at budgets 0.5 and 0.6, cmaes best at 0.7.
+    cells = [_cell(s, {**base, "ddpg": 0.88}, b) for s in range(2) for b in (0.5, 0.6)]
+    cells += [_cell(s, {**base, "cmaes": 0.90, "ddpg": 0.88}, 0.7) for s in range(2)]
+    text = sq.league(cells, methods, "ddpg")
+    assert "league over 3 settings" in text
+    assert "ddpg     >= every other method in  2/3" in text
+    assert "cmaes    >= every other method in  1/3" in text
+    assert "tpe      >= every other method in  0/3" in text
+    # vs cmaes: +4, +4, -2 points -> mean +2.00; se = sd / sqrt(3) = sqrt(12) / sqrt(3) = 2
+    assert "ddpg - cmaes    +2.00 +- 2.00 (se over settings); settings won 2, tied 0" in text
+    # Five searches with distinct values in each seed: by chance the ddpg label tops them in
+    # a setting when it tops both seeds' mean; it is observed 2/3 times.
+    assert "observed 2/3" in text
+    chance = float(text.split("> uniform in ")[1].split("/")[0])
+    assert 0.3 < chance < 1.5
+    # One setting (or no agent) is too few to rank anything.
+    assert sq.league([c for c in cells if c["budget"] == 0.5], methods, "ddpg") == ""
+    assert sq.league(cells, sq.BASELINES, "ddpg") == ""
+
+
+def test_league_chance_count_is_one_in_five_for_exchangeable_searches(sq) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    names = ["random", "greedy", "tpe", "cmaes", "ddpg"]
+    cells = [
+        _cell(
+            0, {"uniform": 0.5, **dict(zip(names, 0.8 + 0.01 * rng.permutation(5), strict=True))}, b
+        )
+        for b in np.linspace(0.1, 0.9, 10)
+    ]
+    text = sq.league(cells, [*sq.BASELINES, "ddpg"], "ddpg", draws=2000)
+    chance = float(text.split("> uniform in ")[1].split("/")[0])
+    assert chance == pytest.approx(10 / 5, abs=0.15)
+
+
 def test_a_cells_search_proxy_overrides_the_models(sq, capsys):
     assert sq.search_proxy("fashion-cnn") == sq.DEFAULT_SEARCH_PROXY
     assert sq.search_proxy("fashion-cnn", {"search_proxy": ["holdout-energy", {}]}) == (
