@@ -722,6 +722,14 @@ def league(
         f"{agent} would be >= every baseline and > uniform in {counts.mean():.1f}/{n} "
         f"settings on average; observed {observed}/{n}, P(>= {observed}) = {p:.3f}"
     )
+    # Per setting, how far the agent's mean is below the best baseline (<= 0: at the bar);
+    # the majority-th smallest is the lift that would put a majority at the bar.
+    short = np.sort(100 * (means[:, rivals].max(axis=1) - means[:, a]))
+    need = max(0.0, float(short[n // 2]))
+    lines.append(
+        f"distance to a majority ({n // 2 + 1}/{n}): {agent} {need:+.2f} points in every "
+        "setting's mean would put it >= every baseline in a majority"
+    )
     return "\n".join(lines)
 
 

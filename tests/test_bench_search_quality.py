@@ -104,6 +104,12 @@ def test_league_ranks_every_method_and_gives_the_chance_count(sq) -> None:
     assert "observed 2/3" in text
     chance = float(text.split("> uniform in ")[1].split("/")[0])
     assert 0.3 < chance < 1.5
+    assert "distance to a majority (2/3): ddpg +0.00 points" in text  # it already has 2/3
+    behind = [
+        _cell(s, {**base, "cmaes": 0.90, "ddpg": 0.88}, b) for s in range(2) for b in (0.5, 0.6)
+    ]
+    text = sq.league(behind + cells[-2:], methods, "ddpg")
+    assert "distance to a majority (2/3): ddpg +2.00 points" in text  # 2 points behind cmaes
     # One setting (or no agent) is too few to rank anything.
     assert sq.league([c for c in cells if c["budget"] == 0.5], methods, "ddpg") == ""
     assert sq.league(cells, sq.BASELINES, "ddpg") == ""
