@@ -8,6 +8,9 @@ Measures, on the 2-core development machine:
   accuracy) on digits-cnn (300 holdout images), fashion-cnn and resnet20 on Fashion-MNIST
   (1,000 of its holdout images, the default), with and without the BatchNorm-folded twin
   the proxy scores through (``envs.folding``);
+- the floating-point work of that evaluation (GFLOP) and the rate it runs at, against
+  this core's fp32 matrix-product rate (one thread): the time no fp32 implementation of
+  the same evaluation can beat on this core;
 - episodes per second of random actions for 1 and 2 environments (SB3 DummyVecEnv and
   SubprocVecEnv, one torch thread per process) on digits-cnn, and for 1 environment on
   fashion-cnn (skipped, with a note, where Fashion-MNIST is not installed).
@@ -93,6 +96,34 @@ def terminal_eval_ms(
     return {k: 1e3 * float(np.median(v[1:])) for k, v in times.items()}
 
 
+def eval_gflop(model: str = "digits-cnn", data: str | None = None) -> float:
+    """Floating-point work (GFLOP, convolutions and matrix products as
+    ``torch.utils.flop_counter`` counts them) of one ``holdout`` evaluation of ``model``:
+    BatchNorm re-estimation, head re-fit and the scoring pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fields = {} if data is None else {"data": data}
+    task = make_task(TaskSpec(model=model, scheme="balanced", hardware="accel-kang-16", **fields))
+    proxy = make_env(task, budget=0.5, proxy="holdout", cache_size=0).proxy
+    masks = task.masks(tuple(len(d.levels) // 2 for d in task.decisions))
+    with FlopCounterMode(display=False) as counter:
+        proxy.evaluate(masks)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This core's fp32 matrix-product rate (GFLOP/s, one thread, best of ``repeats``):
+    the rate a compute-bound evaluation cannot beat."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
 def _env(**kwargs) -> object:
     torch.set_num_threads(1)
     return make_env(**kwargs)
@@ -148,6 +179,8 @@ def main() -> None:
         label: terminal_eval_ms((3 if args.quick else 10) * (2 if "resnet" in label else 5), *md)
         for label, md in models.items()
     }
+    gflop = {label: eval_gflop(*md) for label, md in models.items()}
+    peak = matmul_gflops()
     print("timing episodes with 1 and 2 envs...", file=sys.stderr, flush=True)
     eps_rate = {n: episodes_per_second(n, 40 if args.quick else 200) for n in (1, 2)}
     fashion_rate = (
@@ -168,8 +201,11 @@ def main() -> None:
     for m, ms in term.items():
         print(
             f"terminal holdout evaluation, {m}: {ms['folded']:.1f} ms "
-            f"({ms['unfolded']:.1f} ms without the BatchNorm-folded twin)"
+            f"({ms['unfolded']:.1f} ms without the BatchNorm-folded twin); "
+            f"{gflop[m]:.2f} GFLOP, {gflop[m] / ms['folded'] * 1e3:.0f} GFLOP/s; "
+            f"{gflop[m] / peak * 1e3:.0f} ms at the matmul rate"
         )
+    print(f"this core's fp32 matmul rate (one thread, 2048 x 2048): {peak:.0f} GFLOP/s")
     for n, rate in eps_rate.items():
         print(f"episodes/s with {n} env(s), digits-cnn + holdout: {rate:.1f}")
     if fashion_rate is None:
@@ -185,6 +221,8 @@ def main() -> None:
                 "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
                 "steps": steps,
                 "holdout_eval_ms_median": term,
+                "holdout_eval_gflop": gflop,
+                "matmul_gflops_one_thread": peak,
                 "episodes_per_s": {str(k): v for k, v in eps_rate.items()},
                 "fashion_cnn_episodes_per_s": fashion_rate,
             },
