@@ -761,6 +761,8 @@ def against(
     a, b = keyed(cells), keyed(other)
     shared = sorted(set(a) & set(b))
     names = names or (label(cells), label(other))
+    if names[0] == names[1]:  # e.g. two runs of one proxy: keep their counts apart
+        names = (f"{names[0]} #1", f"{names[1]} #2")
     head = f"{'model':<12} {'scheme':<12} {'budget':>6} {'seed':>4}  {'proxy':<15}"
     lines = [head + "".join(f"{m:>8}" for m in methods) + f"  {default} >= all"]
     wins = dict.fromkeys(names, 0)

@@ -152,6 +152,10 @@ def test_against_pairs_two_runs_on_their_shared_seeds(sq):
     assert "holdout         ddpg >= every baseline in 1/1" in text
     assert "holdout-energy  ddpg >= every baseline in 0/1" in text
     assert "mean test: greedy 90.00, ddpg 91.00" in text  # seed 1 is not shared: left out
+    # Two runs with the same proxy (e.g. a rerun) are still counted apart.
+    text = sq.against(a, [{**b[0], "proxy": ["holdout", {}]}], ["greedy", "ddpg"], "ddpg")
+    assert "holdout #1      ddpg >= every baseline in 1/1" in text
+    assert "holdout #2      ddpg >= every baseline in 0/1" in text
 
 
 def test_report_reads_the_cells_of_several_files_together(sq, tmp_path, capsys):
