@@ -95,7 +95,11 @@ def search(
     episodes: int = typer.Option(300, help="Evaluated episodes."),
     seed: int = typer.Option(0, help="Random seed (same seed, same search)."),
     experiment: str = typer.Option("hwprune", help="MLflow experiment."),
-    proxy: str = typer.Option("holdout", help="Accuracy proxy of the reward."),
+    proxy: str = typer.Option(
+        None,
+        help="Accuracy proxy of the reward (default: the scheme's: a 5-step finetune for "
+        "channel, holdout otherwise).",
+    ),
     shortlist: int = typer.Option(
         0,
         help="Re-score the search's N best policies with --shortlist-proxy and keep the "

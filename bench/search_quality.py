@@ -236,10 +236,16 @@ _PROXIES: dict[str, Any] = {}
 
 
 def search_proxy(model: str, cell: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """The search proxy of a cell: ``--proxy``'s when the run gave one, else the model's."""
+    """The search proxy of a cell: ``--proxy``'s when the run gave one, else its scheme's
+    where the product gives the scheme its own (``agents.search.SCHEME_PROXIES``), else
+    the model's (``SEARCH_PROXY``)."""
+    from agents.search import SCHEME_PROXIES, default_proxy
+
     if cell is not None and cell.get("search_proxy"):
         name, params = cell["search_proxy"]
         return name, dict(params)
+    if cell is not None and cell.get("scheme") in SCHEME_PROXIES:
+        return default_proxy(cell["scheme"])
     return SEARCH_PROXY.get(model, DEFAULT_SEARCH_PROXY)
 
 
@@ -842,6 +848,31 @@ def report(cells: list[dict[str, Any]], aware: list[dict[str, Any]], methods: li
     return "\n".join(lines)
 
 
+def combine(
+    parts: list[tuple[str, dict[str, Any]]],
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """The cells and awareness rows of several results files read as one run.
+
+    A cell of a later file replaces the cell of the same setting and seed from an earlier
+    one (e.g. the channel settings re-run with their own search proxy); each replacement
+    is returned as a line naming both files, so a report says where its cells came from.
+    """
+    doc: dict[str, list[dict[str, Any]]] = {"cells": [], "awareness": []}
+    source: dict[tuple[str, tuple], str] = {}
+    notes: list[str] = []
+    for name, part in parts:
+        for key in doc:
+            incoming = part.get(key, [])
+            new = {_cell_key(c) for c in incoming}
+            gone = [c for c in doc[key] if _cell_key(c) in new]
+            if gone:
+                was = sorted({source[(key, _cell_key(c))] for c in gone})
+                notes.append(f"{len(gone)} {key} of {', '.join(was)} replaced by {name}'s")
+            doc[key] = [c for c in doc[key] if _cell_key(c) not in new] + incoming
+            source.update({(key, _cell_key(c)): name for c in incoming})
+    return doc, notes
+
+
 def _cell_key(c: dict[str, Any]) -> tuple:
     """What identifies a cell (or awareness row) across runs of this script."""
     return (c["model"], c["scheme"], c["hardware"], c["budget"], c["seed"])
@@ -942,7 +973,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         metavar="JSON",
         help="print the tables of results files written by this script (their cells "
-        "together: e.g. the fashion-cnn and resnet20 parts of the main track), run nothing",
+        "together: e.g. the fashion-cnn and resnet20 parts of the main track; a later "
+        "file's cell replaces an earlier one's of the same setting and seed), run nothing",
     )
     p.add_argument(
         "--against",
@@ -990,13 +1022,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.finetune_seeds < 1:
         p.error(f"--finetune-seeds must be >= 1, got {args.finetune_seeds}")
     if args.report is not None:
-        doc: dict[str, list[dict[str, Any]]] = {"cells": [], "awareness": []}
+        parts = []
         for path in args.report:
             if not path.is_file():
                 p.error(f"--report: no such file {str(path)!r}")
-            part = json.loads(path.read_text())
-            for key in doc:
-                doc[key] += part.get(key, [])
+            parts.append((str(path), json.loads(path.read_text())))
+        doc, replaced = combine(parts)
+        for line in replaced:
+            print(line)
         methods = list(dict.fromkeys(m for c in doc["cells"] for m in c["methods"]))
         try:
             cells = picked(doc["cells"], args.pick)

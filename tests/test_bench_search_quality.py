@@ -137,6 +137,18 @@ def test_a_cells_search_proxy_overrides_the_models(sq, capsys):
         "holdout-energy",
         {},
     )
+    # A scheme with its own search proxy in the product gets it here too, unless --proxy.
+    channel = {"model": "resnet20-fashion", "scheme": "channel"}
+    assert sq.search_proxy("resnet20-fashion", channel) == (
+        "finetune",
+        {"steps": 5, "batch_size": 32},
+    )
+    crossbar = {**channel, "scheme": "crossbar"}
+    assert sq.search_proxy("resnet20-fashion", crossbar) == sq.search_proxy("resnet20-fashion")
+    assert sq.search_proxy("resnet20-fashion", {**channel, "search_proxy": ["holdout", {}]}) == (
+        "holdout",
+        {},
+    )
     with pytest.raises(SystemExit):
         sq.main(["--proxy", "nonsense", "--quick"])
     assert "--proxy 'nonsense'; valid: holdout" in capsys.readouterr().err
@@ -175,6 +187,26 @@ def test_report_reads_the_cells_of_several_files_together(sq, tmp_path, capsys):
     with pytest.raises(SystemExit):
         sq.main(["--report", str(files[0]), str(tmp_path / "missing.json")])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_later_files_cell_replaces_the_same_setting_and_seed(sq, tmp_path, capsys):
+    import json
+
+    base = {"uniform": 0.80, "random": 0.85, "greedy": 0.86, "tpe": 0.87, "cmaes": 0.84}
+    main_run = {"cells": [_cell(0, {**base, "ddpg": 0.83}), _cell(1, {**base, "ddpg": 0.83})]}
+    rerun = {"cells": [_cell(1, {**base, "ddpg": 0.90})]}  # seed 1 again, another proxy
+    files = [tmp_path / "main.json", tmp_path / "rerun.json"]
+    for path, doc in zip(files, (main_run, rerun), strict=True):
+        path.write_text(json.dumps(doc))
+    doc, notes = sq.combine([(f.name, json.loads(f.read_text())) for f in files])
+    assert sorted(c["seed"] for c in doc["cells"]) == [0, 1]
+    assert {c["seed"]: c["methods"]["ddpg"]["test"] for c in doc["cells"]} == {0: 0.83, 1: 0.90}
+    assert notes == ["1 cells of main.json replaced by rerun.json's"]
+    assert sq.main(["--report", *map(str, files)]) == 0
+    out = capsys.readouterr().out
+    assert f"1 cells of {files[0]} replaced by {files[1]}'s" in out
+    # One setting of two seeds (not three): ddpg's mean 86.50 is below tpe's 87.00.
+    assert "> uniform in 0/1" in out
 
 
 def test_proxy_params_are_checked_before_any_cell_runs(sq, capsys):

@@ -176,6 +176,35 @@ def test_unknown_device_is_rejected():
         SearchConfig(device="tpu")
 
 
+@pytest.mark.parametrize("scheme", ["balanced", "unstructured", "channel", "crossbar", "pattern"])
+def test_an_unnamed_proxy_is_the_schemes_and_the_config_holds_it(scheme):
+    from agents.search import default_proxy
+    from envs import TaskSpec
+
+    hardware = {"channel": "gpu-jetson-tx2", "crossbar": "reram-128"}.get(scheme, "accel-kang-16")
+    config = SearchConfig(task=TaskSpec(scheme=scheme, hardware=hardware))
+    name, params = default_proxy(scheme)
+    assert (config.proxy, config.proxy_params) == (name, params)
+    assert name == ("finetune" if scheme == "channel" else "holdout")
+    # The stored config names it, so a resumed or re-read search scores the same way.
+    again = SearchConfig.from_dict(config.as_dict())
+    assert (again.proxy, again.proxy_params) == (name, params)
+
+
+def test_a_named_proxy_or_parameter_wins_over_the_schemes():
+    from envs import TaskSpec
+
+    channel = TaskSpec(scheme="channel", hardware="gpu-jetson-tx2")
+    assert SearchConfig(task=channel, proxy="holdout").proxy_params == {}
+    tuned = SearchConfig(task=channel, proxy_params={"steps": 9})
+    assert tuned.proxy == "finetune"
+    assert tuned.proxy_params == {"steps": 9, "batch_size": 32}
+    with pytest.raises(
+        ValueError, match="unknown parameter\\(s\\) refit_head for proxy 'finetune'"
+    ):
+        SearchConfig(task=channel, proxy_params={"refit_head": False})
+
+
 def test_final_model_is_the_network_the_proxy_scored():
     from agents.finalize import pruned_model
     from envs import get_proxy, make_task
