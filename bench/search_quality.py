@@ -35,7 +35,9 @@ Workloads (``WORKLOADS``) and tracks (``TRACKS``): the main track is on real dat
 fashion-cnn (every pair, ``FASHION_CNN_SETTINGS``) and resnet20 (``FASHION_RESNET_PAIRS``)
 on Fashion-MNIST, whose 10,000 test images resolve 0.01 points; the digits tracks of
 earlier rounds (digits-cnn and resnet20 on the bundled digits, digits-aug) are smoke
-tracks. Each workload's search proxy is in ``SEARCH_PROXY``; ``--proxy`` overrides it.
+tracks. A cell's search proxy is its scheme's where the product gives the scheme one
+(``agents.search.SCHEME_PROXIES``: ``channel``), else its workload's (``SEARCH_PROXY``);
+``--proxy`` overrides both. ``--aware-only`` runs just the hardware-awareness check.
 The verdicts are counted per track, with a league (``league``): how often each method is
 >= every other, the agent's paired differences to each baseline over the settings, and
 the count a search tied with the others would reach by chance (labels permuted).
@@ -507,8 +509,10 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
         "hardware_params": cell.get("hardware_params"),
         "scheme_params": cell.get("scheme_params"),
     }
-    target, proxy = _task_and_proxy(*names, **params)
-    flops, fproxy = _task_and_proxy(*names, **params, cost_on="flops")
+    # Both searches score on the pair's own search proxy (the scheme's, as in the cells).
+    spec = search_proxy(cell["model"], cell)
+    target, proxy = _task_and_proxy(*names, **params, proxy=spec)
+    flops, fproxy = _task_and_proxy(*names, **params, cost_on="flops", proxy=spec)
     agent, budget, eps, seed = cell["agent"], cell["budget"], cell["episodes"], cell["seed"]
     budget = max(budget, flops.min_cost_ratio + 1e-6)
     t0 = time.perf_counter()
@@ -529,6 +533,7 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
     c_t = min(reached) if reached else c_f
     return {
         **cell,
+        "proxy": spec,
         "flops_budget": budget,
         "flops_policy_flops_cost": rec_f.best.cost_ratio,
         "flops_policy_target_cost": c_f,
@@ -964,6 +969,11 @@ def main(argv: list[str] | None = None) -> int:
         "shortlist's pick (runs made with --shortlist)",
     )
     p.add_argument("--no-aware", action="store_true")
+    p.add_argument(
+        "--aware-only",
+        action="store_true",
+        help="run only the hardware-awareness check, not the search-quality cells",
+    )
     p.add_argument("--pairs", nargs="+", help="only these SCHEME:HARDWARE pairs")
     p.add_argument("--models", nargs="+", choices=list(WORKLOADS), help="only these workloads")
     p.add_argument("--out", type=Path, default=OUT)
@@ -1019,6 +1029,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (KeyError, TypeError, ValueError) as exc:
         p.error(f"--shortlist: {exc.args[0] if exc.args else exc}")
+    if args.aware_only and (args.no_aware or args.quick):
+        p.error("--aware-only runs only the awareness check, which --no-aware and --quick skip")
     if args.finetune_seeds < 1:
         p.error(f"--finetune-seeds must be >= 1, got {args.finetune_seeds}")
     if args.report is not None:
@@ -1101,6 +1113,8 @@ def main(argv: list[str] | None = None) -> int:
                         ),
                     }
                 )
+    if args.aware_only:
+        cells = []
     aware = []
     aware_models = [m for m in models if m in AWARE_SETTINGS]
     if not args.no_aware:
@@ -1128,6 +1142,11 @@ def main(argv: list[str] | None = None) -> int:
                                 "seed": s,
                                 "episodes": args.aware_episodes or episodes[model],
                                 "agent": args.agents[0],
+                                **(
+                                    {"search_proxy": [args.proxy, proxy_params]}
+                                    if args.proxy
+                                    else {}
+                                ),
                             }
                         )
     keep_old = (args.merge or args.resume) and args.out.exists()

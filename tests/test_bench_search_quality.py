@@ -298,3 +298,38 @@ def test_a_cell_run_with_a_shortlist_fine_tunes_its_pick(sq):
     assert 3 <= len(top) <= sq.TOP_KEPT and top[0]["choice"] == random["choice"]
     assert [t["holdout"] for t in top] == sorted((t["holdout"] for t in top), reverse=True)
     assert len({tuple(t["choice"]) for t in top}) == len(top)
+
+
+@pytest.mark.parametrize("other", ["--no-aware", "--quick"])
+def test_aware_only_refuses_the_flags_that_skip_the_awareness_check(sq, capsys, other):
+    with pytest.raises(SystemExit):
+        sq.main(["--aware-only", other])
+    assert "--aware-only runs only the awareness check" in capsys.readouterr().err
+
+
+def test_an_awareness_row_searches_on_its_schemes_proxy(sq, monkeypatch):
+    seen = []
+    real = sq._task_and_proxy
+
+    def spy(*names, proxy=None, **params):
+        seen.append(proxy)
+        return real(*names, proxy=proxy, **params)
+
+    monkeypatch.setattr(sq, "_task_and_proxy", spy)
+    monkeypatch.setitem(sq.WORKLOADS, "digits-cnn", ("digits-cnn", None))
+    row = {
+        "model": "digits-cnn",
+        "scheme": "channel",
+        "hardware": "gpu-jetson-tx2",
+        "hardware_params": {"batch": 32},
+        "scheme_params": {},
+        "budget": 0.75,
+        "metric": "latency",
+        "seed": 0,
+        "episodes": 2,
+        "agent": "random",
+    }
+    out = sq.run_aware(row)
+    assert seen == [("finetune", {"steps": 5, "batch_size": 32})] * 2
+    assert out["proxy"] == ("finetune", {"steps": 5, "batch_size": 32})
+    assert out["flops_policy_target_cost"] >= out["target_dense_floor"]
