@@ -1061,6 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.filterwarnings("ignore")
     from agents.base import AGENTS
+    from agents.search import SCHEME_PROXIES
 
     for name in args.agents:
         AGENTS.check(name)
@@ -1170,6 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
         "finetune_seeds": args.finetune_seeds,
         "methods": methods,
         "search_proxy": SEARCH_PROXY,
+        "scheme_proxies": SCHEME_PROXIES,
         "quick": args.quick,
         "cpu_count": os.cpu_count(),
         "command": " ".join(sys.argv),

@@ -316,7 +316,6 @@ def test_an_awareness_row_searches_on_its_schemes_proxy(sq, monkeypatch):
         return real(*names, proxy=proxy, **params)
 
     monkeypatch.setattr(sq, "_task_and_proxy", spy)
-    monkeypatch.setitem(sq.WORKLOADS, "digits-cnn", ("digits-cnn", None))
     row = {
         "model": "digits-cnn",
         "scheme": "channel",
