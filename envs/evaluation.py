@@ -175,6 +175,25 @@ def reestimate_batchnorm(
     return model
 
 
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image of the batch ``x`` by up to ``pad`` pixels each way (pad and crop).
+
+    The border is filled with each image's least value (the background of normalised
+    Fashion-MNIST or digits), not zero, which after normalisation is a mid grey.
+    """
+    n, c, h, w = x.shape
+    fill = x.amin(dim=(1, 2, 3), keepdim=True)
+    padded = fill.expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+    padded[:, :, pad : pad + h, pad : pad + w] = x
+    dy = torch.randint(0, 2 * pad + 1, (n, 1, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1, 1), generator=generator)
+    rows = dy + torch.arange(h).view(1, h, 1)
+    cols = dx + torch.arange(w).view(1, 1, w)
+    # Advanced indices around a slice put their broadcast dims first: (n, h, w, c).
+    out = padded[torch.arange(n).view(n, 1, 1), :, rows, cols]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
 def finetune(
     model: nn.Module,
     train: DataLike,
@@ -187,9 +206,11 @@ def finetune(
     schedule: str = "constant",
     label_smoothing: float = 0.0,
     hflip: bool = False,
+    crop: int = 0,
     seed: int = 0,
     device: str | torch.device | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` for ``steps`` SGD steps on ``train``; returns it in eval mode.
 
@@ -199,7 +220,9 @@ def finetune(
     Batches are drawn epoch by epoch from a permutation seeded by ``seed``, so the same
     call gives the same result. ``schedule`` is ``"constant"`` or ``"cosine"`` (decay to
     0 over ``steps``). ``hflip`` mirrors a random half of every batch (augmentation for
-    mirror-symmetric classes). Parameters reparametrised by ``torch.nn.utils.prune`` (``*_orig``
+    mirror-symmetric classes); ``crop`` shifts every image by up to that many pixels each
+    way (pad-and-crop, padded with the image's background, i.e. its least value).
+    ``on_step(step)`` is called after every optimiser step (for progress bars). Parameters reparametrised by ``torch.nn.utils.prune`` (``*_orig``
     times a ``*_mask`` buffer) receive zero gradient where masked, so pruned weights stay
     pruned: fine-tuning with masks held fixed needs nothing special.
     """
@@ -207,6 +230,8 @@ def finetune(
         raise ValueError(f"steps must be >= 0, got {steps}")
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"unknown schedule {schedule!r}; valid choices: constant, cosine")
+    if crop < 0:
+        raise ValueError(f"crop must be >= 0 pixels, got {crop}")
     if steps == 0:
         return model.eval()
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
@@ -235,6 +260,8 @@ def finetune(
             if hflip:
                 flip = torch.rand(x.shape[0], generator=gen) < 0.5
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            if crop:
+                x = random_shift(x, crop, gen)
             loss = F.cross_entropy(
                 model(x.to(dev, non_blocking=True)),
                 y.to(dev, non_blocking=True),
@@ -246,6 +273,8 @@ def finetune(
             if sched is not None:
                 sched.step()
             step += 1
+            if on_step is not None:
+                on_step(step)
         epoch += 1
         if on_epoch is not None:
             on_epoch(epoch, step)

@@ -151,6 +151,47 @@ class CifarVGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+#: fashion-vgg: VGG-11's eight 3x3 convs at a sixth of its widths (about 1.17 M parameters).
+FASHION_VGG_WIDTHS = (16, 32, 64, 64, 128, 128, 256, 256)
+#: After which convs (0-based) fashion-vgg max-pools: 28 -> 14 -> 7 -> 3. VGG-11's fourth and
+#: fifth pools are left out so that no 3x3 conv runs on a 1x1 map, where 8 of its 9 taps would
+#: only ever see padding (dead weights that would make pruning look easier than it is).
+FASHION_VGG_POOLS = (0, 1, 3)
+
+
+class FashionVGG(nn.Module):
+    """VGG-11 layout with BatchNorm for 28x28 inputs: an over-parameterised pruning workload.
+
+    Eight 3x3 conv + BatchNorm + ReLU layers of widths :data:`FASHION_VGG_WIDTHS`, max-pooling
+    after the convs in :data:`FASHION_VGG_POOLS`, global average pooling and one linear
+    classifier: 1.17 M parameters and 13.7 M multiply-accumulates per 28x28 image.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = FASHION_VGG_WIDTHS,
+        pools: Sequence[int] = FASHION_VGG_POOLS,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            if i in pools:
+                layers.append(nn.MaxPool2d(2))
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape ``(N, num_classes)``."""
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 #: CIFAR-style architectures: name -> builder(in_channels, num_classes).
 CIFAR_MODELS = {
     "resnet20": lambda c, k: CifarResNet(depth=20, in_channels=c, num_classes=k),

@@ -61,12 +61,23 @@ class PruningScheme(ABC):
         """
         return masks
 
+    def floors(self, layer: LayerSpec) -> np.ndarray:
+        """The least requested density each level answers (ascending, one per level).
+
+        A level realised by rounding a nominal density (the count nearest to ``j / steps``)
+        can lie a hair above it; its floor is the nominal density, so that a request of
+        exactly ``j / steps`` gets that level rather than one a whole step below. Default:
+        the levels themselves.
+        """
+        return self.levels(layer)
+
     def snap(self, density: float, layer: LayerSpec, *, exact: bool = False) -> float:
-        """The level used for a requested ``density``: the nearest at or below it."""
+        """The level used for a requested ``density``: the highest whose floor is at or
+        below it (the nearest level at or below it, or the grid level a hair above it)."""
         lv = self.levels(layer)
         if not 0.0 < density <= 1.0:
             raise ValueError(f"density {density} is outside (0, 1]")
-        idx = int(np.searchsorted(lv, density + 1e-9, side="right")) - 1
+        idx = int(np.searchsorted(self.floors(layer), density + 1e-9, side="right")) - 1
         if exact and (idx < 0 or abs(lv[idx] - density) > 1e-9):
             shown = ", ".join(f"{x:.4g}" for x in lv[:12]) + (", ..." if len(lv) > 12 else "")
             raise ValueError(

@@ -62,9 +62,11 @@ def test_scheme_contract(name, layer):
         enc = encode(scheme, w, m, layer)
         assert torch.equal(enc.decode(), torch.where(m, w, torch.zeros_like(w)))
     assert masks[-1].all(), "the dense level keeps every weight"
-    # A density between two levels rounds down; exact=True refuses it.
+    # A density between a level and the next level's floor rounds down; exact=True refuses it.
+    floors = scheme.floors(layer)
+    assert len(floors) == len(levels) and np.all(floors <= levels)
     if len(levels) > 1:
-        mid = float(levels[0] + levels[1]) / 2
+        mid = float(levels[0] + floors[1]) / 2
         assert torch.equal(scheme.mask(w, mid, layer), masks[0])
         with pytest.raises(ValueError, match="not a level"):
             scheme.mask(w, mid, layer, exact=True)
@@ -130,3 +132,70 @@ def test_every_scheme_on_vgg11():
     torch.manual_seed(0)
     model = torchvision.models.vgg11(weights=None)
     _check_network(model, torch.randn(1, 3, 32, 32), list_schemes())
+
+
+#: Layer sizes where a grid count lies a hair above its grid point (4,608, 73,728 and
+#: 147,456 weights keep 461, 7,373 and 14,746 at 0.1), beside the contract layers.
+SNAP_LAYERS = [
+    LayerSpec("c16_32", "conv", 16, 32, (3, 3)),
+    LayerSpec("c64_128", "conv", 64, 128, (3, 3)),
+    LayerSpec("c128_128", "conv", 128, 128, (3, 3)),
+    LayerSpec("first", "conv", 3, 16, (3, 3)),
+    *LAYERS,
+]
+#: Requests users type: a 20-step grid, n-of-16 and k-of-9 fractions, and a few odd ones.
+SNAP_REQUESTS = sorted(
+    {round(j / 20, 12) for j in range(1, 21)}
+    | {n / 16 for n in range(1, 17)}
+    | {k / 9 for k in range(1, 10)}
+    | {0.33, 0.123, 0.7071}
+)
+
+
+@pytest.mark.parametrize("name", list_schemes())
+@pytest.mark.parametrize("layer", SNAP_LAYERS, ids=lambda ly: ly.name)
+def test_snap_never_falls_a_whole_level_below(name, layer):
+    """A request gets at least the nearest level at or under it, counting a level a hair
+    (0.1%) above the request as at it (a grid count rounded up), so never a whole level
+    below it; and never more than the nearest level at or over it."""
+    scheme = get_scheme(name)
+    levels = scheme.levels(layer)
+    w = _weight(layer, seed=1)
+    for d in SNAP_REQUESTS:
+        got = scheme.snap(d, layer)  # the level the mask realises (in the scheme's units)
+        assert torch.equal(scheme.mask(w, d, layer), scheme.mask(w, got, layer, exact=True))
+        at_or_under = levels[levels <= d * (1 + 1e-3) + 1e-9]
+        floor = at_or_under[-1] if len(at_or_under) else levels[0]
+        ceiling = levels[levels >= d - 1e-9][0]
+        assert floor - 1e-9 <= got <= ceiling + 1e-9, (d, got, floor, ceiling)
+
+
+@pytest.mark.parametrize("layer", SNAP_LAYERS, ids=lambda ly: ly.name)
+@pytest.mark.parametrize("steps", [10, 20])
+def test_unstructured_grid_request_gets_its_grid_count(layer, steps):
+    """``j / steps`` keeps exactly the count ``torch.nn.utils.prune`` would keep for it
+    (the bug: 0.1 kept 5% on 4,608 weights, a whole level below the 461 weights of 10%)."""
+    scheme = get_scheme("unstructured", steps=steps)
+    w = _weight(layer, seed=2)
+    n = layer.params
+    for j in range(1, steps + 1):
+        want = n - round((1 - j / steps) * n)
+        if n <= steps or want < 1:
+            continue
+        assert int(scheme.mask(w, j / steps, layer).sum()) == want, (j, want)
+
+
+@pytest.mark.parametrize("layer", SNAP_LAYERS, ids=lambda ly: ly.name)
+def test_balanced_request_n_of_m_keeps_n_per_full_group(layer):
+    """A request of ``n / m`` keeps ``n`` of every full group, even where a short last group
+    rounds its quota up and puts the realised density a hair above ``n / m``."""
+    m = 16
+    scheme = get_scheme("balanced", group_size=m)
+    w = _weight(layer, seed=3)
+    k = layer.fan_in
+    if k < m:
+        pytest.skip("no full group on this layer")
+    for n in range(1, m + 1):
+        keep = scheme.mask(w, n / m, layer).reshape(layer.out_channels, k)
+        full = keep[:, : (k // m) * m].reshape(layer.out_channels, -1, m)
+        assert bool((full.sum(-1) == n).all()), n

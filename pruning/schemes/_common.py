@@ -43,11 +43,26 @@ def grid_counts(total: int, steps: int) -> np.ndarray:
     each of ``j / steps`` (``j = 1..steps``), rounded like ``torch.nn.utils.prune`` rounds
     the pruned amount, so that a level is exactly the density such pruning realises.
     """
+    return grid_levels(total, steps)[0]
+
+
+def grid_levels(total: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, floors)``: :func:`grid_counts` and the least density each count answers.
+
+    A count rounded from the grid point ``j / steps`` can lie a hair above it (461 of 4,608
+    weights for 0.1); a request of ``j / steps`` must still get that count, not fall a whole
+    level below, so its floor is ``min(count / total, j / steps)``.
+    """
     if total <= steps:
-        return np.arange(1, total + 1)
-    pruned = [round((1.0 - j / steps) * total) for j in range(1, steps + 1)]
-    counts = np.unique(np.array([total - p for p in pruned]))
-    return counts[counts >= 1]
+        counts = np.arange(1, total + 1)
+        return counts, counts / total
+    floors: dict[int, float] = {}
+    for j in range(1, steps + 1):
+        count = total - round((1.0 - j / steps) * total)
+        if count >= 1:
+            floors.setdefault(count, min(count / total, j / steps))
+    counts = np.array(sorted(floors))
+    return counts, np.array([floors[int(c)] for c in counts])
 
 
 def top_masks(scores: np.ndarray, quotas: Sequence[np.ndarray | int]) -> list[np.ndarray]:
@@ -95,17 +110,21 @@ def bits_for(count: int) -> int:
 class LeveledScheme(PruningScheme):
     """A scheme whose levels come from a per-layer table of (density, key) pairs.
 
-    Subclasses give ``_level_table(layer)``: densities (ascending, the last 1.0) and one
-    hashable key per density (a kept count, an ``n``...) that ``_masks`` understands;
-    ``mask`` and ``masks_for_levels`` snap the requested densities and rank once.
+    Subclasses give ``_level_table(layer)``: densities (ascending, the last 1.0), one
+    hashable key per density (a kept count, an ``n``...) that ``_masks`` understands and,
+    optionally, each level's floor (see :meth:`PruningScheme.floors`; default: the
+    densities); ``mask`` and ``masks_for_levels`` snap the requested densities and rank once.
     """
 
     def __init__(self) -> None:
-        self._tables: dict[LayerSpec, tuple[np.ndarray, list[Hashable]]] = {}
+        self._tables: dict[LayerSpec, tuple[np.ndarray, list[Hashable], np.ndarray]] = {}
 
     @abstractmethod
-    def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:
-        """Realisable densities of ``layer`` (ascending, last 1.0) and their keys."""
+    def _level_table(
+        self, layer: LayerSpec
+    ) -> tuple[np.ndarray, list[Hashable]] | tuple[np.ndarray, list[Hashable], np.ndarray]:
+        """Realisable densities of ``layer`` (ascending, last 1.0), their keys and
+        optionally their floors (ascending, each at most its density)."""
 
     @abstractmethod
     def _masks(
@@ -113,21 +132,29 @@ class LeveledScheme(PruningScheme):
     ) -> list[np.ndarray]:
         """Bool keep-masks (numpy, weight-shaped) for the level ``keys``, ranking once."""
 
-    def _table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:
+    def _table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable], np.ndarray]:
         table = self._tables.get(layer)
         if table is None:
-            dens, keys = self._level_table(layer)
+            dens, keys, *floors = self._level_table(layer)
             dens = np.asarray(dens, dtype=np.float64)
-            assert len(dens) == len(keys) and dens[-1] == 1.0 and np.all(np.diff(dens) > 0)
-            table = self._tables[layer] = (dens, list(keys))
+            low = np.asarray(floors[0], dtype=np.float64) if floors else dens
+            assert len(dens) == len(keys) == len(low) and dens[-1] == 1.0
+            assert np.all(np.diff(dens) > 0) and np.all(np.diff(low) > 0) and np.all(low <= dens)
+            # Each level answers a request of exactly itself: the next floor is above it.
+            assert np.all(low[1:] > dens[:-1])
+            table = self._tables[layer] = (dens, list(keys), low)
         return table
 
     def levels(self, layer: LayerSpec) -> np.ndarray:
         """Sorted feasible densities in (0, 1] for ``layer``; the last is 1.0."""
         return self._table(layer)[0].copy()
 
+    def floors(self, layer: LayerSpec) -> np.ndarray:
+        """The least requested density each level answers (see ``PruningScheme.floors``)."""
+        return self._table(layer)[2].copy()
+
     def _key(self, density: float, layer: LayerSpec, exact: bool) -> Hashable:
-        dens, keys = self._table(layer)
+        dens, keys, _ = self._table(layer)
         level = self.snap(float(density), layer, exact=exact)
         return keys[int(np.searchsorted(dens, level))]
 

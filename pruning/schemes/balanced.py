@@ -53,12 +53,15 @@ class BalancedScheme(LeveledScheme):
         super().__init__()
         self.group_size = check_positive_int("group_size", group_size)
 
-    def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:
+    def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable], np.ndarray]:
         dens: dict[float, int] = {}
         for n in range(1, self.group_size + 1):
             # setdefault keeps the smallest n realising a density (only when K < m).
             dens.setdefault(balanced_density(n, self.group_size, layer.fan_in), n)
-        return np.array(list(dens)), list(dens.values())
+        # A short last group rounds its quota up, so n's density can be a hair above n / m:
+        # a request of n / m still gets n.
+        floors = [min(d, n / self.group_size) for d, n in dens.items()]
+        return np.array(list(dens)), list(dens.values()), np.array(floors)
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]

@@ -15,7 +15,7 @@ from pruning.base import SCHEMES
 from pruning.schemes._common import (
     LeveledScheme,
     check_positive_int,
-    grid_counts,
+    grid_levels,
     magnitude,
     top_masks,
 )
@@ -138,12 +138,17 @@ class CrossbarScheme(LeveledScheme):
         geo = self.geometry(layer)
         if self.grain == "crossbar":
             blocks = geo.row_blocks * geo.col_blocks
-            counts = grid_counts(blocks, self.steps)
-            return counts / blocks, [int(b) for b in counts]
+            counts, floors = grid_levels(blocks, self.steps)
+            return counts / blocks, [int(b) for b in counts], floors
         cout = layer.out_channels
+        grid, grid_floors = grid_levels(cout, self.steps)
+        floor_of = {int(c): float(f) for c, f in zip(grid, grid_floors, strict=True)}
         aligned = np.arange(self.crossbar_size, cout, self.crossbar_size)
-        counts = np.union1d(grid_counts(cout, self.steps), aligned).astype(int)
-        return counts / cout, [int(c) for c in counts]
+        counts = np.union1d(grid, aligned).astype(int)
+        floors = np.array([floor_of.get(int(c), c / cout) for c in counts])
+        # An aligned count between a grid count and its nominal point keeps the order.
+        floors = np.minimum.accumulate(floors[::-1])[::-1]
+        return counts / cout, [int(c) for c in counts], floors
 
     def column_energy(self, weight: torch.Tensor, layer: LayerSpec) -> np.ndarray:
         """Squared L2 norm of each (output channel, row-block) column: ``(Cout, row_blocks)``.

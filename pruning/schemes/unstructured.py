@@ -12,7 +12,7 @@ from pruning.base import SCHEMES
 from pruning.schemes._common import (
     LeveledScheme,
     check_positive_int,
-    grid_counts,
+    grid_levels,
     magnitude,
     top_masks,
 )
@@ -39,9 +39,9 @@ class UnstructuredScheme(LeveledScheme):
         super().__init__()
         self.steps = check_positive_int("steps", steps)
 
-    def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:
-        counts = grid_counts(layer.params, self.steps)
-        return counts / layer.params, [int(k) for k in counts]
+    def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable], np.ndarray]:
+        counts, floors = grid_levels(layer.params, self.steps)
+        return counts / layer.params, [int(k) for k in counts], floors
 
     def _masks(
         self, weight: torch.Tensor, layer: LayerSpec, keys: Sequence[Hashable]
