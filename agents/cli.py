@@ -117,6 +117,14 @@ def search(
     ),
     checkpoint: Path = typer.Option(None, help="State-dict checkpoint of the model."),
     finetune_steps: int = typer.Option(0, help="Fine-tune steps before export (0: none)."),
+    finetune_epochs: int = typer.Option(
+        0,
+        help="Recover the best (and the uniform) policy by N epochs of masked training "
+        "before test, export and registry (0: none).",
+    ),
+    distill: bool = typer.Option(
+        False, help="Distil the recovery from the dense model (with --finetune-epochs)."
+    ),
     threads: int = typer.Option(1, help="Torch threads per process."),
     device: str = typer.Option("cpu", help="Where accuracy is evaluated: cpu|cuda|auto."),
     hp: list[str] = typer.Option(None, "--hp", help="Agent hyperparameter KEY=VALUE."),
@@ -198,6 +206,20 @@ def _run_and_report(
 
     done = 0 if resume is None else len(resume.records)
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
+    bars = [bar]
+
+    def recovery_bar(who: str, total: int) -> Any:
+        bars[-1].close()
+        bars.append(
+            tqdm(
+                total=total,
+                desc=f"recovery of {who} ({cfg.finetune_epochs} ep)",
+                unit="step",
+                disable=not progress,
+            )
+        )
+        return bars[-1].update
+
     try:
         result = run_search(
             cfg,
@@ -206,18 +228,19 @@ def _run_and_report(
             progress=bar.update,
             resume=resume,
             register=register,
+            recovery_progress=recovery_bar,
         )
     except SearchInterrupted as exc:
-        bar.close()
+        bars[-1].close()
         _report_interrupted(exc)
     except (KeyError, ValueError, FileExistsError) as exc:
-        bar.close()
+        bars[-1].close()
         _fail(exc)
     except StoreFailure as exc:
-        bar.close()
+        bars[-1].close()
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    bar.close()
+    bars[-1].close()
     _print_summary(cfg, result)
 
 
@@ -351,21 +374,37 @@ def _print_summary(cfg: Any, result: Any) -> None:
         f"{result.metric} budget {cfg.budget:g}"
     )
     tuned = f" (+{result.finetune_steps} ft)" if result.finetune_steps else ""
-    for col in ("policy", "holdout acc", f"test acc{tuned}", "cost ratio", "density"):
+    recovered = bool(result.finetune_epochs)
+    test_cols = (
+        ("test, pruned", f"test, recovered {result.finetune_epochs} ep")
+        if recovered
+        else (f"test acc{tuned}",)
+    )
+    for col in ("policy", f"holdout ({result.proxy} proxy)", *test_cols, "cost ratio", "density"):
         table.add_column(col, justify="right")
-    table.add_row(
-        "dense", f"{s['dense_holdout_accuracy']:.4f}", f"{s['dense_test_accuracy']:.4f}",
-        "1.0000", "1.0000",
+    dense_tests = ("-", f"{s['dense_test_accuracy']:.4f}") if recovered else (
+        f"{s['dense_test_accuracy']:.4f}",
     )  # fmt: skip
+    table.add_row("dense", f"{s['dense_holdout_accuracy']:.4f}", *dense_tests, "1.0000", "1.0000")
     for who in ("best", "uniform"):
+        tests = [f"{s[f'{who}_test_accuracy']:.4f}"]
+        if recovered:
+            tests.insert(0, f"{s[f'{who}_test_accuracy_before_recovery']:.4f}")
         table.add_row(
             f"{cfg.agent} (best)" if who == "best" else "uniform",
             f"{s[f'{who}_holdout_accuracy']:.4f}",
-            f"{s[f'{who}_test_accuracy']:.4f}",
+            *tests,
             f"{s[f'{who}_cost_ratio']:.4f}",
             f"{s[f'{who}_density']:.4f}",
         )
     console.print(table)
+    if recovered:
+        console.print(
+            "the exported and registered model is the recovered one (masks fixed, "
+            f"{result.finetune_epochs} epochs"
+            + (", distilled from dense" if cfg.distill else "")
+            + "); holdout accuracies are the search proxy's"
+        )
     if result.finetune_steps:
         console.print(
             f"test accuracies of the pruned models are after {result.finetune_steps} fine-tune "

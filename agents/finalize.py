@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,25 @@ from torch import nn
 from envs import PruningTask, TaskSpec
 from envs.evaluation import accuracy, bn_calibration_batches, finetune, reestimate_batchnorm
 from envs.headfit import HeadRefit
+from envs.recovery import RecoveryRecipe, recover
 from pruning import apply_masks, make_permanent
 from pruning.export import export_pruned
 from tracking import SearchRun
+
+
+def masked_model(task: PruningTask, choice: Sequence[int]) -> nn.Module:
+    """A copy of the workload's model with ``choice``'s masks applied (reparametrised, not
+    yet permanent), BatchNorm re-estimated and the classifier head re-fitted on the same
+    fixed training batches as the ``holdout`` proxy's defaults: the network that proxy
+    scored."""
+    model = copy.deepcopy(task.workload.model).cpu()
+    batches = bn_calibration_batches(task.workload.train)
+    head = HeadRefit.from_model(model, batches)  # captured while still dense
+    apply_masks(model, task.masks(choice))
+    reestimate_batchnorm(model, batches)
+    if head is not None:
+        head.apply(model)
+    return model
 
 
 def pruned_model(
@@ -28,24 +45,46 @@ def pruned_model(
     finetune_lr: float = 0.01,
     seed: int = 0,
 ) -> nn.Module:
-    """A copy of the workload's model pruned by ``choice``, masks made permanent.
-
-    BatchNorm statistics are re-estimated and the classifier head re-fitted on the same
-    fixed training batches as the ``holdout`` proxy's defaults (so without fine-tuning
-    this is the network that proxy scored); an optional short fine-tune starts from there
-    and keeps the masks fixed.
-    """
-    model = copy.deepcopy(task.workload.model).cpu()
-    batches = bn_calibration_batches(task.workload.train)
-    head = HeadRefit.from_model(model, batches)  # captured while still dense
-    apply_masks(model, task.masks(choice))
-    reestimate_batchnorm(model, batches)
-    if head is not None:
-        head.apply(model)
+    """:func:`masked_model` with its masks made permanent, after an optional short
+    fine-tune (``finetune_steps`` constant-rate SGD steps, masks fixed)."""
+    model = masked_model(task, choice)
     if finetune_steps > 0:
         finetune(model, task.workload.train, steps=finetune_steps, lr=finetune_lr, seed=seed)
-        reestimate_batchnorm(model, batches)
+        reestimate_batchnorm(model, bn_calibration_batches(task.workload.train))
     return make_permanent(model).eval()
+
+
+def recovery_recipe(task: PruningTask, **settings: Any) -> RecoveryRecipe:
+    """A :class:`RecoveryRecipe` with the workload's own augmentation (the flips and
+    shifts it was trained with) under ``settings``."""
+    trained = task.workload.meta.get("recipe") or {}
+    augment = {k: trained[k] for k in ("hflip", "crop") if k in trained}
+    return RecoveryRecipe(**{**augment, **settings})
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A recovered pruned model (masks permanent) and its test accuracy before and after."""
+
+    model: nn.Module
+    before: float
+    after: float
+
+
+def recovered_model(
+    task: PruningTask,
+    choice: Sequence[int],
+    recipe: RecoveryRecipe,
+    *,
+    on_step: Callable[[int], None] | None = None,
+) -> Recovered:
+    """Prune by ``choice``, test, recover by ``recipe`` (distilled from the workload's dense
+    model if it says so), test again; masks made permanent."""
+    model = masked_model(task, choice)
+    before = test_accuracy(task, model)
+    recover(model, task.workload.train, recipe, teacher=task.workload.model, on_step=on_step)
+    make_permanent(model).eval()
+    return Recovered(model=model, before=before, after=test_accuracy(task, model))
 
 
 def test_accuracy(task: PruningTask, model: nn.Module) -> float:

@@ -1,10 +1,13 @@
-"""Fine-tune a pruned model with its structure held fixed, as its own MLflow run.
+"""Recover a pruned model with its structure held fixed, as its own MLflow run.
 
 The source is a search run (its ``pruned_model``) or an export directory; either holds
-the masked weights and, in its manifest, the task it was pruned for. The pruned weights
-stay zero (``torch.nn.utils.prune`` reparametrisation: masked weights get no gradient),
-test accuracy is logged before and after every epoch, and the result is exported and
-logged like a search's (every format, the pyfunc model, optionally registered).
+the masked weights and, in its manifest, the task it was pruned for. Recovery is
+``envs.recovery.recover``: the pruned weights stay zero (``torch.nn.utils.prune``
+reparametrisation: masked weights get no gradient), a cosine schedule, the workload's
+augmentation, optionally distilled from the dense model. Test accuracy is logged before
+and after every epoch, and the result is exported and logged like a search's (every
+format, the pyfunc model, optionally registered). An interrupted recovery (Ctrl-C,
+SIGTERM) keeps the model of its last finished epoch in the run.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from typing import Any
 
 import torch
 
-from agents.checks import check_int, check_number
-from agents.finalize import log_pruned_model, test_accuracy
+from agents.finalize import log_pruned_model, recovery_recipe, test_accuracy
 from envs import TaskSpec, make_task
-from envs.evaluation import bn_calibration_batches, finetune, reestimate_batchnorm
+from envs.evaluation import bn_calibration_batches, reestimate_batchnorm
+from envs.recovery import RecoveryRecipe, recover
 from pruning import apply_masks, make_permanent
 from pruning.export import read_manifest
 from tracking import (
@@ -46,6 +49,18 @@ class FinetuneResult:
     per_epoch: list[float]
     steps: int
     export_dir: Path | None
+
+
+class FinetuneInterrupted(KeyboardInterrupt):
+    """A recovery stopped by SIGINT or SIGTERM; its run is KILLED and keeps the model of
+    the last finished epoch (``epochs_done``; 0: nothing was kept)."""
+
+    def __init__(self, signum: int, run_id: str, epochs_done: int, epochs: int | None) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.run_id = run_id
+        self.epochs_done = epochs_done
+        self.epochs = epochs
 
 
 @contextlib.contextmanager
@@ -89,22 +104,34 @@ def run_finetune(
     steps: int | None = None,
     lr: float = 0.01,
     seed: int = 0,
+    distill: bool = False,
     experiment: str | None = None,
     export_dir: str | Path | None = None,
     register: str | None = None,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> FinetuneResult:
-    """Fine-tune the pruned model of ``source`` (run id or export dir); see the module doc.
+    """Recover the pruned model of ``source`` (run id or export dir); see the module doc.
 
     ``steps`` SGD steps of batch 64, or ``epochs`` passes over the training split when
-    ``steps`` is None. ``progress`` is called with the steps done since its last call.
+    ``steps`` is None; ``distill`` distils from the dense model. ``on_total`` is told the
+    number of steps once it is known; ``progress`` is called after every step with 1.
+    ``FinetuneInterrupted`` after SIGINT/SIGTERM, the run KILLED with the last finished
+    epoch's model.
     """
-    if steps is None:
-        check_int("epochs", epochs, minimum=1)
-    else:
-        check_int("steps", steps, minimum=1)
-    check_number("lr", lr, low=0.0, low_open=True)
-    check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be an integer in [1, 10000000], got {steps!r}")
+    if steps is None and (epochs is None or epochs < 1):
+        raise ValueError(f"epochs must be an integer in [1, 1000], got {epochs!r}")
+    # Every range (epochs, steps, lr, seed) is checked here, before any download or load.
+    RecoveryRecipe(
+        epochs=1 if epochs is None else epochs,
+        steps=steps,
+        lr=lr,
+        batch_size=BATCH_SIZE,
+        distill=distill,
+        seed=seed,
+    )
     if export_dir is not None and Path(export_dir).exists():
         raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
     with resolve_source(source) as (src, source_run):
@@ -116,10 +143,21 @@ def run_finetune(
         check_store()
         check_experiment(experiment)
         task = make_task(spec, seed=seed)
+        recipe = recovery_recipe(
+            task,
+            epochs=1 if epochs is None else epochs,
+            steps=steps,
+            lr=lr,
+            batch_size=BATCH_SIZE,
+            distill=distill,
+            seed=seed,
+        )
+        if on_total is not None:
+            on_total(recipe.total_steps(len(task.workload.train)))
         return _finetune(
             task, spec, manifest, state, source, source_run, experiment,
-            epochs=epochs, steps=steps, lr=lr, seed=seed, export_dir=export_dir,
-            register=register, progress=progress,
+            recipe=recipe, epochs=None if steps is not None else epochs,
+            export_dir=export_dir, register=register, progress=progress,
         )  # fmt: skip
 
 
@@ -136,15 +174,15 @@ def _finetune(
     source_run: str | None,
     experiment: str,
     *,
+    recipe: RecoveryRecipe,
     epochs: int | None,
-    steps: int | None,
-    lr: float,
-    seed: int,
     export_dir: str | Path | None,
     register: str | None,
     progress: Callable[[int], None] | None,
 ) -> FinetuneResult:
     import copy
+
+    from agents.search import SearchInterrupted, signals_interrupt
 
     model = copy.deepcopy(task.workload.model).cpu()
     try:
@@ -159,8 +197,7 @@ def _finetune(
     }
     apply_masks(model, masks)
     train = task.workload.train
-    per_epoch = max(1, len(train) // BATCH_SIZE)
-    total = steps if steps is not None else int(epochs) * per_epoch
+    total = recipe.total_steps(len(train))
     policy = dict(manifest.get("policy", {}))
     tags = {"hwprune.kind": "finetune", "hwprune.source": source}
     if source_run is not None:
@@ -169,25 +206,40 @@ def _finetune(
     with search_run(experiment, run_name=name, tags=tags) as run:
         run.log_config(
             {"source": source, "source_run": source_run, "task": spec.as_dict(),
-             "steps": total, "epochs": None if steps is not None else epochs,
-             "lr": lr, "seed": seed, "batch_size": BATCH_SIZE},
+             "steps": total, "epochs": epochs, "recovery": recipe.as_dict(),
+             "lr": recipe.lr, "seed": recipe.seed, "batch_size": recipe.batch_size},
             command=None,
         )  # fmt: skip
         before = test_accuracy(task, model)
         run.log_metrics({"finetune/test_accuracy": before}, step=0)
         per_epoch_acc: list[float] = []
-        done = [0]
+        kept: dict[str, Any] = {}
 
         def on_epoch(epoch: int, step: int) -> None:
             acc = test_accuracy(task, model)
             per_epoch_acc.append(acc)
             run.log_metrics({"finetune/test_accuracy": acc}, step=epoch)
-            if progress is not None:
-                progress(step - done[0])
-            done[0] = step
+            kept.update(epoch=epoch, step=step, state=copy.deepcopy(model.state_dict()))
 
-        finetune(model, train, steps=total, lr=lr, seed=seed, on_epoch=on_epoch)
-        reestimate_batchnorm(model, bn_calibration_batches(train))
+        step_done = None if progress is None else (lambda _step: progress(1))
+        try:
+            with signals_interrupt():
+                recover(model, train, recipe, teacher=task.workload.model,
+                        on_step=step_done, on_epoch=on_epoch)  # fmt: skip
+        except SearchInterrupted as exc:
+            if kept:  # quick: no test evaluation, one export of the last finished epoch
+                model.load_state_dict(kept["state"])
+                reestimate_batchnorm(model, bn_calibration_batches(train))
+                make_permanent(model).eval()
+                policy.update(interrupted_after_epochs=kept["epoch"])
+                log_pruned_model(
+                    run, task, model, policy=policy,
+                    finetune_steps=int(manifest.get("finetune_steps") or 0) + kept["step"],
+                    spec=spec, extra={"finetuned_from": source}, model_name=None,
+                )  # fmt: skip
+            raise FinetuneInterrupted(
+                exc.signum, run.run_id, int(kept.get("epoch", 0)), epochs
+            ) from None
         make_permanent(model).eval()
         after = test_accuracy(task, model)
         # best/* as a search logs them: fine-tunes sort and compare beside searches.
@@ -216,7 +268,7 @@ def _finetune(
             register=register,
             tags={k: str(v) for k, v in policy.items() if isinstance(v, (str, int, float))},
             spec=spec,
-            extra={"finetuned_from": source},
+            extra={"finetuned_from": source, "recovery": recipe.as_dict()},
         )
         return FinetuneResult(
             run_id=run.run_id,

@@ -16,7 +16,13 @@ import torch
 
 from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
-from agents.finalize import log_pruned_model, pruned_model, test_accuracy
+from agents.finalize import (
+    log_pruned_model,
+    pruned_model,
+    recovered_model,
+    recovery_recipe,
+    test_accuracy,
+)
 from agents.recorder import EpisodeRecord, EpisodeRecorder
 from agents.shortlist import check_shortlist, rescore, shortlist
 from envs import (
@@ -31,6 +37,7 @@ from envs import (
     validate_names,
 )
 from envs.evaluation import DEVICES, resolve_device
+from envs.recovery import MAX_EPOCHS
 from tracking import check_experiment, check_store, plots, run_state, search_run
 
 #: Search proxy of a scheme whose own is not ``holdout``: (name, parameters). Whole-channel
@@ -77,6 +84,10 @@ class SearchConfig:
         reward: reward form. experiment: MLflow experiment.
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
+        finetune_epochs: recover the best and the uniform policies' models by this many
+            epochs of masked training (``envs.recovery``: cosine schedule, the workload's
+            augmentation) before they are tested, exported and registered (0: none).
+        distill: distil the recovery from the dense model (knowledge distillation).
         threads: torch intra-op threads. 1 by default: the networks are small, and a
             contended thread pool made evaluations 40x slower on a busy 2-core machine.
         device: where accuracy proxies evaluate: "cpu", "cuda" or "auto" (CUDA if present).
@@ -99,6 +110,8 @@ class SearchConfig:
     experiment: str = "hwprune"
     n_envs: int = 1
     finetune_steps: int = 0
+    finetune_epochs: int = 0
+    distill: bool = False
     threads: int = 1
     device: str = "cpu"
 
@@ -186,6 +199,20 @@ class SearchConfig:
         for name in ("episodes", "n_envs", "threads"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("finetune_steps", self.finetune_steps, minimum=0)
+        check_int("finetune_epochs", self.finetune_epochs, minimum=0, maximum=MAX_EPOCHS)
+        if self.finetune_epochs and self.finetune_steps:
+            raise ValueError(
+                f"finetune_epochs {self.finetune_epochs} and finetune_steps "
+                f"{self.finetune_steps} both fine-tune the result: pass one of them"
+            )
+        if self.distill and not self.finetune_epochs:
+            raise ValueError("distill applies to recovery: pass finetune_epochs N (N >= 1)")
+        if self.finetune_epochs and self.budgets is not None:
+            raise ValueError(
+                f"finetune_epochs {self.finetune_epochs} recovers a fixed-budget search's "
+                "result; for a front (budgets LOW:HIGH) export a point and run "
+                "`hwprune finetune` on it"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; valid choices: {', '.join(DEVICES)}")
         resolve_device(self.device)  # raises if CUDA is asked for but absent
@@ -262,6 +289,10 @@ class SearchResult:
     dense_test_accuracy: float = float("nan")
     finetune_steps: int = 0  # fine-tune of the best and uniform models before their test
     experiment_id: str = ""
+    finetune_epochs: int = 0  # recovery epochs of the best and uniform models
+    best_test_before_recovery: float = float("nan")
+    uniform_test_before_recovery: float = float("nan")
+    proxy: str = "holdout"
 
     def summary(self) -> dict[str, float]:
         """The headline figures: best versus uniform at the same budget."""
@@ -276,6 +307,8 @@ class SearchResult:
             "uniform_density": float(self.uniform["density"]),
             "dense_holdout_accuracy": self.dense_holdout_accuracy,
             "dense_test_accuracy": self.dense_test_accuracy,
+            "best_test_accuracy_before_recovery": self.best_test_before_recovery,
+            "uniform_test_accuracy_before_recovery": self.uniform_test_before_recovery,
         }
 
 
@@ -405,8 +438,12 @@ def run_search(
     progress: Callable[[int], None] | None = None,
     resume: ResumeState | None = None,
     register: str | None = None,
+    recovery_progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> SearchResult:
     """Run one fixed-budget search as an MLflow run and return its result.
+
+    With ``config.finetune_epochs``, ``recovery_progress(label, total_steps)`` is asked
+    for a per-step callback before each recovery (``"best"``, then ``"uniform"``).
 
     Bad names, ranges and a budget below the least achievable cost raise before the run
     starts; a failure inside the run marks it FAILED in MLflow. SIGINT and SIGTERM stop
@@ -419,7 +456,9 @@ def run_search(
     """
     if config.budgets is not None:
         raise ValueError("a search over a budget range runs with agents.frontier.run_frontier")
-    kind = FixedBudget(export_dir=export_dir, register=register)
+    kind = FixedBudget(
+        export_dir=export_dir, register=register, recovery_progress=recovery_progress
+    )
     return run_kind(config, kind, command=command, progress=progress, resume=resume)
 
 
@@ -555,10 +594,15 @@ class FixedBudget(SearchKind):
     """One budget: the best policy against the uniform one and dense, exported."""
 
     def __init__(
-        self, *, export_dir: str | Path | None = None, register: str | None = None
+        self,
+        *,
+        export_dir: str | Path | None = None,
+        register: str | None = None,
+        recovery_progress: Callable[[str, int], Callable[[int], None]] | None = None,
     ) -> None:
         super().__init__(export_dir=export_dir)
         self.register = register
+        self.recovery_progress = recovery_progress
 
     def run_name(self, config: SearchConfig) -> str:
         """``ddpg-balanced-accel-kang-16-b0.5-s0``."""
@@ -609,6 +653,7 @@ class FixedBudget(SearchKind):
             config,
             self.export_dir,
             self.register,
+            self.recovery_progress,
         )
 
 
@@ -622,20 +667,36 @@ def _finish(
     config: SearchConfig,
     export_dir: str | Path | None,
     register: str | None,
+    recovery_progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> SearchResult:
-    """After the last episode: fine-tune, test and export the best policy into the run."""
+    """After the last episode: recover or fine-tune, test and export the best policy."""
     best = recorder.best
     if best is None:
         raise RuntimeError("no episode ended within budget; this is a bug in the budget wall")
     if config.shortlist:
         best = _shortlist_pick(run, task, recorder, config)
 
-    best_model = pruned_model(
-        task, best.choice, finetune_steps=config.finetune_steps, seed=config.seed
-    )
-    uniform_model = pruned_model(
-        task, uniform, finetune_steps=config.finetune_steps, seed=config.seed
-    )
+    before = {"best": float("nan"), "uniform": float("nan")}
+    if config.finetune_epochs:
+        recipe = recovery_recipe(
+            task, epochs=config.finetune_epochs, distill=config.distill, seed=config.seed
+        )
+        run.log_json(recipe.as_dict(), "recovery.json")
+        total = recipe.total_steps(len(task.workload.train))
+        models = {}
+        for who, choice in (("best", best.choice), ("uniform", uniform)):
+            step = None if recovery_progress is None else recovery_progress(who, total)
+            rec = recovered_model(task, choice, recipe, on_step=step)
+            models[who], before[who] = rec.model, rec.before
+            run.log_metrics({f"{who}/test_accuracy_before_recovery": rec.before})
+        best_model, uniform_model = models["best"], models["uniform"]
+    else:
+        best_model = pruned_model(
+            task, best.choice, finetune_steps=config.finetune_steps, seed=config.seed
+        )
+        uniform_model = pruned_model(
+            task, uniform, finetune_steps=config.finetune_steps, seed=config.seed
+        )
     best_test = test_accuracy(task, best_model)
     uniform_test = test_accuracy(task, uniform_model)
     run.log_metrics(
@@ -652,6 +713,10 @@ def _finish(
     )
     policy = _policy_json(task, best, config)
     policy["test_accuracy"] = best_test
+    if config.finetune_epochs:
+        policy["test_accuracy_before_recovery"] = before["best"]
+        policy["recovery_epochs"] = config.finetune_epochs
+        policy["distilled"] = config.distill
     run.log_json(policy, "best_policy.json")
     _log_plots(run, recorder, best, uniform_info, config, refined=agent.refined_episodes)
     dense_test = float(task.workload.meta.get("test_accuracy", float("nan")))
@@ -666,6 +731,7 @@ def _finish(
         register=register,
         tags=_model_tags(config, policy),
         spec=config.task,
+        extra={"recovery": recipe.as_dict()} if config.finetune_epochs else None,
     )
 
     result = SearchResult(
@@ -682,6 +748,10 @@ def _finish(
         dense_test_accuracy=dense_test,
         finetune_steps=config.finetune_steps,
         experiment_id=run.run.info.experiment_id,
+        finetune_epochs=config.finetune_epochs,
+        best_test_before_recovery=before["best"],
+        uniform_test_before_recovery=before["uniform"],
+        proxy=str(config.proxy),
     )
     run.set_description(summary_markdown(config, result))
     return result
@@ -731,21 +801,43 @@ def summary_markdown(config: SearchConfig, result: SearchResult) -> str:
     """The run's description in the MLflow UI: what was searched and what it found."""
     s = result.summary()
     tuned = f" after {result.finetune_steps} fine-tune steps" if result.finetune_steps else ""
+    recovered = bool(result.finetune_epochs)
     rows = [
-        ("dense", s["dense_holdout_accuracy"], s["dense_test_accuracy"], 1.0, 1.0),
+        ("dense", s["dense_holdout_accuracy"], s["dense_test_accuracy"], 1.0, 1.0, None),
         (f"{config.agent} (best)", s["best_holdout_accuracy"], s["best_test_accuracy"],
-         s["best_cost_ratio"], s["best_density"]),
+         s["best_cost_ratio"], s["best_density"], s["best_test_accuracy_before_recovery"]),
         ("uniform", s["uniform_holdout_accuracy"], s["uniform_test_accuracy"],
-         s["uniform_cost_ratio"], s["uniform_density"]),
+         s["uniform_cost_ratio"], s["uniform_density"],
+         s["uniform_test_accuracy_before_recovery"]),
     ]  # fmt: skip
+    holdout = f"holdout acc ({result.proxy} proxy)"
+    if recovered:
+        header = (
+            f"| policy | {holdout} | test acc, pruned | test acc, recovered "
+            f"({result.finetune_epochs} ep) | cost ratio | density |"
+        )
+        table = [
+            header,
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {n} | {h:.4f} | {'-' if b is None else f'{b:.4f}'} | {t:.4f} | "
+                f"{c:.4f} | {d:.4f} |"
+                for n, h, t, c, d, b in rows
+            ),
+        ]
+    else:
+        table = [
+            f"| policy | {holdout} | test acc{tuned} | cost ratio | density |",
+            "|---|---|---|---|---|",
+            *(f"| {n} | {h:.4f} | {t:.4f} | {c:.4f} | {d:.4f} |" for n, h, t, c, d, _ in rows),
+        ]
     lines = [
         f"**{config.task.scheme}** pruning of **{config.task.model}** for "
         f"**{config.task.hardware}**, {result.metric} budget **{config.budget:g}** of dense; "
-        f"{config.agent}, {result.episodes} episodes, seed {config.seed}.",
+        f"{config.agent}, {result.episodes} episodes, seed {config.seed}. "
+        f"Exported model: {fine_tune_label(config)}.",
         "",
-        f"| policy | holdout acc | test acc{tuned} | cost ratio | density |",
-        "|---|---|---|---|---|",
-        *(f"| {n} | {h:.4f} | {t:.4f} | {c:.4f} | {d:.4f} |" for n, h, t, c, d in rows),
+        *table,
         "",
         f"Best found at episode {result.best.episode}"
         + (
@@ -797,7 +889,18 @@ def _model_tags(config: SearchConfig, policy: dict[str, Any]) -> dict[str, str]:
     for key in ("cost_ratio", "holdout_accuracy", "test_accuracy", "density"):
         if key in policy:
             tags[key] = f"{float(policy[key]):.4f}"
+    tags["fine_tuned"] = fine_tune_label(config)
     return tags
+
+
+def fine_tune_label(config: SearchConfig) -> str:
+    """How the result was trained after pruning, in words (model tags, descriptions)."""
+    if config.finetune_epochs:
+        kd = ", distilled from dense" if config.distill else ""
+        return f"recovered: {config.finetune_epochs} epochs, masks fixed, cosine{kd}"
+    if config.finetune_steps:
+        return f"fine-tuned: {config.finetune_steps} steps, masks fixed"
+    return "no: BatchNorm re-estimated only"
 
 
 def _log_plots(

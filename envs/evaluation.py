@@ -194,6 +194,19 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def distillation_loss(
+    logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """``T**2 * KL(softmax(teacher / T) || softmax(student / T))`` on the batch ``x``
+    (Hinton et al. 2015; the ``T**2`` keeps gradients comparable across temperatures).
+    The teacher runs in eval mode without gradients."""
+    with torch.no_grad():
+        target = F.log_softmax(teacher(x) / temperature, dim=1)
+    student = F.log_softmax(logits / temperature, dim=1)
+    kl = F.kl_div(student, target, reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
 def finetune(
     model: nn.Module,
     train: DataLike,
@@ -211,6 +224,9 @@ def finetune(
     device: str | torch.device | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    teacher: nn.Module | None = None,
+    distill_alpha: float = 0.9,
+    temperature: float = 4.0,
 ) -> nn.Module:
     """Train ``model`` for ``steps`` SGD steps on ``train``; returns it in eval mode.
 
@@ -222,9 +238,13 @@ def finetune(
     0 over ``steps``). ``hflip`` mirrors a random half of every batch (augmentation for
     mirror-symmetric classes); ``crop`` shifts every image by up to that many pixels each
     way (pad-and-crop, padded with the image's background, i.e. its least value).
-    ``on_step(step)`` is called after every optimiser step (for progress bars). Parameters reparametrised by ``torch.nn.utils.prune`` (``*_orig``
-    times a ``*_mask`` buffer) receive zero gradient where masked, so pruned weights stay
-    pruned: fine-tuning with masks held fixed needs nothing special.
+    ``on_step(step)`` is called after every optimiser step (for progress bars). With a
+    ``teacher`` (the dense model, say), the loss is Hinton's knowledge distillation:
+    ``distill_alpha`` times ``temperature**2`` times the KL divergence of the softened
+    outputs, plus ``1 - distill_alpha`` times the cross-entropy. Parameters reparametrised
+    by ``torch.nn.utils.prune`` (``*_orig`` times a ``*_mask`` buffer) receive zero
+    gradient where masked, so pruned weights stay pruned: fine-tuning with masks held
+    fixed needs nothing special.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -262,11 +282,15 @@ def finetune(
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             if crop:
                 x = random_shift(x, crop, gen)
+            x = x.to(dev, non_blocking=True)
+            logits = model(x)
             loss = F.cross_entropy(
-                model(x.to(dev, non_blocking=True)),
-                y.to(dev, non_blocking=True),
-                label_smoothing=label_smoothing,
+                logits, y.to(dev, non_blocking=True), label_smoothing=label_smoothing
             )
+            if teacher is not None:
+                loss = (1 - distill_alpha) * loss + distill_alpha * distillation_loss(
+                    logits, teacher, x, temperature
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -82,9 +82,63 @@ def test_finetune_of_an_export_directory(searched, tmp_path):
     [
         (["0123abcd"], "no MLflow run '0123abcd'"),
         (["0123abcd", "--lr", "-1"], "lr must be"),
-        (["0123abcd", "--steps", "0"], "steps must be an integer >= 1"),
+        (["0123abcd", "--steps", "0"], "steps must be an integer in [1, 10000000]"),
+        (["0123abcd", "--epochs", "-1"], "epochs must be an integer in [1, 1000]"),
+        (["0123abcd", "--epochs", "5000"], "epochs must be an integer in [0, 1000]"),
+        (["0123abcd", "--steps", "99999999999"], "steps must be an integer in [0, 10000000]"),
     ],
 )
 def test_finetune_bad_input_is_one_error_line(args, message):
     res = runner.invoke(app, ["finetune", *args, "--no-progress"])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_interrupted_recovery_keeps_the_last_finished_epoch(searched):
+    """Ctrl-C in epoch 2 of 3: the run is KILLED and holds epoch 1's model, which kept the
+    structure; the message says how to continue (the CLI's part is checked below)."""
+    import signal
+
+    from agents.finetune_run import FinetuneInterrupted
+    from agents.search import SearchInterrupted
+    from envs.recovery import steps_per_epoch
+
+    per_epoch = steps_per_epoch(1137, 64)  # the digits training split, batch 64
+    seen = [0]
+
+    def progress(n: int) -> None:
+        seen[0] += n
+        if seen[0] == per_epoch + 3:  # inside the second epoch
+            raise SearchInterrupted(signal.SIGINT)
+
+    with pytest.raises(FinetuneInterrupted) as info:
+        run_finetune(searched.run_id, epochs=3, progress=progress, experiment="test-ft")
+    exc = info.value
+    assert exc.epochs_done == 1 and exc.epochs == 3
+    run = mlflow.get_run(exc.run_id)
+    assert run.info.status == "KILLED"
+    source, kept = _state(searched.run_id), _state(exc.run_id)
+    for name, weight in source.items():
+        if name.endswith("weight") and weight.dim() > 1:
+            assert not bool(((weight == 0) & (kept[name] != 0)).any()), name
+    manifest_dir = download_artifacts(exc.run_id, "pruned_model")
+    try:
+        manifest = read_manifest(manifest_dir)
+    finally:
+        discard_download(manifest_dir)
+    assert manifest["policy"]["interrupted_after_epochs"] == 1
+    assert manifest["finetune_steps"] == per_epoch
+
+
+def test_interrupted_recovery_message_says_how_to_continue(capsys):
+    import typer
+
+    from agents.commands.finetune import _report_interrupted
+    from agents.finetune_run import FinetuneInterrupted
+
+    with pytest.raises(typer.Exit) as info:
+        _report_interrupted(FinetuneInterrupted(2, "abc123", 1, 3))
+    assert info.value.exit_code == 130
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "keeps the model of epoch 1" in out
+    assert "continue with: hwprune finetune abc123 --epochs 2" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -10,14 +11,18 @@ from rich.table import Table
 
 from agents.commands.errors import fail
 
+if TYPE_CHECKING:
+    from agents.finetune_run import FinetuneInterrupted
+
 console = Console()
 
 
 def finetune_command(
     source: str = typer.Argument(..., help="Search run id, or an export directory."),
-    epochs: int = typer.Option(1, help="Passes over the training split."),
+    epochs: int = typer.Option(1, help="Passes over the training split (cosine schedule)."),
     steps: int = typer.Option(None, help="SGD steps of batch 64 instead of --epochs."),
-    lr: float = typer.Option(0.01, help="Learning rate (SGD, momentum 0.9)."),
+    lr: float = typer.Option(0.01, help="Peak learning rate (SGD, momentum 0.9, cosine)."),
+    distill: bool = typer.Option(False, help="Distil from the dense model (Hinton's KD)."),
     seed: int = typer.Option(0, help="Seed of the batch order."),
     experiment: str = typer.Option(None, help="MLflow experiment (default: the source's)."),
     out: Path = typer.Option(None, "--out", help="Also export the fine-tuned model to DIR."),
@@ -26,12 +31,17 @@ def finetune_command(
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Fine-tune a pruned model with its pruned weights held at zero; log before/after."""
+    """Recover a pruned model: masked training (pruned weights held at zero), cosine
+    schedule, optional distillation; log test accuracy before, per epoch and after."""
     from tqdm import tqdm
 
-    from agents.finetune_run import run_finetune
+    from agents.finetune_run import FinetuneInterrupted, run_finetune
 
-    bar = tqdm(desc="fine-tune steps", unit="step", disable=not progress)
+    bar = tqdm(desc="recovery", unit="step", disable=not progress)
+
+    def set_total(total: int) -> None:
+        bar.reset(total=total)
+
     try:
         result = run_finetune(
             source,
@@ -39,16 +49,21 @@ def finetune_command(
             steps=steps,
             lr=lr,
             seed=seed,
+            distill=distill,
             experiment=experiment,
             export_dir=out,
             register=register,
             progress=bar.update,
+            on_total=set_total,
         )
+    except FinetuneInterrupted as exc:
+        bar.close()
+        _report_interrupted(exc)
     except (KeyError, ValueError, FileNotFoundError, FileExistsError) as exc:
         bar.close()
         fail(exc)
     bar.close()
-    table = Table(title=f"fine-tune of {result.source} ({result.steps} steps)")
+    table = Table(title=f"recovery of {result.source} ({result.steps} steps)")
     table.add_column("test accuracy", justify="left")
     table.add_column("", justify="right")
     table.add_row("before", f"{result.before:.4f}")
@@ -59,3 +74,25 @@ def finetune_command(
     console.print(f"MLflow run id: [bold]{result.run_id}[/] (child of the search run)")
     if result.export_dir is not None:
         console.print(f"exported fine-tuned model: {result.export_dir}")
+
+
+def _report_interrupted(exc: FinetuneInterrupted) -> None:
+    """Where an interrupted recovery stands and how to go on; exit 128 + signal."""
+    import signal
+
+    name = signal.Signals(exc.signum).name
+    run_id, done = exc.run_id, exc.epochs_done
+    if done:
+        left = (exc.epochs or done) - done
+        console.print(
+            f"interrupted by {name} after {done} finished epoch(s); MLflow run "
+            f"[bold]{run_id}[/] is KILLED and keeps the model of epoch {done}."
+        )
+        more = f" --epochs {left}" if left > 0 else ""
+        console.print(f"continue with: hwprune finetune {run_id}{more}")
+    else:
+        console.print(
+            f"interrupted by {name} before the first epoch finished; MLflow run "
+            f"[bold]{run_id}[/] is KILLED and keeps nothing to continue from."
+        )
+    raise typer.Exit(128 + int(exc.signum))

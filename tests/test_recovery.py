@@ -1,0 +1,131 @@
+"""Recovery (envs.recovery): masks held, a cosine schedule, distillation, and the search's
+--finetune-epochs, whose recovered model is the one exported, logged and registered."""
+
+from __future__ import annotations
+
+import copy
+
+import mlflow
+import pytest
+import torch
+
+from agents import SearchConfig, run_search
+from envs import TaskSpec
+from envs.evaluation import distillation_loss
+from envs.recovery import RecoveryRecipe, recover
+from envs.workloads import get_workload
+from pruning import apply_masks, make_permanent
+from pruning.export import read_manifest
+
+
+def _masked_digits(density: float = 0.3):
+    workload = get_workload("digits-cnn")
+    model = copy.deepcopy(workload.model)
+    masks = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            w = module.weight.detach().abs().flatten()
+            k = max(1, int(density * w.numel()))
+            masks[f"{name}.weight"] = module.weight.abs() >= w.topk(k).values[-1]
+    apply_masks(model, masks)
+    return workload, model, masks
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", -1, "epochs must be an integer in"),
+        ("epochs", 10**6, "epochs must be an integer in"),
+        ("steps", 10**15, "steps must be an integer in"),
+        ("lr", 0.0, "lr must be in"),
+        ("lr", float("nan"), "lr must be a finite number"),
+        ("distill_alpha", 1.5, "distill_alpha must be in"),
+        ("crop", -2, "crop must be an integer in"),
+    ],
+)
+def test_recipe_refuses_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        RecoveryRecipe(**{field: value})
+
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_recover_keeps_the_masks_and_improves_a_heavily_pruned_model(distill):
+    workload, model, masks = _masked_digits(0.15)
+    from envs.evaluation import accuracy
+
+    before = accuracy(model, workload.test)
+    recipe = RecoveryRecipe(epochs=3, lr=0.02, distill=distill, seed=1)
+    steps = []
+    recover(model, workload.train, recipe, teacher=workload.model, on_step=steps.append)
+    assert steps == list(range(1, recipe.total_steps(len(workload.train)) + 1))
+    after = accuracy(model, workload.test)
+    make_permanent(model)
+    for name, keep in masks.items():
+        weight = model.get_parameter(name)
+        assert not bool(weight[~keep].any()), name
+    assert after > before + 0.02, (before, after)
+
+
+def test_distill_needs_a_teacher():
+    workload, model, _ = _masked_digits()
+    with pytest.raises(ValueError, match="teacher"):
+        recover(model, workload.train, RecoveryRecipe(distill=True))
+
+
+def test_distillation_loss_is_zero_against_itself_and_positive_otherwise():
+    torch.manual_seed(0)
+    teacher = torch.nn.Linear(4, 3)
+    x = torch.randn(8, 4)
+    assert float(distillation_loss(teacher(x), teacher, x, 4.0).detach()) == pytest.approx(0, abs=1e-6)
+    assert float(distillation_loss(torch.zeros(8, 3), teacher, x, 4.0).detach()) > 0
+
+
+@pytest.mark.slow
+def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_path):
+    config = SearchConfig(
+        task=TaskSpec(scheme="unstructured", hardware="accel-kang-16"),
+        budget=0.3,
+        agent="random",
+        episodes=3,
+        finetune_epochs=2,
+        distill=True,
+        experiment="test-recovery",
+    )
+    calls = []
+
+    def progress_for(who: str, total: int):
+        calls.append((who, total))
+        return lambda _step: None
+
+    result = run_search(config, export_dir=tmp_path / "out", recovery_progress=progress_for)
+    assert [who for who, _ in calls] == ["best", "uniform"]
+    s = result.summary()
+    assert s["best_test_accuracy"] != s["best_test_accuracy_before_recovery"]
+    run = mlflow.get_run(result.run_id)
+    assert run.data.metrics["best/test_accuracy"] == pytest.approx(s["best_test_accuracy"])
+    assert run.data.metrics["best/test_accuracy_before_recovery"] == pytest.approx(
+        s["best_test_accuracy_before_recovery"]
+    )
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["recovery"]["epochs"] == 2 and manifest["recovery"]["distill"] is True
+    assert manifest["policy"]["test_accuracy"] == pytest.approx(s["best_test_accuracy"])
+    assert manifest["policy"]["test_accuracy_before_recovery"] == pytest.approx(
+        s["best_test_accuracy_before_recovery"]
+    )
+    assert "recovered: 2 epochs" in run.data.tags["mlflow.note.content"]
+    assert "test acc, recovered (2 ep)" in run.data.tags["mlflow.note.content"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"finetune_epochs": -1}, "finetune_epochs must be an integer"),
+        ({"finetune_epochs": 10**9}, "finetune_epochs must be an integer"),
+        ({"distill": True}, "distill applies to recovery"),
+        ({"finetune_epochs": 1, "finetune_steps": 5}, "pass one of them"),
+        ({"finetune_epochs": 1, "budgets": (0.3, 0.8)}, "for a front"),
+    ],
+)
+def test_search_config_refuses_bad_recovery_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SearchConfig(**settings)
