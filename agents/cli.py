@@ -607,8 +607,10 @@ def _register_optional_commands() -> None:
     from agents.commands.profile_cpu import profile_cpu_command
     from agents.commands.profile_gpu import profile_gpu_command
     from agents.commands.runs import compare_command, runs_command
+    from agents.commands.train import train_command
 
     app.command("cost")(cost_command)
+    app.command("train")(train_command)
     app.command("finetune")(finetune_command)
     app.command("runs")(runs_command)
     app.command("compare")(compare_command)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -126,6 +127,10 @@ class _Arch:
     """Data source when ``data=None`` (``None``: the bundled digits)."""
     recipes: dict[str, TrainRecipe] = field(default_factory=dict)
     """Training recipe per data kind, where it differs from ``recipe``."""
+    shipped: str | None = None
+    """Name of a trained checkpoint committed under ``envs/checkpoints/`` (``NAME.pt`` and
+    its record ``NAME.json``: recipe, sha256, test accuracy), loaded instead of training
+    whenever the requested recipe is the recorded one."""
 
 
 def cache_dir() -> Path:
@@ -344,6 +349,7 @@ def _build_workload(
     device: str = "cpu",
     image_size: int | None = None,
     train: bool | None = None,
+    retrain: bool = False,
 ) -> Workload:
     # Validate every argument before any long work (data loading, training).
     if data is None:
@@ -399,7 +405,11 @@ def _build_workload(
                 "seed": seed,
                 **recipe.to_dict(),
             }
-            meta.update(_trained_weights(model, splits, recipe, recipe_dict, seed))
+            meta.update(
+                _trained_weights(
+                    model, splits, recipe, recipe_dict, seed, shipped=arch.shipped, retrain=retrain
+                )
+            )
         else:
             warnings.warn(
                 f"workload {arch.name!r} on {splits.source}: no checkpoint given and "
@@ -423,23 +433,89 @@ def _build_workload(
     )
 
 
+#: Where committed checkpoints live (a workload's cache, seeded in the repository).
+CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shipped_record(name: str) -> dict[str, Any]:
+    """The record of committed checkpoint ``name`` (``envs/checkpoints/NAME.json``)."""
+    return json.loads((CHECKPOINT_DIR / f"{name}.json").read_text())
+
+
+def load_shipped(model: nn.Module, name: str, *, directory: Path | None = None) -> dict[str, Any]:
+    """Load committed checkpoint ``name`` into ``model`` after checking its sha256.
+
+    ``ValueError`` naming both digests when the file's sha256 is not the recorded one (a
+    corrupt or replaced file is never loaded); the weights load with ``weights_only=True``.
+    Returns the workload meta the checkpoint was recorded with.
+    """
+    where = CHECKPOINT_DIR if directory is None else directory
+    record = json.loads((where / f"{name}.json").read_text())
+    path = where / record["file"]
+    if not path.is_file():
+        raise ValueError(f"committed checkpoint {str(path)!r} is missing; reinstall hwprune")
+    actual = file_sha256(path)
+    if actual != record["sha256"]:
+        raise ValueError(
+            f"checkpoint {str(path)!r} has sha256 {actual}, but its record says "
+            f"{record['sha256']}: the file is corrupt or was replaced; restore it "
+            "(git checkout) or retrain with `hwprune train " + name + " --retrain`"
+        )
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(blob["state_dict"])
+    return {**blob["meta"], "checkpoint_file": str(path), "sha256": actual, "shipped": True}
+
+
 def _trained_weights(
     model: nn.Module,
     splits: Splits,
     recipe: TrainRecipe,
     recipe_dict: dict[str, Any],
     seed: int,
+    *,
+    shipped: str | None = None,
+    retrain: bool = False,
 ) -> dict[str, Any]:
-    """Load cached weights for ``recipe_dict`` or train and cache them; returns meta."""
+    """Load committed or cached weights for ``recipe_dict``, or train and cache them.
+
+    A committed checkpoint (``shipped``) whose recorded recipe is ``recipe_dict`` comes
+    first, then the cache; ``retrain`` skips both (the result replaces the cache entry).
+    Returns the meta.
+    """
     key = recipe_key(recipe_dict)
     path = cache_dir() / "workloads" / f"{recipe_dict['architecture']}-{key}.pt"
-    if path.is_file():
+    if (
+        not retrain
+        and shipped is not None
+        and (CHECKPOINT_DIR / f"{shipped}.json").is_file()
+        and shipped_record(shipped)["recipe"] == recipe_dict
+    ):
+        return load_shipped(model, shipped)
+    if path.is_file() and not retrain:
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(blob["state_dict"])
             return {**blob["meta"], "cache_file": str(path), "from_cache": True}
         except Exception as exc:  # a corrupt or foreign file: retrain and overwrite it
             warnings.warn(f"ignoring unreadable cache file {path}: {exc}", stacklevel=3)
+    steps = recipe.epochs * max(1, len(splits.train) // recipe.batch_size)
+    print(
+        f"training {recipe_dict['architecture']} on {splits.source} "
+        f"({recipe.epochs} epochs, {steps} steps): "
+        + ("retraining as asked" if retrain else "no trained weights cached for this recipe")
+        + f"; cached afterwards in {path}",
+        file=sys.stderr,
+        flush=True,
+    )
     t0 = time.perf_counter()
     with _deterministic(seed):
         _train(model, splits, recipe, seed, label=recipe_dict["architecture"])
@@ -466,6 +542,7 @@ def get_workload(
     device: str = "cpu",
     image_size: int | None = None,
     train: bool | None = None,
+    retrain: bool = False,
 ) -> Workload:
     """Build workload ``name`` (see the module docstring for names, data and training).
 
@@ -483,6 +560,8 @@ def get_workload(
         train: train without a checkpoint? ``None`` = only when cheap (bundled or
             synthetic data and a small model); ``True`` forces it (may be slow);
             ``False`` keeps random weights.
+        retrain: train by the recipe even when a committed checkpoint or the cache holds
+            its weights (the new weights replace the cache entry; implies ``train``).
 
     Without a checkpoint, a big torchvision model is returned untrained (random weights,
     with an :class:`UntrainedModelWarning`): usable for inspection, cost and speed, not
@@ -498,7 +577,8 @@ def get_workload(
         seed=seed,
         device=device,
         image_size=image_size,
-        train=train,
+        train=True if retrain else train,
+        retrain=retrain,
     )
 
 
@@ -554,6 +634,7 @@ _register(
         size=lambda kind: _side(kind, 32),
         recipe=FASHION_VGG_RECIPE,
         default_data="fashion-mnist",
+        shipped="fashion-vgg",
     ),
     "VGG-11 layout with BatchNorm, 1.17 M parameters, on Fashion-MNIST (28x28): "
     "over-parameterised, for paper-grade compression; a trained checkpoint ships",
