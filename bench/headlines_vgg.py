@@ -1,0 +1,370 @@
+"""The seeds' headlines on fashion-vgg with the full recipe: compression after recovery.
+
+Every pruned network here is *recovered* the same way (``envs.recovery``: masked training,
+cosine schedule, the workload's flips and shifts, ``--epochs`` passes, default 3) before
+its test accuracy counts; the dense model fine-tuned for the same epochs is the control.
+Each claim is one fixed-budget search run through the product's own API
+(``agents.run_search`` with ``finetune_epochs``): it recovers the searched and the uniform
+policy at the same budget, so both rows come from one run. Kang's claim compares uniform
+balanced and unstructured policies at equal density.
+
+- pcnn: pattern on accel-kang-16, memory budget of the uniform 1-of-9 policy (SPM index
+  bits counted): >= 8x weights at <= 0.5 points.
+- ikr: ikr on accel-kang-16, memory budget of the uniform least IKR level: >= 8x weights
+  and >= 6x MACs at < 1 point.
+- liang: crossbar on reram-128, crossbar budget 0.4: >= 60% fewer crossbars at <= 1 point.
+- kang: uniform balanced vs unstructured on accel-kang-16 at density 0.25: >= 2x fewer
+  cycles, within 0.3 points of unstructured.
+- radu: channel on gpu-jetson-tx2 at batch 32, latency budget 0.66: >= 1.5x faster than
+  dense at <= 1 point.
+
+Rows go to ``bench/results/headlines_fashion_vgg.json`` as ``{"rows": [...]}``, each written
+as soon as it is measured: an interrupted run resumes where it stopped (rows already there
+are kept; ``--redo`` measures them again). ``--report`` prints the table of the file.
+
+    python bench/headlines_vgg.py                     # every claim (hours on 2 cores)
+    python bench/headlines_vgg.py --claims pcnn kang  # some claims
+    python bench/headlines_vgg.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+OUT = RESULTS / "headlines_fashion_vgg.json"
+#: The workload the claims are measured on (``--model``/``--data`` change it for smoke tests).
+WORKLOAD = {"model": "fashion-vgg", "data": "fashion-mnist"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper's claim: the setting its rows are measured in and the target they meet."""
+
+    name: str
+    scheme: str
+    hardware: str
+    metric: str
+    target: str
+    budget: float | None = None
+    """Fixed budget; None: the cost ratio of the uniform policy at ``uniform_level``."""
+    uniform_level: str = "least"
+    hardware_params: dict[str, Any] = field(default_factory=dict)
+    meets: Callable[[dict[str, Any]], bool] = lambda row: False
+
+
+CLAIMS: dict[str, Claim] = {
+    c.name: c
+    for c in (
+        Claim(
+            "pcnn", "pattern", "accel-kang-16", "memory", ">= 8x weights at <= 0.5 points",
+            meets=lambda r: r["weight_compression"] >= 8 and r["loss_points"] <= 0.5,
+        ),
+        Claim(
+            "ikr", "ikr", "accel-kang-16", "memory", ">= 8x weights and >= 6x MACs at < 1 point",
+            meets=lambda r: r["weight_compression"] >= 8
+            and r["mac_compression"] >= 6
+            and r["loss_points"] < 1,
+        ),
+        Claim(
+            "liang", "crossbar", "reram-128", "resources",
+            ">= 60% fewer crossbars (speedup >= 2.5) at <= 1 point", budget=0.4,
+            meets=lambda r: r["speedup"] >= 2.5 and r["loss_points"] <= 1,
+        ),
+        Claim(
+            "kang", "balanced", "accel-kang-16", "cycles",
+            "balanced >= 2x fewer cycles than unstructured at equal density, within 0.3 points",
+            meets=lambda r: r["speedup"] >= 2 and r["loss_points"] <= 0.3,
+        ),
+        Claim(
+            "radu", "channel", "gpu-jetson-tx2", "latency",
+            ">= 1.5x faster than dense at <= 1 point", budget=0.66,
+            hardware_params={"batch": 32},
+            meets=lambda r: r["speedup"] >= 1.5 and r["loss_points"] <= 1,
+        ),
+    )
+}  # fmt: skip
+
+#: Density of Kang's equal-density comparison (the released models' 4 of 16).
+KANG_DENSITY = 0.25
+
+
+def _task(claim: Claim, scheme: str | None = None):
+    from envs import make_task
+
+    return make_task(_spec(claim, scheme))
+
+
+def _spec(claim: Claim, scheme: str | None = None):
+    from envs import TaskSpec
+
+    return TaskSpec(
+        model=WORKLOAD["model"],
+        data=WORKLOAD["data"],
+        scheme=scheme or claim.scheme,
+        hardware=claim.hardware,
+        metric=claim.metric,
+        hardware_params=claim.hardware_params,
+    )
+
+
+def _uniform_at(task, density: float) -> list[int]:
+    return task.choice_for_densities({d.name: density for d in task.decisions})
+
+
+def compression(task, choice: list[int]) -> dict[str, float]:
+    """Weight compression (dense 32-bit weights of the pruned layers over the kept 32-bit
+    values plus the scheme's index bits, ``pruning.formats``) and MAC compression
+    (the ``flops`` model's dense MACs over the policy's)."""
+    from envs import build_task
+    from hwmodels import get_hardware
+    from pruning.formats import encode
+
+    params = dict(task.workload.model.named_parameters())
+    specs = {layer.name: layer for layer in task.layers}
+    values = index = dense = 0
+    for key, mask in task.masks(choice).items():
+        name = key.removesuffix(".weight")
+        if name not in specs:  # masks a structure implies on other tensors (BatchNorm)
+            continue
+        enc = encode(task.scheme, params[key].detach(), mask, specs[name])
+        values += 32 * enc.value_count
+        index += enc.metadata_bits
+        dense += 32 * mask.numel()
+    flops = build_task(task.workload, task.scheme, get_hardware("flops"), metric="latency")
+    return {
+        "weight_compression": dense / (values + index),
+        "index_share": index / (values + index),
+        "mac_compression": 1 / flops.cost_ratio(choice),
+        "density": task.overall_density(choice),
+    }
+
+
+def _row(
+    claim: Claim,
+    task,
+    choice,
+    *,
+    policy: str,
+    test: float,
+    before: float,
+    ref,
+    epochs,
+    speedup=None,
+):
+    """A row of the results; ``speedup`` defaults to dense cost over the policy's."""
+    ratio = task.cost_ratio(choice)
+    row = {
+        "claim": claim.name,
+        "scheme": task.scheme.name,
+        "hardware": claim.hardware,
+        "metric": task.metric,
+        "policy": policy,
+        **compression(task, choice),
+        "cost_ratio": ratio,
+        "speedup": 1 / ratio if speedup is None else speedup,
+        "test": test,
+        "test_before_recovery": before,
+        "reference": ref["name"],
+        "reference_test": ref["test"],
+        "loss_points": 100 * (ref["test"] - test),
+        "epochs": epochs,
+        "choice": list(choice),
+    }
+    row["meets_target"] = bool(claim.meets(row))
+    return row
+
+
+class Results:
+    """``{"rows": [...], "dense": {...}}`` on disk, rewritten atomically after every row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.doc: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.doc.setdefault("rows", [])
+
+    def has(self, claim: str) -> bool:
+        return any(r["claim"] == claim for r in self.doc["rows"])
+
+    def drop(self, claim: str) -> None:
+        self.doc["rows"] = [r for r in self.doc["rows"] if r["claim"] != claim]
+
+    def add(self, rows: list[dict[str, Any]], **meta: Any) -> None:
+        self.doc["rows"].extend(rows)
+        self.doc.update(meta)
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.doc, fh, indent=1, default=float)
+        os.replace(tmp, self.path)
+
+
+def dense_control(res: Results, epochs: int) -> dict[str, Any]:
+    """The dense model fine-tuned for the same epochs (computed once, stored)."""
+    from agents.finalize import recovered_model, recovery_recipe
+
+    stored = res.doc.get("dense")
+    if stored and stored.get("epochs") == epochs:
+        return stored
+    task = _task(CLAIMS["pcnn"])
+    t0 = time.perf_counter()
+    rec = recovered_model(task, list(task.dense_choice), recovery_recipe(task, epochs=epochs))
+    res.doc["dense"] = {
+        "epochs": epochs,
+        "test": rec.after,
+        "checkpoint_test": rec.before,
+        "seconds": time.perf_counter() - t0,
+    }
+    res.save()
+    return res.doc["dense"]
+
+
+def searched_claim(claim: Claim, dense: dict[str, Any], *, epochs: int, episodes: int, agent: str):
+    """One product search with recovery: the searched and the uniform row."""
+    from agents import SearchConfig, run_search
+    from agents.baselines import uniform_choice
+
+    task = _task(claim)
+    budget = claim.budget
+    if budget is None:  # the uniform policy at the scheme's least level
+        least = min(float(d.levels[0]) for d in task.decisions)
+        budget = task.cost_ratio(_uniform_at(task, least))
+    config = SearchConfig(
+        task=_spec(claim),
+        budget=round(budget + 1e-6, 6),
+        agent=agent,
+        episodes=episodes,
+        finetune_epochs=epochs,
+        experiment="bench-headlines-fashion-vgg",
+    )
+    t0 = time.perf_counter()
+    result = run_search(config)
+    uniform = uniform_choice(task, config.budget)
+    ref = {"name": "dense", "test": dense["test"]}
+    s = result.summary()
+    rows = [
+        _row(claim, task, result.best.choice, policy="searched", test=s["best_test_accuracy"],
+             before=s["best_test_accuracy_before_recovery"], ref=ref, epochs=epochs),
+        _row(claim, task, uniform, policy="uniform", test=s["uniform_test_accuracy"],
+             before=s["uniform_test_accuracy_before_recovery"], ref=ref, epochs=epochs),
+    ]  # fmt: skip
+    for r in rows:
+        r.update(budget=config.budget, agent=agent, episodes=episodes, run_id=result.run_id)
+        r["seconds"] = time.perf_counter() - t0
+    return rows
+
+
+def kang_claim(epochs: int) -> list[dict[str, Any]]:
+    """Uniform balanced against uniform unstructured at equal density, both recovered."""
+    from agents.finalize import recovered_model, recovery_recipe
+
+    claim = CLAIMS["kang"]
+    bal, uns = _task(claim), _task(claim, "unstructured")
+    cb, cu = _uniform_at(bal, KANG_DENSITY), _uniform_at(uns, KANG_DENSITY)
+    t0 = time.perf_counter()
+    rb = recovered_model(bal, cb, recovery_recipe(bal, epochs=epochs))
+    ru = recovered_model(uns, cu, recovery_recipe(uns, epochs=epochs))
+    ref = {"name": "unstructured", "test": ru.after}
+    speedup = uns.cost(cu).cycles / bal.cost(cb).cycles
+    row = _row(claim, bal, cb, policy="uniform", test=rb.after, before=rb.before, ref=ref,
+               epochs=epochs, speedup=speedup)  # fmt: skip
+    row.update(
+        reference_density=uns.overall_density(cu),
+        reference_test_before_recovery=ru.before,
+        seconds=time.perf_counter() - t0,
+    )
+    return [row]
+
+
+def table(doc: dict[str, Any]) -> str:
+    """One line per row: the claim's figures against its target."""
+    dense = doc.get("dense", {})
+    lines = [
+        f"{doc.get('model', '?')}, every network recovered {doc.get('epochs', '?')} epochs; "
+        "dense control "
+        f"{100 * dense.get('test', float('nan')):.2f}% (checkpoint "
+        f"{100 * dense.get('checkpoint_test', float('nan')):.2f}%)",
+        f"{'claim':6s} {'policy':9s} {'scheme':12s} {'weights':>8s} {'MACs':>6s} "
+        f"{'cost':>6s} {'speedup':>8s} {'test':>7s} {'pruned':>7s} {'ref':>7s} {'loss':>6s}  "
+        "target",
+    ]
+    for r in doc.get("rows", []):
+        lines.append(
+            f"{r['claim']:6s} {r['policy']:9s} {r['scheme']:12s} "
+            f"{r['weight_compression']:7.2f}x {r['mac_compression']:5.2f}x "
+            f"{r['cost_ratio']:6.3f} {r['speedup']:7.2f}x {100 * r['test']:7.2f} "
+            f"{100 * r['test_before_recovery']:7.2f} {100 * r['reference_test']:7.2f} "
+            f"{r['loss_points']:6.2f}  {'met' if r['meets_target'] else 'missed'}: "
+            f"{CLAIMS[r['claim']].target}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the claims not yet in the results file, print the table."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--claims", nargs="+", choices=list(CLAIMS), default=list(CLAIMS))
+    p.add_argument("--epochs", type=int, default=3, help="recovery epochs (default 3)")
+    p.add_argument("--episodes", type=int, default=60, help="search episodes per claim")
+    p.add_argument("--agent", default="ddpg", help="search agent (default: the product's)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--redo", action="store_true", help="measure the claims again")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--model", default=WORKLOAD["model"], help="workload (smoke tests)")
+    p.add_argument("--data", default=WORKLOAD["data"], help="its data (smoke tests)")
+    p.add_argument("--report", action="store_true", help="print the table of --out, run nothing")
+    args = p.parse_args(argv)
+    WORKLOAD.update(model=args.model, data=args.data)
+    res = Results(args.out)
+    if args.report:
+        if not res.doc["rows"]:
+            p.error(f"--report: no rows in {args.out}")
+        print(table(res.doc))
+        return 0
+    if not 1 <= args.epochs <= 50 or not 2 <= args.episodes <= 5000:
+        p.error("--epochs must be in [1, 50] and --episodes in [2, 5000]")
+    for key, want in (("epochs", args.epochs), ("model", args.model)):
+        if res.doc.get(key, want) != want and not args.redo:
+            p.error(f"{args.out} holds rows of {key} {res.doc[key]!r}: pass --redo or --out")
+    import torch
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HWPRUNE_NO_PROGRESS", "1")
+    dense = dense_control(res, args.epochs)
+    for name in args.claims:
+        if res.has(name) and not args.redo:
+            print(f"{name}: kept from {args.out}", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        if name == "kang":
+            rows = kang_claim(args.epochs)
+        else:
+            rows = searched_claim(
+                CLAIMS[name], dense, epochs=args.epochs, episodes=args.episodes, agent=args.agent
+            )
+        res.drop(name)
+        res.add(rows, epochs=args.epochs, model=WORKLOAD["model"], data=WORKLOAD["data"])
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    print(table(res.doc))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

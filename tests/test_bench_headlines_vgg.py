@@ -1,0 +1,63 @@
+"""The fashion-vgg headline benchmark: rows in the issue's schema, written as measured,
+resumed without re-measuring, and reported from the file (smoke-tested on digits-cnn)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "headlines_vgg.py"
+KEYS = {
+    "claim", "scheme", "hardware", "policy", "weight_compression", "mac_compression",
+    "cost_ratio", "speedup", "test", "reference", "reference_test", "loss_points", "epochs",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hl():
+    spec = importlib.util.spec_from_file_location("headlines_vgg", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["headlines_vgg"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_kang_rows_resume_and_report(hl, tmp_path, capsys):
+    out = tmp_path / "h.json"
+    args = ["--model", "digits-cnn", "--data", "digits", "--epochs", "1", "--threads", "1"]
+    assert hl.main([*args, "--claims", "kang", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    (row,) = doc["rows"]
+    assert KEYS <= row.keys()
+    assert row["claim"] == "kang" and row["reference"] == "unstructured"
+    assert row["loss_points"] == pytest.approx(100 * (row["reference_test"] - row["test"]))
+    assert row["speedup"] > 1 and row["epochs"] == 1
+    assert doc["dense"]["epochs"] == 1
+    capsys.readouterr()
+    # A second run keeps the measured row (same numbers, nothing re-measured).
+    assert hl.main([*args, "--claims", "kang", "--out", str(out)]) == 0
+    assert "kang: kept from" in capsys.readouterr().err
+    assert json.loads(out.read_text())["rows"] == doc["rows"]
+    assert hl.main(["--report", "--out", str(out)]) == 0
+    assert "balanced" in capsys.readouterr().out
+
+
+def test_claim_targets(hl):
+    row = {"weight_compression": 8.2, "mac_compression": 8.9, "loss_points": 0.4, "speedup": 3}
+    assert hl.CLAIMS["pcnn"].meets(row) and hl.CLAIMS["ikr"].meets(row)
+    assert not hl.CLAIMS["pcnn"].meets({**row, "loss_points": 0.6})
+    assert not hl.CLAIMS["ikr"].meets({**row, "mac_compression": 5.9})
+    assert hl.CLAIMS["kang"].meets({**row, "speedup": 2.0, "loss_points": 0.3})
+    assert not hl.CLAIMS["radu"].meets({**row, "speedup": 1.4})
+
+
+def test_refuses_mixing_epochs(hl, tmp_path):
+    out = tmp_path / "h.json"
+    out.write_text(json.dumps({"rows": [], "epochs": 3, "model": "fashion-vgg"}))
+    with pytest.raises(SystemExit):
+        hl.main(["--epochs", "1", "--out", str(out)])
