@@ -40,21 +40,24 @@ from envs.evaluation import DEVICES, resolve_device
 from envs.recovery import MAX_EPOCHS
 from tracking import check_experiment, check_store, plots, run_state, search_run
 
-#: Search proxy of a scheme whose own is not ``holdout``: (name, parameters). Whole-channel
-#: pruning damages what the holdout score sees (BatchNorm re-estimation cannot repair it)
-#: far more than what a fine-tune keeps: on resnet20 / Fashion-MNIST at budget 0.7 the
-#: holdout score ranked the best channel policies with Kendall tau -0.07 against their
-#: fine-tuned test accuracy, a 5-step fine-tune with 0.24 (README, proxy fidelity).
-SCHEME_PROXIES: dict[str, tuple[str, dict[str, Any]]] = {
-    "channel": ("finetune", {"steps": 5, "batch_size": 32}),
-}
-
 
 def default_proxy(scheme: str) -> tuple[str, dict[str, Any]]:
-    """The search proxy a search under ``scheme`` uses when none is named: its entry in
-    ``SCHEME_PROXIES``, else ``holdout``."""
-    name, params = SCHEME_PROXIES.get(scheme, ("holdout", {}))
-    return name, dict(params)
+    """The search proxy a search under ``scheme`` uses when none is named: the scheme
+    class's ``search_proxy`` and ``search_proxy_params`` (``holdout`` unless it says
+    otherwise). An unknown scheme gets ``holdout``; its name is refused elsewhere."""
+    from pruning import SCHEMES, get_scheme
+
+    if scheme not in SCHEMES.names():
+        return "holdout", {}
+    built = get_scheme(scheme)  # cheap: level tables are built lazily
+    return built.search_proxy, dict(built.search_proxy_params)
+
+
+def scheme_proxies() -> dict[str, tuple[str, dict[str, Any]]]:
+    """The registered schemes whose default search proxy is not ``holdout``, with it."""
+    from pruning import SCHEMES
+
+    return {n: default_proxy(n) for n in SCHEMES.names() if default_proxy(n) != ("holdout", {})}
 
 
 @dataclass(frozen=True)

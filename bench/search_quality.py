@@ -36,7 +36,7 @@ fashion-cnn (every pair, ``FASHION_CNN_SETTINGS``) and resnet20 (``FASHION_RESNE
 on Fashion-MNIST, whose 10,000 test images resolve 0.01 points; the digits tracks of
 earlier rounds (digits-cnn and resnet20 on the bundled digits, digits-aug) are smoke
 tracks. A cell's search proxy is its scheme's where the product gives the scheme one
-(``agents.search.SCHEME_PROXIES``: ``channel``), else its workload's (``SEARCH_PROXY``);
+(``agents.search.scheme_proxies()``: ``channel``), else its workload's (``SEARCH_PROXY``);
 ``--proxy`` overrides both. ``--aware-only`` runs just the hardware-awareness check.
 The verdicts are counted per track, with a league (``league``): how often each method is
 >= every other, the agent's paired differences to each baseline over the settings, and
@@ -239,14 +239,14 @@ _PROXIES: dict[str, Any] = {}
 
 def search_proxy(model: str, cell: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """The search proxy of a cell: ``--proxy``'s when the run gave one, else its scheme's
-    where the product gives the scheme its own (``agents.search.SCHEME_PROXIES``), else
+    where the product gives the scheme its own (``agents.search.scheme_proxies()``), else
     the model's (``SEARCH_PROXY``)."""
-    from agents.search import SCHEME_PROXIES, default_proxy
+    from agents.search import default_proxy, scheme_proxies
 
     if cell is not None and cell.get("search_proxy"):
         name, params = cell["search_proxy"]
         return name, dict(params)
-    if cell is not None and cell.get("scheme") in SCHEME_PROXIES:
+    if cell is not None and cell.get("scheme") in scheme_proxies():
         return default_proxy(cell["scheme"])
     return SEARCH_PROXY.get(model, DEFAULT_SEARCH_PROXY)
 
@@ -1061,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.filterwarnings("ignore")
     from agents.base import AGENTS
-    from agents.search import SCHEME_PROXIES
+    from agents.search import scheme_proxies
 
     for name in args.agents:
         AGENTS.check(name)
@@ -1171,7 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
         "finetune_seeds": args.finetune_seeds,
         "methods": methods,
         "search_proxy": SEARCH_PROXY,
-        "scheme_proxies": SCHEME_PROXIES,
+        "scheme_proxies": scheme_proxies(),
         "quick": args.quick,
         "cpu_count": os.cpu_count(),
         "command": " ".join(sys.argv),

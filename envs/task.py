@@ -185,10 +185,7 @@ class PruningTask:
 def _coupled_groups(
     scheme: PruningScheme, workload: Workload, layers: list[LayerSpec]
 ) -> list[list[str]]:
-    groups_fn = getattr(scheme, "coupled_groups", None)
-    if groups_fn is None:
-        return [[layer.name] for layer in layers]
-    return groups_fn(workload.model, workload.example_input, layers)
+    return scheme.coupled_groups(workload.model, workload.example_input, layers)
 
 
 def build_task(
@@ -220,15 +217,11 @@ def build_task(
             fixed_cost = fixed_cost + sum((hardware.cost(m, None) for m in members), Cost())
             continue
         weights = [modules[m.name].weight.detach() for m in members]
-        group_fn = getattr(scheme, "group_masks_for_levels", None)
-        if len(members) > 1 and group_fn is not None:
-            # Coupled layers keep the same channels: one ranking over the whole group.
-            by_level = group_fn(weights, list(members), levels)
+        if len(members) > 1:
+            # Coupled layers (channel pruning) keep the same channels: one ranking.
+            by_level = scheme.group_masks_for_levels(weights, list(members), levels)
         else:
-            per_member = [
-                scheme.masks_for_levels(w, m, levels) for w, m in zip(weights, members, strict=True)
-            ]
-            by_level = [[pm[j] for pm in per_member] for j in range(len(levels))]
+            by_level = [[m] for m in scheme.masks_for_levels(weights[0], members[0], levels)]
         masks = tuple(
             {m.name: by_level[j][i] for i, m in enumerate(members)} for j in range(len(levels))
         )

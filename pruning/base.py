@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,12 +23,29 @@ class PruningScheme(ABC):
     of that density with the scheme's structure, keeping as much weight magnitude as the
     structure allows. A layer the scheme does not apply to has the single level 1.0, and
     the environment leaves it dense.
+
+    A scheme is one class: besides its levels and masks it declares, with the defaults
+    below, the index format the hardware charges (``index_format``), the codec that
+    stores its masks (``codec``, a ``pruning.formats.CODECS`` name), the accuracy proxy a
+    search under it uses by default (``search_proxy``, ``search_proxy_params``), whether
+    it removes whole output channels (``removes_channels``: the export then also builds a
+    physically smaller network), and its coupling hooks (``coupled_groups``,
+    ``group_masks_for_levels``). A new scheme is a subclass plus
+    ``SCHEMES.register(name, cls)``.
     """
 
     #: Registry name.
     name: ClassVar[str] = "abstract"
     #: Index format (``hwmodels.INDEX_FORMATS``) the hardware charges for this structure.
     index_format: ClassVar[str] = "bitmask"
+    #: Codec (``pruning.formats.CODECS``) that stores the masked weights; a bitmask stores
+    #: any mask, so it is the default.
+    codec: ClassVar[str] = "bitmask"
+    #: Accuracy proxy (and its parameters) a search under this scheme uses by default.
+    search_proxy: ClassVar[str] = "holdout"
+    search_proxy_params: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    #: Whether the masks remove whole output channels (the export compacts the network).
+    removes_channels: ClassVar[bool] = False
 
     @abstractmethod
     def levels(self, layer: LayerSpec) -> np.ndarray:
@@ -49,6 +67,26 @@ class PruningScheme(ABC):
         """Masks for several levels (default: all); subclasses rank once and threshold."""
         levels = self.levels(layer) if levels is None else levels
         return [self.mask(weight, float(d), layer) for d in levels]
+
+    def coupled_groups(
+        self, model: nn.Module, example_input: torch.Tensor, layers: Sequence[LayerSpec]
+    ) -> list[list[str]]:
+        """Groups of layer names that share one decision (in ``layers`` order); layers in
+        no group stay dense. Default: every layer decides alone."""
+        return [[layer.name] for layer in layers]
+
+    def group_masks_for_levels(
+        self,
+        weights: Sequence[torch.Tensor],
+        layers: Sequence[LayerSpec],
+        levels: Sequence[float] | None = None,
+    ) -> list[list[torch.Tensor]]:
+        """Masks of a coupled group at several levels, ``[level][layer]``. Default: each
+        layer's own masks (schemes that couple layers rank the group as one)."""
+        per_layer = [
+            self.masks_for_levels(w, ly, levels) for w, ly in zip(weights, layers, strict=True)
+        ]
+        return [[masks[j] for masks in per_layer] for j in range(len(per_layer[0]))]
 
     def complete_masks(
         self, model: nn.Module, masks: dict[str, torch.Tensor]

@@ -117,7 +117,7 @@ def export_pruned(
             _save_program(model, example_input, tmp / "program.pt2")
             files["masked"] = "program.pt2"
         if "compact" in formats:
-            if scheme.index_format == "channel":
+            if scheme.removes_channels:
                 from pruning.compact import compact_model
 
                 masks = {f"{layer.name}.weight": _weight(model, layer) != 0 for layer in layers}

@@ -4,22 +4,27 @@
 masked weight exactly, ``metadata_bits`` is what the hardware models charge for the index,
 ``to_arrays()`` / ``EncodedLayer.from_arrays`` save and load it as numpy arrays.
 
-Formats (by scheme):
+A scheme names its codec (``PruningScheme.codec``); codecs are keyed by format, not by
+scheme, so a new scheme reuses one (a bitmask stores any mask) or registers its own with
+``register_codec(name, encode, decode)``. The codecs:
 
-- ``unstructured``: a bitmask (one bit per weight) and the kept values in flat order.
-- ``balanced``: per output channel, the kept values group by group and each one's
-  ``ceil(log2 m)``-bit index within its group (Kang); every group keeps the same count.
-- ``pattern``: PCNN's Sparsity Pattern Mask: the pattern dictionary (``P x kh*kw`` bits),
-  one ``ceil(log2 P)``-bit pattern id per kernel, and equal-length value sequences.
-- ``ikr``: a ``ceil(log2 S)``-bit shape id per kernel into the fixed IKR shape set of its
-  kept count (``pruning.schemes.ikr.ikr_shapes``; the hardware knows it: no dictionary).
-- ``channel``: the kept output-channel indices (``ceil(log2 Cout)`` bits each) and their
-  dense rows.
-- ``crossbar``: the crossbar mapping table: the input-channel order (when reordered,
-  ``ceil(log2 Cin)`` bits per channel), then per row-block either which crossbars exist
-  (``grain="crossbar"``: one bit per crossbar) or which output column each used crossbar
-  column carries after recombination (``grain="column"``: ``ceil(log2 Cout)`` bits per
-  kept column); values are the used crossbars' cells.
+- ``bitmask`` (unstructured): a bitmask (one bit per weight) and the kept values.
+- ``n-of-m`` (balanced): per output channel, the kept values group by group and each
+  one's ``ceil(log2 m)``-bit index within its group (Kang); every group keeps the same
+  count.
+- ``pattern-spm`` (pattern): PCNN's Sparsity Pattern Mask: the pattern dictionary
+  (``P x kh*kw`` bits), one ``ceil(log2 P)``-bit pattern id per kernel, and
+  equal-length value sequences.
+- ``ikr-shapes`` (ikr): a ``ceil(log2 S)``-bit shape id per kernel into the fixed IKR
+  shape set of its kept count (``pruning.schemes.ikr.ikr_shapes``; the hardware knows
+  it: no dictionary).
+- ``channel`` (channel): the kept output-channel indices (``ceil(log2 Cout)`` bits each)
+  and their dense rows.
+- ``crossbar-table`` (crossbar): the crossbar mapping table: the input-channel order
+  (when reordered, ``ceil(log2 Cin)`` bits per channel), then per row-block either which
+  crossbars exist (``grain="crossbar"``: one bit per crossbar) or which output column
+  each used crossbar column carries after recombination (``grain="column"``:
+  ``ceil(log2 Cout)`` bits per kept column); values are the used crossbars' cells.
 """
 
 from __future__ import annotations
@@ -44,12 +49,13 @@ Arrays = dict[str, np.ndarray]
 class EncodedLayer:
     """One layer in its scheme's sparse format (see the module docstring).
 
-    ``scheme`` names the encoding, ``shape`` the weight's shape; ``arrays`` hold the
-    format; ``metadata_bits`` counts index bits only (values excluded) and ``value_count``
-    the values stored (zeros stored inside a kept block or channel included).
+    ``codec`` names the encoding (a ``CODECS`` key), ``shape`` the weight's shape;
+    ``arrays`` hold the format; ``metadata_bits`` counts index bits only (values
+    excluded) and ``value_count`` the values stored (zeros stored inside a kept block or
+    channel included).
     """
 
-    scheme: str
+    codec: str
     shape: tuple[int, ...]
     arrays: Arrays = field(repr=False)
     metadata_bits: int
@@ -57,12 +63,12 @@ class EncodedLayer:
 
     def decode(self) -> torch.Tensor:
         """The masked weight, exactly (zeros where the mask removed weights)."""
-        return torch.from_numpy(_DECODERS[self.scheme](self.shape, self.arrays))
+        return torch.from_numpy(codec(self.codec).decode(self.shape, self.arrays))
 
     def to_arrays(self) -> Arrays:
         """Everything as numpy arrays (for ``np.savez``); ``from_arrays`` reads it back."""
         head = {
-            "scheme": np.array(self.scheme),
+            "codec": np.array(self.codec),
             "shape": np.array(self.shape, dtype=np.int64),
             "metadata_bits": np.array(self.metadata_bits, dtype=np.int64),
             "value_count": np.array(self.value_count, dtype=np.int64),
@@ -72,8 +78,10 @@ class EncodedLayer:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> EncodedLayer:
         """Rebuild an ``EncodedLayer`` from ``to_arrays()``'s output."""
+        # Exports written before codecs were keyed by format name the scheme instead.
+        name = str(arrays["codec"]) if "codec" in arrays else str(arrays["scheme"])
         return cls(
-            scheme=str(arrays["scheme"]),
+            codec=_LEGACY_CODECS.get(name, name),
             shape=tuple(int(s) for s in arrays["shape"]),
             arrays={k[5:]: v for k, v in arrays.items() if k.startswith("data_")},
             metadata_bits=int(arrays["metadata_bits"]),
@@ -270,21 +278,50 @@ def _decode_crossbar(shape: tuple[int, ...], a: Arrays) -> np.ndarray:
 
 
 Encoder = Callable[[PruningScheme, np.ndarray, np.ndarray, LayerSpec], tuple[Arrays, int, int]]
-_ENCODERS: dict[str, Encoder] = {
-    "unstructured": _encode_bitmask,
-    "balanced": _encode_n_of_m,
-    "pattern": _encode_pattern,
-    "ikr": _encode_ikr,
-    "channel": _encode_channel,
-    "crossbar": _encode_crossbar,
-}
-_DECODERS: dict[str, Callable[[tuple[int, ...], Arrays], np.ndarray]] = {
-    "unstructured": _decode_bitmask,
-    "balanced": _decode_n_of_m,
-    "pattern": _decode_patterns,
-    "ikr": _decode_patterns,
-    "channel": _decode_channel,
-    "crossbar": _decode_crossbar,
+Decoder = Callable[[tuple[int, ...], Arrays], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One storage format: ``encode(scheme, w, m, layer) -> (arrays, index_bits,
+    value_count)`` on numpy weight and bool mask, ``decode(shape, arrays) -> w * m``."""
+
+    encode: Encoder
+    decode: Decoder
+
+
+#: Codecs by name (``PruningScheme.codec``).
+CODECS: dict[str, Codec] = {}
+
+
+def register_codec(name: str, encode: Encoder, decode: Decoder) -> None:
+    """Make codec ``name`` available to schemes (``codec = name``) and to decoding."""
+    if name in CODECS:
+        raise ValueError(f"codec {name!r} is already registered")
+    CODECS[name] = Codec(encode, decode)
+
+
+def codec(name: str) -> Codec:
+    """Codec ``name``; ``KeyError`` naming the registered ones."""
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise KeyError(f"no codec {name!r}; registered: {', '.join(CODECS)}") from None
+
+
+register_codec("bitmask", _encode_bitmask, _decode_bitmask)
+register_codec("n-of-m", _encode_n_of_m, _decode_n_of_m)
+register_codec("pattern-spm", _encode_pattern, _decode_patterns)
+register_codec("ikr-shapes", _encode_ikr, _decode_patterns)
+register_codec("channel", _encode_channel, _decode_channel)
+register_codec("crossbar-table", _encode_crossbar, _decode_crossbar)
+#: Scheme names that exports written before codecs had stored in place of the codec.
+_LEGACY_CODECS = {
+    "unstructured": "bitmask",
+    "balanced": "n-of-m",
+    "pattern": "pattern-spm",
+    "ikr": "ikr-shapes",
+    "crossbar": "crossbar-table",
 }
 
 
@@ -299,12 +336,11 @@ def encode(
     per group or kernel, a kernel shape outside the IKR set).
     """
     scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
-    if scheme.name not in _ENCODERS:
-        raise KeyError(f"no index format for scheme {scheme.name!r}; valid: {', '.join(_ENCODERS)}")
+    fmt = codec(scheme.codec)
     check_weight(weight, layer)
     if tuple(mask.shape) != tuple(weight.shape):
         raise ValueError(f"mask shape {tuple(mask.shape)} != weight shape {tuple(weight.shape)}")
     w = weight.detach().cpu().numpy()
     m = mask.detach().cpu().numpy().astype(bool)
-    arrays, bits, count = _ENCODERS[scheme.name](scheme, w, m, layer)
-    return EncodedLayer(scheme.name, tuple(weight.shape), arrays, int(bits), int(count))
+    arrays, bits, count = fmt.encode(scheme, w, m, layer)
+    return EncodedLayer(scheme.codec, tuple(weight.shape), arrays, int(bits), int(count))

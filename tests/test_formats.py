@@ -108,3 +108,16 @@ def test_save_and_load_npz(tmp_path):
     with np.load(path) as data:
         back = EncodedLayer.from_arrays(dict(data))
     assert torch.equal(back.decode(), enc.decode())
+
+
+def test_exports_written_before_codecs_still_load():
+    """An export's arrays named the scheme where they now name the codec."""
+    layer = LayerSpec("fc", "linear", 40, 6)
+    w = torch.randn(layer.weight_shape)
+    scheme = get_scheme("balanced", group_size=16)
+    enc = encode(scheme, w, scheme.mask(w, 0.25, layer), layer)
+    arrays = enc.to_arrays()
+    old = {("scheme" if k == "codec" else k): v for k, v in arrays.items()}
+    old["scheme"] = np.array("balanced")
+    back = EncodedLayer.from_arrays(old)
+    assert back.codec == "n-of-m" and torch.equal(back.decode(), enc.decode())

@@ -47,6 +47,7 @@ class BalancedScheme(LeveledScheme):
 
     name = "balanced"
     index_format = "n-of-m"
+    codec = "n-of-m"
     structure_params: tuple[str, ...] = ("group_size",)
 
     def __init__(self, group_size: int = 16) -> None:

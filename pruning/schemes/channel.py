@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -61,6 +62,14 @@ class ChannelScheme(LeveledScheme):
 
     name = "channel"
     index_format = "channel"
+    codec = "channel"
+    removes_channels = True
+    #: Whole-channel pruning damages what the holdout score sees (BatchNorm re-estimation
+    #: cannot repair it) far more than what a fine-tune keeps: on resnet20 / Fashion-MNIST
+    #: at budget 0.7 the holdout score ranked the best channel policies with Kendall tau
+    #: -0.07 against their fine-tuned test accuracy, a 5-step fine-tune with 0.24.
+    search_proxy = "finetune"
+    search_proxy_params = MappingProxyType({"steps": 5, "batch_size": 32})
     structure_params: tuple[str, ...] = ("channel_multiple",)
 
     def __init__(self, round_to: int = 8, norm: str = "l1") -> None:

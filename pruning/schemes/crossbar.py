@@ -102,6 +102,7 @@ class CrossbarScheme(LeveledScheme):
 
     name = "crossbar"
     index_format = "crossbar-table"
+    codec = "crossbar-table"
     structure_params: tuple[str, ...] = ("crossbar_size",)
 
     def __init__(

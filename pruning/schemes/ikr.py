@@ -90,6 +90,7 @@ class IKRScheme(LeveledScheme):
 
     name = "ikr"
     index_format = "pattern-id"
+    codec = "ikr-shapes"
     structure_params: tuple[str, ...] = ()
 
     def _level_table(self, layer: LayerSpec) -> tuple[np.ndarray, list[Hashable]]:

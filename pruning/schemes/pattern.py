@@ -52,6 +52,7 @@ class PatternScheme(LeveledScheme):
 
     name = "pattern"
     index_format = "pattern-id"
+    codec = "pattern-spm"
     structure_params: tuple[str, ...] = ("pattern_count",)
 
     def __init__(self, pattern_count: int = 8) -> None:

@@ -33,6 +33,7 @@ class UnstructuredScheme(LeveledScheme):
 
     name = "unstructured"
     index_format = "bitmask"
+    codec = "bitmask"
     structure_params: tuple[str, ...] = ()
 
     def __init__(self, steps: int = 20) -> None:
