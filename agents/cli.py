@@ -205,11 +205,29 @@ def _run_and_report(
     from tracking import StoreFailure
 
     done = 0 if resume is None else len(resume.records)
-    bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
-    bars = [bar]
+    # The bar appears with the first episode: checks, training and table building before
+    # it print their own messages instead of a bar stuck at 0.
+    bars: list[Any] = []
+
+    def episode_done(n: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=cfg.episodes,
+                    initial=done,
+                    desc="episodes",
+                    unit="ep",
+                    disable=not progress,
+                )
+            )
+        bars[-1].update(n)
+
+    def close_bar() -> None:
+        if bars:
+            bars[-1].close()
 
     def recovery_bar(who: str, total: int) -> Any:
-        bars[-1].close()
+        close_bar()
         bars.append(
             tqdm(
                 total=total,
@@ -225,22 +243,22 @@ def _run_and_report(
             cfg,
             command=command,
             export_dir=export,
-            progress=bar.update,
+            progress=episode_done,
             resume=resume,
             register=register,
             recovery_progress=recovery_bar,
         )
     except SearchInterrupted as exc:
-        bars[-1].close()
+        close_bar()
         _report_interrupted(exc)
     except (KeyError, ValueError, FileExistsError) as exc:
-        bars[-1].close()
+        close_bar()
         _fail(exc)
     except StoreFailure as exc:
-        bars[-1].close()
+        close_bar()
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    bars[-1].close()
+    close_bar()
     _print_summary(cfg, result)
 
 

@@ -63,6 +63,43 @@ def _cached_workload(
     return get_workload(model, data=data, checkpoint=checkpoint, seed=seed, device=device)
 
 
+def least_cost_ratio_before_training(spec: TaskSpec) -> float:
+    """The task's least achievable cost ratio, from the architecture alone.
+
+    Built on the untrained model (random weights, nothing trained or loaded), so a budget
+    no policy can meet is refused before minutes of training. Structured schemes' costs
+    do not depend on the weights' values; where a cost model scores where the kept
+    weights fall (unstructured masks on a lock-step PE array), the trained figure can
+    differ a little, and the environment checks the budget exactly once trained.
+    """
+    import warnings
+
+    from envs.workloads import UntrainedModelWarning, get_workload
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        workload = get_workload(
+            spec.model, data=None if spec.data is None else str(spec.data), train=False
+        )
+    hw, sch = _hardware_and_scheme(
+        spec.hardware, spec.scheme, dict(spec.hardware_params), dict(spec.scheme_params)
+    )
+    metric = None if spec.metric is None else resolve_metric(spec.metric)
+    return build_task(workload, sch, hw, metric=metric or hw.default_metric).min_cost_ratio
+
+
+def _hardware_and_scheme(
+    hardware: str, scheme: str, hw_params: dict[str, Any], sch_params: dict[str, Any]
+) -> tuple[Any, Any]:
+    """The hardware model and the scheme of a task: the scheme's structure defaults to the
+    hardware's, and the hardware charges the scheme's index format unless told one."""
+    hw = get_hardware(hardware, **hw_params)
+    sch = get_scheme(scheme, hardware=hw, **sch_params)
+    if "index_format" in hw.describe() and "index_format" not in hw_params:
+        hw = hw.with_params(index_format=sch.index_format)
+    return hw, sch
+
+
 @lru_cache(maxsize=16)
 def _cached_task(
     model: str,
@@ -77,11 +114,9 @@ def _cached_task(
     hardware_params: str,
 ) -> PruningTask:
     workload = _cached_workload(model, data, checkpoint, seed, device)
-    hw_params, sch_params = _thawed(hardware_params), _thawed(scheme_params)
-    hw = get_hardware(hardware, **hw_params)
-    sch = get_scheme(scheme, hardware=hw, **sch_params)
-    if "index_format" in hw.describe() and "index_format" not in hw_params:
-        hw = hw.with_params(index_format=sch.index_format)
+    hw, sch = _hardware_and_scheme(
+        hardware, scheme, _thawed(hardware_params), _thawed(scheme_params)
+    )
     return build_task(workload, sch, hw, metric=metric or hw.default_metric)
 
 
