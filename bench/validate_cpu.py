@@ -2,7 +2,7 @@
 
 For channel-pruning policies of fashion-cnn (trained weights from the cache), the whole
 chain runs as a user would: the ``channel`` scheme's masks (channel multiple from the
-``cpu`` model: 8), ``pruning.export.export_pruned`` writing ``compact/`` and
+``cpu`` model: 16 with the shipped table), ``pruning.export.export_pruned`` writing ``compact/`` and
 ``model.onnx``, and ONNX Runtime timing that ``model.onnx`` (one thread, best of rounds,
 as ``hwprune profile-cpu`` times layers). The prediction is ``network_cost(...).latency_s``
 of the ``cpu`` model reading the measured table (``hwmodels/tables/cpu.json``, written
