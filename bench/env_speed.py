@@ -16,7 +16,7 @@ Measures, on the 2-core development machine:
   fashion-cnn (skipped, with a note, where Fashion-MNIST is not installed).
 
 Prints a table and writes JSON to bench/results/env_speed.json.
-Usage: python bench/env_speed.py [--quick]
+Usage: python bench/env_speed.py [--quick]; ``--report`` prints that file's table, running nothing.
 """
 
 from __future__ import annotations
@@ -151,11 +151,48 @@ def episodes_per_second(n_envs: int, episodes: int, model: str = "digits-cnn") -
         venv.close()
 
 
+def table(doc: dict) -> str:
+    """The printed table of a results dict (``main``'s or ``env_speed.json``'s)."""
+    lines = [
+        f"{'model':12s} {'scheme':9s} {'hardware':15s} {'steps':>5s} {'coupled':>7s} "
+        f"{'build s':>8s} {'step ms':>8s} {'p90 ms':>7s}"
+    ]
+    for r in doc["steps"]:
+        lines.append(
+            f"{r['model']:12s} {r['scheme']:9s} {r['hardware']:15s} {r['decisions']:5d} "
+            f"{str(r['coupled']):>7s} {r['build_s']:8.2f} {r['step_ms_median']:8.3f} "
+            f"{r['step_ms_p90']:7.3f}"
+        )
+    lines.append("")
+    peak = doc["matmul_gflops_one_thread"]
+    for m, ms in doc["holdout_eval_ms_median"].items():
+        gflop = doc["holdout_eval_gflop"][m]
+        lines.append(
+            f"terminal holdout evaluation, {m}: {ms['folded']:.1f} ms "
+            f"({ms['unfolded']:.1f} ms without the BatchNorm-folded twin); "
+            f"{gflop:.2f} GFLOP, {gflop / ms['folded'] * 1e3:.0f} GFLOP/s; "
+            f"{gflop / peak * 1e3:.0f} ms at the matmul rate"
+        )
+    lines.append(f"this core's fp32 matmul rate (one thread, 2048 x 2048): {peak:.0f} GFLOP/s")
+    for n, rate in doc["episodes_per_s"].items():
+        lines.append(f"episodes/s with {n} env(s), digits-cnn + holdout: {rate:.1f}")
+    fashion_rate = doc["fashion_cnn_episodes_per_s"]
+    if fashion_rate is None:
+        lines.append("fashion-cnn skipped: Fashion-MNIST is not installed (make data)")
+    else:
+        lines.append(f"episodes/s with 1 env, fashion-cnn + holdout: {fashion_rate:.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the measurements, print the table, write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--report", action="store_true", help="print the stored table, run nothing")
     args = parser.parse_args()
+    if args.report:
+        print(table(json.loads((RESULTS / "env_speed.json").read_text())))
+        return
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     eps = 5 if args.quick else 30
@@ -187,48 +224,19 @@ def main() -> None:
         episodes_per_second(1, 10 if args.quick else 50, "fashion-cnn") if fashion else None
     )
 
-    print(
-        f"{'model':12s} {'scheme':9s} {'hardware':15s} {'steps':>5s} {'coupled':>7s} "
-        f"{'build s':>8s} {'step ms':>8s} {'p90 ms':>7s}"
-    )
-    for r in steps:
-        print(
-            f"{r['model']:12s} {r['scheme']:9s} {r['hardware']:15s} {r['decisions']:5d} "
-            f"{str(r['coupled']):>7s} {r['build_s']:8.2f} {r['step_ms_median']:8.3f} "
-            f"{r['step_ms_p90']:7.3f}"
-        )
-    print()
-    for m, ms in term.items():
-        print(
-            f"terminal holdout evaluation, {m}: {ms['folded']:.1f} ms "
-            f"({ms['unfolded']:.1f} ms without the BatchNorm-folded twin); "
-            f"{gflop[m]:.2f} GFLOP, {gflop[m] / ms['folded'] * 1e3:.0f} GFLOP/s; "
-            f"{gflop[m] / peak * 1e3:.0f} ms at the matmul rate"
-        )
-    print(f"this core's fp32 matmul rate (one thread, 2048 x 2048): {peak:.0f} GFLOP/s")
-    for n, rate in eps_rate.items():
-        print(f"episodes/s with {n} env(s), digits-cnn + holdout: {rate:.1f}")
-    if fashion_rate is None:
-        print("fashion-cnn skipped: Fashion-MNIST is not installed (make data)")
-    else:
-        print(f"episodes/s with 1 env, fashion-cnn + holdout: {fashion_rate:.2f}")
-
+    doc = {
+        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
+        "steps": steps,
+        "holdout_eval_ms_median": term,
+        "holdout_eval_gflop": gflop,
+        "matmul_gflops_one_thread": peak,
+        "episodes_per_s": {str(k): v for k, v in eps_rate.items()},
+        "fashion_cnn_episodes_per_s": fashion_rate,
+    }
+    print(table(doc))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "env_speed.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
-                "steps": steps,
-                "holdout_eval_ms_median": term,
-                "holdout_eval_gflop": gflop,
-                "matmul_gflops_one_thread": peak,
-                "episodes_per_s": {str(k): v for k, v in eps_rate.items()},
-                "fashion_cnn_episodes_per_s": fashion_rate,
-            },
-            indent=2,
-        )
-    )
+    out.write_text(json.dumps(doc, indent=2))
     print(f"\nwrote {out}")
 
 

@@ -1,7 +1,7 @@
 """Time ``network_cost`` of ResNet-50 under a full set of masks, for every hardware preset.
 
 Target: at most 10 ms per call after the first. Prints a table and writes
-bench/results/hwmodels.json.
+bench/results/hwmodels.json; ``--report`` prints that file's table and runs nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +55,22 @@ def time_preset(preset: str, layers: list, masks: list, repeats: int) -> dict[st
     }
 
 
+def table(result: dict) -> str:
+    """The printed table of a results dict (``main``'s or ``RESULTS``')."""
+    lines = [
+        f"ResNet-50: {result['layers']} layers, {result['weights'] / 1e6:.1f} M weights, "
+        f"masks at {result['density']}",
+        f"{'preset':<16}{'first ms':>10}{'median ms':>11}{'min ms':>9}{'lat ratio':>11}",
+    ]
+    for preset, r in result["presets"].items():
+        ratio = r["latency_s"] / r["dense_latency_s"]
+        lines.append(
+            f"{preset:<16}{r['first_ms']:>10.2f}{r['median_ms']:>11.2f}{r['min_ms']:>9.2f}"
+            f"{ratio:>11.3f}"
+        )
+    return "\n".join(lines)
+
+
 def main(repeats: int = 15, density: float = 0.5) -> dict:
     """Run the benchmark, print the table, write the JSON."""
     layers = resnet50_layers()
@@ -62,14 +78,6 @@ def main(repeats: int = 15, density: float = 0.5) -> dict:
     masks = [random_mask(layer, density, rng) for layer in layers]
     weights = sum(layer.params for layer in layers)
     rows = {p: time_preset(p, layers, masks, repeats) for p in list_hardware()}
-    print(f"ResNet-50: {len(layers)} layers, {weights / 1e6:.1f} M weights, masks at {density}")
-    print(f"{'preset':<16}{'first ms':>10}{'median ms':>11}{'min ms':>9}{'lat ratio':>11}")
-    for preset, r in rows.items():
-        ratio = r["latency_s"] / r["dense_latency_s"]
-        print(
-            f"{preset:<16}{r['first_ms']:>10.2f}{r['median_ms']:>11.2f}{r['min_ms']:>9.2f}"
-            f"{ratio:>11.3f}"
-        )
     result = {
         "workload": "resnet50-224",
         "layers": len(layers),
@@ -80,6 +88,7 @@ def main(repeats: int = 15, density: float = 0.5) -> dict:
         "numpy": np.__version__,
         "presets": rows,
     }
+    print(table(result))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"wrote {RESULTS}")
@@ -87,4 +96,9 @@ def main(repeats: int = 15, density: float = 0.5) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--report"]:  # print the committed table, run nothing
+        print(table(json.loads(RESULTS.read_text(encoding="utf-8"))))
+    elif sys.argv[1:]:
+        sys.exit(f"usage: python {sys.argv[0]} [--report]")
+    else:
+        main()

@@ -7,7 +7,8 @@ over the layers the scheme prunes. Weights are torchvision's random initialisati
 (``weights=None``: nothing is downloaded), so energies show what each structure costs on
 unstructured Gaussian-like weights, not on a trained network.
 
-Prints a table and writes ``bench/results/schemes.json``. Run: ``python bench/schemes.py``.
+Prints a table and writes ``bench/results/schemes.json``. Run: ``python bench/schemes.py``;
+``--report`` prints the stored file's table and runs nothing.
 """
 
 from __future__ import annotations
@@ -82,6 +83,22 @@ def bench_scheme(
     }
 
 
+def table(doc: dict) -> str:
+    """The printed table of a results file's dict (``{"meta": ..., "results": [...]}``)."""
+    densities = [x["requested"] for x in doc["results"][0]["rows"]] if doc["results"] else []
+    lines = [
+        f"{'scheme':<18}{'time s':>8}{'levels':>8}{'layers':>8}  "
+        + "  ".join(f"d={d:<5} (dens, energy)" for d in densities)
+    ]
+    for r in doc["results"]:
+        cells = "  ".join(f"{x['density']:.3f}, {x['energy']:.3f}".ljust(24) for x in r["rows"])
+        lines.append(
+            f"{r['scheme']:<18}{r['seconds_best']:>8.2f}{r['levels_total']:>8}"
+            f"{r['pruned_layers']:>5}/{r['layers']:<2}  {cells}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the benchmark, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -90,7 +107,13 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "schemes.json"
     )
+    parser.add_argument(
+        "--report", action="store_true", help="print the table of --out, run nothing"
+    )
     args = parser.parse_args()
+    if args.report:
+        print(table(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
@@ -98,20 +121,10 @@ def main() -> None:
     params = dict(model.named_parameters())
     weights = {ly.name: params[f"{ly.name}.weight"].detach() for ly in layers}
     results = [bench_scheme(k, v, weights, layers, args.repeats) for k, v in VARIANTS.items()]
-
-    header = f"{'scheme':<18}{'time s':>8}{'levels':>8}{'layers':>8}  " + "  ".join(
-        f"d={d:<5} (dens, energy)" for d in DENSITIES
-    )
     print(f"resnet18, {sum(ly.params for ly in layers):,} weights, {args.threads} threads")
-    print(header)
-    for r in results:
-        cells = "  ".join(f"{x['density']:.3f}, {x['energy']:.3f}".ljust(24) for x in r["rows"])
-        print(
-            f"{r['scheme']:<18}{r['seconds_best']:>8.2f}{r['levels_total']:>8}"
-            f"{r['pruned_layers']:>5}/{r['layers']:<2}  {cells}"
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"model": "resnet18", "threads": args.threads, "machine": platform.machine()}
+    print(table({"meta": meta, "results": results}))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"wrote {args.out}")
 

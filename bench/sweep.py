@@ -15,7 +15,7 @@ Measures, on this machine:
 
 Without PostgreSQL the sweeps log to a local SQLite file and the server part is skipped.
 Prints a table and writes JSON to bench/results/sweep.json.
-Usage: python bench/sweep.py [--quick]
+Usage: python bench/sweep.py [--quick]; ``--report`` prints that file's tables, running nothing.
 """
 
 from __future__ import annotations
@@ -143,6 +143,39 @@ def server_writes(uri: str, writers: int, episodes: int) -> dict:
     }
 
 
+def table(doc: dict) -> str:
+    """The printed tables of a results dict (``main``'s or ``sweep.json``'s)."""
+    server = doc["store"] != "sqlite"
+    lines = [
+        f"\n## sweep throughput, local Ray ({'PostgreSQL server' if server else 'SQLite'})",
+        f"{'workers':>7} {'trials':>6} {'ep/trial':>8} {'ray start s':>11} {'wall s':>7} "
+        f"{'trials/min':>10} {'episodes/s':>10} {'complete':>8}",
+    ]
+    for s in doc["sweeps"]:
+        lines.append(
+            f"{s['workers']:>7} {s['trials']:>6} {s['episodes_per_trial']:>8} "
+            f"{s['ray_start_s']:>11.1f} {s['wall_s']:>7.1f} {s['trials_per_min']:>10.2f} "
+            f"{s['episodes_per_s']:>10.2f} {s['complete']:>8}"
+        )
+    lines.append(f"speed-up 2 workers / 1 worker: {doc['speedup_2_vs_1']:.2f}x")
+    if doc["server_writes"]:
+        lines.append(
+            "\n## tracking server writes (mlflow server + PostgreSQL, one flush per episode)"
+        )
+        lines.append(
+            f"{'writers':>7} {'episodes':>8} {'write s':>7} {'episodes/s':>10} "
+            f"{'points/s':>8} {'requests/s':>10} {'all present':>11}"
+        )
+        for w in doc["server_writes"]:
+            lines.append(
+                f"{w['writers']:>7} {w['writers'] * w['episodes_per_writer']:>8} "
+                f"{w['write_s']:>7.1f} {w['episodes_per_s']:>10.1f} "
+                f"{w['metric_points_per_s']:>8.1f} {w['requests_per_s']:>10.1f} "
+                f"{str(w['all_present']):>11}"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials and episodes")
@@ -150,7 +183,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--writers", default="1,2,4")
     parser.add_argument("--writer-episodes", type=int, default=100)
+    parser.add_argument("--report", action="store_true", help="print the stored table, run nothing")
     args = parser.parse_args()
+    if args.report:
+        print(table(json.loads((RESULTS / "sweep.json").read_text())))
+        return
     if args.quick:
         args.trials, args.episodes, args.writer_episodes = 2, 10, 30
 
@@ -188,31 +225,6 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     speedup = sweeps[0]["wall_s"] / sweeps[1]["wall_s"]
-    print(f"\n## sweep throughput, local Ray ({'PostgreSQL server' if server else 'SQLite'})")
-    print(
-        f"{'workers':>7} {'trials':>6} {'ep/trial':>8} {'ray start s':>11} {'wall s':>7} "
-        f"{'trials/min':>10} {'episodes/s':>10} {'complete':>8}"
-    )
-    for s in sweeps:
-        print(
-            f"{s['workers']:>7} {s['trials']:>6} {s['episodes_per_trial']:>8} "
-            f"{s['ray_start_s']:>11.1f} {s['wall_s']:>7.1f} {s['trials_per_min']:>10.2f} "
-            f"{s['episodes_per_s']:>10.2f} {s['complete']:>8}"
-        )
-    print(f"speed-up 2 workers / 1 worker: {speedup:.2f}x")
-    if writes:
-        print("\n## tracking server writes (mlflow server + PostgreSQL, one flush per episode)")
-        print(
-            f"{'writers':>7} {'episodes':>8} {'write s':>7} {'episodes/s':>10} "
-            f"{'points/s':>8} {'requests/s':>10} {'all present':>11}"
-        )
-        for w in writes:
-            print(
-                f"{w['writers']:>7} {w['writers'] * w['episodes_per_writer']:>8} "
-                f"{w['write_s']:>7.1f} {w['episodes_per_s']:>10.1f} "
-                f"{w['metric_points_per_s']:>8.1f} {w['requests_per_s']:>10.1f} "
-                f"{str(w['all_present']):>11}"
-            )
     RESULTS.mkdir(exist_ok=True)
     out = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -222,6 +234,7 @@ def main() -> None:
         "server_writes": writes,
         "settings": vars(args),
     }
+    print(table(out))
     (RESULTS / "sweep.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"\nwrote {RESULTS / 'sweep.json'}")
 

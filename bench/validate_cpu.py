@@ -2,7 +2,7 @@
 
 For channel-pruning policies of fashion-cnn (trained weights from the cache), the whole
 chain runs as a user would: the ``channel`` scheme's masks (channel multiple from the
-``cpu`` model: 8), ``pruning.export.export_pruned`` writing ``compact/`` and
+``cpu`` model: 16 with the shipped table), ``pruning.export.export_pruned`` writing ``compact/`` and
 ``model.onnx``, and ONNX Runtime timing that ``model.onnx`` (one thread, best of rounds,
 as ``hwprune profile-cpu`` times layers). The prediction is ``network_cost(...).latency_s``
 of the ``cpu`` model reading the measured table (``hwmodels/tables/cpu.json``, written
@@ -11,7 +11,7 @@ by ``profile-cpu``; ``--profile`` re-measures it first).
 Reported per batch size: Spearman rank correlation of predicted and measured latency
 over the policies (goal >= 0.9), mean absolute relative error, and the measured and
 predicted speed-up of the fastest policy over dense. Writes
-``bench/results/validate_cpu.json``.
+``bench/results/validate_cpu.json``; ``--report`` prints its summary and runs nothing.
 """
 
 from __future__ import annotations
@@ -102,6 +102,20 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def summary_table(summary: dict) -> str:
+    """Per batch size: rank correlation, mean error, the fastest policy's speed-ups."""
+    lines = [
+        f"{'batch':>6}{'spearman':>10}{'mean |err|':>12}{'best kept':>11}{'meas x':>8}{'pred x':>8}"
+    ]
+    for b, s in summary.items():
+        lines.append(
+            f"{b:>6}{s['spearman']:>10.3f}{100 * s['mean_abs_rel_error']:>11.1f}%"
+            f"{s['best_weights_kept']:>11.2f}{s['best_measured_speedup']:>8.2f}"
+            f"{s['best_predicted_speedup']:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the validation, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -112,7 +126,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="re-measure the table first")
+    parser.add_argument("--report", action="store_true", help="print the stored table, run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        result = json.loads(RESULTS.read_text(encoding="utf-8"))
+        print(
+            f"{len(result['policies'])} policies of {result['workload']}, {result['scheme']}, "
+            f"table: {result['table_device']}, {result['table_engine']}"
+        )
+        print(summary_table(result["summary"]))
+        return result
     torch.set_num_threads(1)
 
     from envs import get_workload
@@ -201,16 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
             "best_predicted_speedup": pred[0] / pred[best],
             "goal_spearman": 0.9,
         }
-    print(
-        f"\n{'batch':>6}{'spearman':>10}{'mean |err|':>12}{'best kept':>11}"
-        f"{'meas x':>8}{'pred x':>8}"
-    )
-    for b, s in summary.items():
-        print(
-            f"{b:>6}{s['spearman']:>10.3f}{100 * s['mean_abs_rel_error']:>11.1f}%"
-            f"{s['best_weights_kept']:>11.2f}{s['best_measured_speedup']:>8.2f}"
-            f"{s['best_predicted_speedup']:>8.2f}"
-        )
+    print()
+    print(summary_table(summary))
     result = {
         "workload": WORKLOAD,
         "scheme": f"channel (round_to {hw.structure()['channel_multiple']})",

@@ -20,8 +20,9 @@ puts them beside ``reram-128`` / ``reram-256`` for the same layers:
 - 16 ADCs and 16 DACs per group (``ADC_Num``, ``DAC_Num``), the pair subtracted in
   the analog domain (``Sub_Position = 0``) before conversion.
 
-Writes ``bench/results/validate_mnsim.json`` and prints the table; the crossbar-count
-agreement is tested by ``tests/test_validate_mnsim.py``.
+Writes ``bench/results/validate_mnsim.json`` and prints the table (``--report``: the stored
+file's table, nothing recomputed); the crossbar-count agreement is tested by
+``tests/test_validate_mnsim.py``.
 """
 
 from __future__ import annotations
@@ -155,6 +156,25 @@ WHY = {
 }
 
 
+def print_table(result: dict) -> None:
+    """The per-layer table and the per-figure comparison."""
+    print(
+        f"{'preset':<10}{'layer':<18}{'MNSIM tiles':>12}{'model':>7}"
+        f"{'MNSIM xbars':>12}{'model':>7}{'1b/7b':>7}"
+    )
+    for r in result["layers"]:
+        print(
+            f"{r['preset']:<10}{r['layer']:<18}{r['mnsim']['logical']:>12}{r['model_logical']:>7}"
+            f"{r['mnsim']['crossbars']:>12}{r['model_crossbars']:>7.0f}"
+            f"{r['model_crossbars_1bit_7b']:>7.0f}"
+        )
+    for preset, f in result["figures"].items():
+        print(preset)
+        for key in f["mnsim"]:
+            a, b = f["mnsim"][key], f["model"][key]
+            print(f"  {key:<20} MNSIM {a:>10.4g}  model {b:>10.4g}  model/MNSIM {b / a:>8.3g}")
+
+
 def main() -> dict:
     """Compare, print, write the JSON."""
     from hwmodels import LayerSpec, get_hardware
@@ -181,21 +201,6 @@ def main() -> dict:
                     "model_crossbars_1bit_7b": same_cells.cost(layer).resources,
                 }
             )
-    print(
-        f"{'preset':<10}{'layer':<18}{'MNSIM tiles':>12}{'model':>7}"
-        f"{'MNSIM xbars':>12}{'model':>7}{'1b/7b':>7}"
-    )
-    for r in rows:
-        print(
-            f"{r['preset']:<10}{r['layer']:<18}{r['mnsim']['logical']:>12}{r['model_logical']:>7}"
-            f"{r['mnsim']['crossbars']:>12}{r['model_crossbars']:>7.0f}"
-            f"{r['model_crossbars_1bit_7b']:>7.0f}"
-        )
-    for preset, f in figures.items():
-        print(preset)
-        for key in f["mnsim"]:
-            a, b = f["mnsim"][key], f["model"][key]
-            print(f"  {key:<20} MNSIM {a:>10.4g}  model {b:>10.4g}  model/MNSIM {b / a:>8.3g}")
     result = {
         "reference": "MNSIM 2.0 defaults (SimConfig.ini, Hardware_Model, Tile_connection_graph)",
         "mnsim_parameters": {k: list(v) if isinstance(v, tuple) else v for k, v in MNSIM.items()},
@@ -203,10 +208,16 @@ def main() -> dict:
         "figures": figures,
         "differences": WHY,
     }
+    print_table(result)
     RESULTS.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"wrote {RESULTS}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--report"]:  # print the stored table, run nothing
+        print_table(json.loads(RESULTS.read_text(encoding="utf-8")))
+    elif sys.argv[1:]:
+        sys.exit(f"usage: python {sys.argv[0]} [--report]")
+    else:
+        main()

@@ -12,6 +12,7 @@ Two halves:
   writes ``bench/results/validate_scalesim.json``. When the reference is missing (or
   with ``--resimulate``) it first runs the simulation half in ``.venv-scalesim``
   (``make .venv-scalesim`` creates it).
+- ``--report`` prints the table of ``bench/results/validate_scalesim.json`` and runs nothing.
 
 The reference cycles are SCALE-Sim's compute cycles with buffers and bandwidth large
 enough that no stall occurs (recorded per layer: ``stall_cycles`` is 0): the model's
@@ -334,7 +335,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--simulate", action="store_true", help="run SCALE-Sim (its venv)")
     parser.add_argument("--resimulate", action="store_true", help="redo the reference first")
     parser.add_argument("--only", nargs="*", default=[], help="layers to (re)simulate")
+    parser.add_argument("--report", action="store_true", help="print the stored table, run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        result = json.loads(RESULTS.read_text(encoding="utf-8"))
+        print_table(result)
+        return result
     if args.simulate:
         return simulate(only=tuple(args.only))
     if args.resimulate or not REFERENCE.exists():
