@@ -709,12 +709,17 @@ def _finish(
         )
         run.log_json(recipe.as_dict(), "recovery.json")
         total = recipe.total_steps(len(task.workload.train))
-        models = {}
+        models: dict[str, Any] = {}
         for who, choice in (("best", best.choice), ("uniform", uniform)):
-            step = None if recovery_progress is None else recovery_progress(who, total)
-            rec = recovered_model(task, choice, recipe, on_step=step)
-            models[who], before[who] = rec.model, rec.before
-            run.log_metrics({f"{who}/test_accuracy_before_recovery": rec.before})
+            if who == "uniform" and list(uniform) == list(best.choice):
+                # The search's best is the uniform policy (a budget only it meets): the
+                # same network, recovered once.
+                models[who], before[who] = models["best"], before["best"]
+            else:
+                step = None if recovery_progress is None else recovery_progress(who, total)
+                rec = recovered_model(task, choice, recipe, on_step=step)
+                models[who], before[who] = rec.model, rec.before
+            run.log_metrics({f"{who}/test_accuracy_before_recovery": before[who]})
         best_model, uniform_model = models["best"], models["uniform"]
     else:
         best_model = pruned_model(
