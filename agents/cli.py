@@ -142,13 +142,29 @@ def search(
     ),
 ) -> None:
     """Search a pruning policy; log everything to an MLflow run; print a summary."""
+    if resume is not None:
+        _resume_search(ctx, resume, export, progress, register)
+        return
+    from agents.catalog import check_names
+
+    try:  # names first, from the light table: a typo costs no import of torch, SB3, MLflow
+        check_names(
+            model=model,
+            scheme=scheme,
+            hardware=hardware,
+            metric=metric,
+            agent=agent,
+            proxy=proxy,
+            shortlist_proxy=shortlist_proxy,
+            reward=reward,
+            device=device,
+        )
+    except (KeyError, ValueError) as exc:
+        _fail(exc)
 
     from agents.search import SEARCH_FIELDS, SearchConfig
     from envs import TASK_FIELDS
 
-    if resume is not None:
-        _resume_search(ctx, resume, export, progress, register)
-        return
     try:
         settings = load_config_file(config) if config is not None else {}
         explicit = {
@@ -533,32 +549,88 @@ def export(
     )
 
 
-@app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List models, schemes, hardware presets, accuracy proxies and agents."""
-    from agents.base import AGENTS
-    from envs import PROXIES, WORKLOADS, list_proxies, list_workloads
-    from hwmodels import HARDWARE
-    from pruning import SCHEMES
+def _full_registry(section: str) -> Any:
+    """The registry behind a ``hwprune list`` section (imports what registers it)."""
+    if section == "models":
+        import envs.workloads  # noqa: F401  registers them
+        from envs import WORKLOADS
 
-    list_workloads(), list_proxies()
-    sections = {
-        "models": WORKLOADS.describe(),
-        "schemes": SCHEMES.describe(),
-        "hardware": HARDWARE.describe(),
-        "proxies": PROXIES.describe(),
-        "agents": AGENTS.describe(),
-    }
-    if as_json:
-        typer.echo(json.dumps(sections, indent=2))
+        return WORKLOADS
+    if section == "schemes":
+        from pruning import SCHEMES
+
+        return SCHEMES
+    if section == "hardware":
+        from hwmodels import HARDWARE
+
+        return HARDWARE
+    if section == "proxies":
+        import envs.proxies  # noqa: F401  registers them
+        from envs import PROXIES
+
+        return PROXIES
+    from agents.base import AGENTS
+
+    return AGENTS
+
+
+def _listing_table() -> Table:
+    return Table(show_header=False, box=None, pad_edge=False, padding=(0, 1, 0, 0))
+
+
+@app.command("list")
+def list_(
+    section: str = typer.Argument(
+        None,
+        metavar="[SECTION]",
+        help="models, schemes, hardware, proxies or agents: that section in full "
+        "(models: every torchvision model too).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON: every name and its description."
+    ),
+) -> None:
+    """List models, schemes, hardware presets, accuracy proxies and agents."""
+    from agents.catalog import SECTIONS, TORCHVISION, check_choice
+
+    if section is not None:
+        try:
+            check_choice("section", section, tuple(SECTIONS))
+        except ValueError as exc:
+            _fail(exc)
+    titles = list(SECTIONS) if section is None else [section]
+    if as_json:  # the registries themselves: every name, torchvision's included
+        typer.echo(json.dumps({t: _full_registry(t).describe() for t in titles}, indent=2))
         return
-    for title, entries in sections.items():
-        table = Table(title=title, show_header=False, title_justify="left")
-        table.add_column("name", style="bold")
+    if section is None:  # one screen, from the light table: nothing heavy is imported
+        table = _listing_table()
+        table.add_column("name", style="bold", no_wrap=True)
         table.add_column("description")
-        for name, desc in entries.items():
-            table.add_row(name, desc)
+        for title, (_kind, entries) in SECTIONS.items():
+            table.add_row(f"[bold underline]{title}[/]", "")
+            for name, summary in entries.items():
+                table.add_row(f"  {name}", summary)
+            if title == "models":
+                table.add_row("  torchvision", TORCHVISION)
         console.print(table)
+        console.print("in full: hwprune list SECTION; as JSON: hwprune list --json")
+        return
+    described = _full_registry(section).describe()
+    tv_prefix = "torchvision "
+    torchvision = [n for n, d in described.items() if d.startswith(tv_prefix)]
+    table = _listing_table()
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("description")
+    for name, desc in described.items():
+        if name not in torchvision:
+            table.add_row(name, desc)
+    console.print(table)
+    if torchvision:
+        console.print(
+            f"\n[bold]torchvision[/] ({len(torchvision)} models, weights=None: random weights "
+            "unless a checkpoint is given):"
+        )
+        console.print(", ".join(torchvision), highlight=False)
 
 
 def _register_optional_commands() -> None:

@@ -78,6 +78,39 @@ def build_spec(
     return SweepSpec.from_dict(settings, where=where)
 
 
+def _check_flag_names(
+    *,
+    model: str | None,
+    scheme: str | None,
+    hardware: str | None,
+    agent: str | None,
+    pair: list[str] | None,
+    metric: str | None,
+    proxy: str | None,
+    device: str | None,
+) -> None:
+    """The names the flags give (comma-separated lists, SCHEME:HARDWARE pairs), checked
+    against ``agents.catalog``; malformed values are left to ``SweepSpec``."""
+    from agents.catalog import check_names
+
+    def items(text: str | None) -> list[str]:
+        return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+    schemes, presets = items(scheme), items(hardware)
+    for p in pair or []:
+        sch, sep, hw = p.partition(":")
+        if sep:
+            schemes.append(sch.strip())
+            presets.append(hw.strip())
+    for name in schemes:
+        check_names(scheme=name)
+    for name in presets:
+        check_names(hardware=name)
+    for name in items(agent):
+        check_names(agent=name)
+    check_names(model=model, metric=metric, proxy=proxy, device=device)
+
+
 def sweep_command(
     config: Path = typer.Option(
         None, help="YAML file: search settings, grid: {key: [values]}, pairs:, resources:."
@@ -112,6 +145,13 @@ def sweep_command(
     progress: bool = typer.Option(True, help="Show progress while it runs."),
 ) -> None:
     """Run a grid of searches on Ray; each search is a child run of one sweep run."""
+    try:  # names first, from the light table: a typo costs no import of torch, Ray, MLflow
+        _check_flag_names(
+            model=model, scheme=scheme, hardware=hardware, agent=agent, pair=pair,
+            metric=metric, proxy=proxy, device=device,
+        )  # fmt: skip
+    except (KeyError, ValueError) as exc:
+        fail(exc)
     from agents.sweep import run_sweep
     from tracking import StoreError
 
