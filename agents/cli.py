@@ -451,6 +451,11 @@ def _front_point(run_id: str, budget: float | None) -> str:
         return "pruned_model"
     front = json.loads(front_file.read_text())
     discard_download(front_file)
+    return _pick_front_point(run_id, front, budget)
+
+
+def _pick_front_point(run_id: str, front: dict[str, Any], budget: float | None) -> str:
+    """The artifact path of the point of a front run's ``front.json`` within ``budget``."""
     points = [p for p in front["points"] if p.get("artifact_path")]
     budgets = ", ".join(f"{p['budget']:.3f}" for p in points)
     if budget is None:
@@ -459,6 +464,35 @@ def _front_point(run_id: str, budget: float | None) -> str:
     if not within:
         raise ValueError(f"no point of the front within budget {budget:g}; points: {budgets}")
     return max(within, key=lambda p: p["budget"])["artifact_path"] + "/pruned_model"
+
+
+def _local_pruned_model(run_id: str, budget: float | None) -> Path | None:
+    """The export of a run of a local SQLite store, read where it lies (no MLflow, no
+    download); None where anything is not plainly there, for the MLflow path to handle
+    (and to word its errors)."""
+    from tracking.sqlite_runs import open_store
+
+    store = open_store()
+    root = None if store is None else store.artifact_dir(run_id)
+    if root is None:
+        return None
+    front = root / "front.json"
+    if front.is_file():
+        path = _pick_front_point(run_id, json.loads(front.read_text()), budget)
+    elif budget is not None:
+        return None
+    else:
+        path = "pruned_model"
+    src = root / path
+    return src if (src / "manifest.json").is_file() else None
+
+
+def _read_manifest(src: Path) -> dict[str, Any]:
+    """``pruning.export.read_manifest`` without importing torch (it is a JSON file)."""
+    path = src / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(src)!r} is not an hwprune export (no manifest.json)")
+    return json.loads(path.read_text())
 
 
 def _download_pruned_model(run_id: str, path: str = "pruned_model") -> Path:
@@ -521,15 +555,17 @@ def export(
     ),
 ) -> None:
     """Write the best pruned model of a search run to DIR (see README for the layout)."""
-    from pruning.export import read_manifest
-    from tracking import check_store, discard_download
-
-    src = None
+    src = downloaded = None
     try:
         _check_export_target(out, force)
-        check_store(writable=False)
-        src = _download_pruned_model(run_id, _front_point(run_id, budget))
-        manifest = read_manifest(src)
+        # A local store's artifacts are copied where they lie: no MLflow, no torch import.
+        src = _local_pruned_model(run_id, budget)
+        if src is None:
+            from tracking import check_store
+
+            check_store(writable=False)
+            src = downloaded = _download_pruned_model(run_id, _front_point(run_id, budget))
+        manifest = _read_manifest(src)
         _install_export(src, out)
     except OSError as exc:
         if src is not None and not isinstance(exc, FileNotFoundError):
@@ -538,8 +574,10 @@ def export(
     except (KeyError, ValueError) as exc:
         _fail(exc)
     finally:
-        if src is not None:
-            discard_download(src)
+        if downloaded is not None:
+            from tracking import discard_download
+
+            discard_download(downloaded)
     policy = manifest.get("policy", {})
     test_acc = policy.get("test_accuracy", float("nan"))
     console.print(

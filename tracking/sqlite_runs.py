@@ -166,6 +166,27 @@ class SqliteRuns:
         found = self._runs("run_uuid = ?", [run_id], 1)
         return found[0] if found else None
 
+    def artifact_dir(self, run_id: str) -> Path | None:
+        """The local directory of a run's artifacts; None when the run is unknown or its
+        artifacts live elsewhere (a server, an object store)."""
+        with self._connect() as con:
+            try:
+                row = con.execute(
+                    "SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)
+                ).fetchone()
+            except sqlite3.Error:
+                return None
+        if row is None or not row[0]:
+            return None
+        parsed = urlparse(row[0])
+        if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+            path = Path(unquote(parsed.path))
+        elif parsed.scheme == "" and row[0].startswith("/"):
+            path = Path(row[0])
+        else:
+            return None
+        return path if path.is_dir() else None
+
     def _runs(self, where: str, args: list[Any], limit: int) -> list[StoredRun]:
         with self._connect() as con:
             rows = con.execute(
