@@ -88,7 +88,8 @@ def search(
     metric: str = typer.Option(
         None,
         help="Budgeted cost: latency|energy|area|resources|memory|cycles (default: the "
-        "hardware's own: latency; crossbars for ReRAM).",
+        "hardware's own: latency; resources (crossbars) for reram-*; cycles (kept MACs) "
+        "for flops).",
     ),
     budget: float = typer.Option(0.5, help="Target cost ratio vs the dense network, in (0, 1]."),
     agent: str = typer.Option("ddpg", help="Agent or baseline."),
@@ -390,11 +391,11 @@ def _print_summary(cfg: Any, result: Any) -> None:
     refined = f" (the last {result.refined_episodes} refining)" if result.refined_episodes else ""
     console.print(f"episodes: {result.episodes}{refined}   best episode: {result.best.episode}")
     console.print(f"MLflow run id: [bold]{result.run_id}[/]")
-    console.print(
-        "see it: `mlflow ui`, then http://127.0.0.1:5000/#/experiments/"
-        f"{result.experiment_id}/runs/{result.run_id}?workflowType=machine_learning",
-        soft_wrap=True,
-    )
+    from tracking.query import ui_hint
+    from tracking.sqlite_runs import tracking_uri
+
+    uri = tracking_uri() or ""
+    console.print(ui_hint(uri, result.experiment_id, result.run_id), soft_wrap=True, markup=False)
     if result.export_dir is not None:
         console.print(f"exported pruned model: {result.export_dir}")
 

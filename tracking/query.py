@@ -230,3 +230,34 @@ def experiment_name_of(run_id: str) -> str | None:
 def metric_keys(runs: Sequence[RunSummary]) -> list[str]:
     """Every metric name these runs carry (for 'sort by' choices)."""
     return sorted({k for r in runs for k in r.metrics})
+
+
+#: Where ``mlflow ui`` serves by default.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to see a run in the MLflow UI, for the tracking store ``uri``.
+
+    A tracking server (``http(s)://``): its own page of the run. A local store (SQLite
+    file, ``file:`` or a path): the ``mlflow ui`` command that serves this store, then the
+    page. Any other store (a database): the run's ids, the URI without its password.
+    """
+    import shlex
+    from urllib.parse import urlsplit, urlunsplit
+
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        return f"see it: {uri.rstrip('/')}/{page}"
+    if parts.scheme in ("sqlite", "file", ""):
+        command = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+        return f"see it: `{command}`, then {LOCAL_UI}/{page}"
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        uri = urlunsplit(parts._replace(netloc=netloc))
+    return (
+        f"see it: experiment {experiment_id}, run {run_id} in an MLflow UI serving {uri} "
+        f"(`mlflow ui --backend-store-uri URI`)"
+    )
