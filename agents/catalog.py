@@ -69,6 +69,9 @@ AGENTS: Mapping[str, str] = {
     "cmaes": "Optuna's CMA-ES sampler, one trial per episode",
 }
 
+#: Agents that need an extra (``agents.extras``): their constructors check it too.
+AGENT_EXTRAS: Mapping[str, str] = {"tpe": "baselines", "cmaes": "baselines"}
+
 #: ``envs.REWARD_FORMS`` and ``envs.evaluation.DEVICES``.
 REWARD_FORMS: tuple[str, ...] = ("accuracy", "accuracy-log-cost", "lagrangian")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -139,6 +142,10 @@ def check_names(
     ):
         if value is not None:
             check_name(section, value)
+    if agent in AGENT_EXTRAS:
+        from agents.extras import require_extra
+
+        require_extra(AGENT_EXTRAS[agent], f"agent {agent!r}")
     if metric is not None:
         resolve_metric(metric)
     if shortlist_proxy is not None:

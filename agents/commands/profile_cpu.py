@@ -212,7 +212,9 @@ def profile_cpu(
         )
     channel_step = channel_step or vector_channels()
     if engine == "onnxruntime":
-        import onnxruntime  # noqa: F401  (fails early when it is not installed)
+        from agents.extras import require_extra
+
+        require_extra("onnx", "profile-cpu --engine onnxruntime", hint="pass --engine torch")
     shapes: dict[tuple, dict[str, Any]] = {}
     for name in models:
         with warnings.catch_warnings():  # random weights time like trained ones

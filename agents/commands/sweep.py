@@ -150,6 +150,9 @@ def sweep_command(
             model=model, scheme=scheme, hardware=hardware, agent=agent, pair=pair,
             metric=metric, proxy=proxy, device=device,
         )  # fmt: skip
+        from agents.extras import require_extra
+
+        require_extra("sweep", "hwprune sweep")
     except (KeyError, ValueError) as exc:
         fail(exc)
     from agents.sweep import run_sweep
