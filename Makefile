@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,all]'
+	$(BIN)/hwprune list >/dev/null  # writes the name table: later commands start in a second
 	touch $(STAMP)
 
 # The export directory belongs to this target: a new search replaces it.

@@ -1,118 +1,232 @@
-"""The names the CLI accepts, importable without torch, Stable-Baselines3 or MLflow.
+"""The names the CLI accepts, known without importing torch, Stable-Baselines3 or MLflow.
 
 The registries (``envs.WORKLOADS``, ``pruning.SCHEMES``, ``hwmodels.HARDWARE``,
-``envs.PROXIES``, ``agents.AGENTS``) are the truth: they build things. Loading them
-imports torch, torchvision and SB3 (10-20 s on a busy machine), too slow for
-``hwprune list`` or for refusing a misspelt flag. This table mirrors their names, with
-a one-line summary each for ``hwprune list``, so that the CLI checks names and lists them
-before any heavy import. ``tests/test_catalog.py`` checks that it names exactly what the
-registries hold (in their order), so that the two cannot drift: a new scheme, workload,
-hardware preset, proxy or agent needs its line here too.
+``envs.PROXIES``, ``agents.AGENTS``) are the one source of names: a new scheme, hardware
+preset or agent is one module and one import line. Loading them imports torch,
+torchvision and SB3 (10-20 s on a busy machine), too slow for ``hwprune list`` or to
+refuse a misspelt flag. So their names (with descriptions, the torchvision family, the
+agents' extras, the reward forms and devices) are written, once loaded, to a *name
+table*: a JSON file in hwprune's cache directory, keyed by the source files that
+register them (path, size and modification time of every module of the four packages)
+and torchvision's version. While the key matches, the table is read instead (a few
+milliseconds); when a module changes, the next command that needs the table loads the
+registries again and rewrites it. Commands that load the registries anyway (``search``,
+``list --json``) refresh it, and ``make`` builds it at install.
 
-Workloads built from torchvision are a family, not listed here: their names are
-torchvision's own (``envs.models.torchvision_models()``), known only by importing it.
+Within a process that has already imported a registry, the registry itself answers (it
+may hold entries registered at run time that no file declares).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
-#: Workloads other than torchvision's, in registration order: name -> summary.
-WORKLOADS: Mapping[str, str] = {
-    "digits-cnn": "six-conv VGG-style CNN, bundled 8x8 digits at 16x16 (default)",
-    "fashion-cnn": "digits-cnn at twice the width, on Fashion-MNIST (28x28)",
-    "resnet20": "CIFAR ResNet-20; trained on digits at 32x32 by default",
-    "resnet56": "CIFAR ResNet-56 (AMC's CIFAR-10 benchmark); needs a checkpoint",
-    "vgg11-cifar": "VGG-11 with BatchNorm for 32x32 inputs; needs a checkpoint",
+#: ``hwprune list`` sections: title -> the registry kind, as its errors name it.
+SECTIONS: Mapping[str, str] = {
+    "models": "model",
+    "schemes": "scheme",
+    "hardware": "hardware preset",
+    "proxies": "accuracy proxy",
+    "agents": "agent",
 }
-#: The summary line of the torchvision family.
-TORCHVISION = "every torchvision classifier (resnet18...): hwprune list models"
-
-SCHEMES: Mapping[str, str] = {
-    "balanced": "every group of group_size weights keeps the same n",
-    "channel": "whole output channels, a multiple of round_to kept",
-    "crossbar": "whole crossbars, or columns within a crossbar row-block",
-    "ikr": "every kernel keeps n weights, in one of a few regular shapes",
-    "pattern": "every kernel keeps n weights, in one of P layer patterns",
-    "unstructured": "the largest-magnitude weights of a layer, anywhere",
-}
-
-HARDWARE: Mapping[str, str] = {
-    "cpu": "this machine's CPU: latencies measured by profile-cpu",
-    "flops": "naive reference: kept MACs as cycles, parameters as resources",
-    "gpu-jetson-tx2": "embedded GPU (Jetson TX2-like): implicit GEMM, tiles, waves",
-    "gpu-h100": "datacenter GPU (H100-like): tensor cores, tiles, roofline",
-    "accel-kang-8": "Kang sparse PE array: 32 PEs, block g=8, 2 multipliers/PE",
-    "accel-kang-16": "Kang sparse PE array: 32 PEs, block g=16, 4 multipliers/PE",
-    "reram-128": "ReRAM crossbars 128x128 (MNSIM mapping), column pruning",
-    "reram-256": "ReRAM crossbars 256x256 (MNSIM mapping), column pruning",
-    "systolic-32": "32x32 weight-stationary systolic array, int8",
-    "systolic-128": "128x128 weight-stationary systolic array (TPU-like), int8",
+#: The packages whose modules register names (the table's key covers every module).
+PACKAGES = ("agents", "envs", "hwmodels", "pruning")
+#: Bump when the table's layout changes.
+FORMAT = 2
+#: The module whose import registers each section's entries, and how to reach the
+#: registry once it is imported.
+_LIVE = {
+    "models": ("envs.workloads", "envs", "WORKLOADS"),
+    "schemes": ("pruning.schemes", "pruning", "SCHEMES"),
+    "hardware": ("hwmodels.presets", "hwmodels", "HARDWARE"),
+    "proxies": ("envs.proxies", "envs", "PROXIES"),
+    "agents": ("agents.base", "agents.base", "AGENTS"),
 }
 
-PROXIES: Mapping[str, str] = {
-    "holdout": "holdout accuracy after BatchNorm re-estimation, head re-fit",
-    "finetune": "holdout accuracy after a short fine-tune, masks fixed",
-    "weight-energy": "data-free: the share of weight energy kept per layer",
-    "holdout-energy": "holdout blended with weight-energy",
-}
 
-AGENTS: Mapping[str, str] = {
-    "uniform": "densest uniform density within budget (one evaluation)",
-    "random": "random feasible policies, best kept",
-    "greedy": "start dense, prune the cheapest-accuracy layer step by step",
-    "ddpg": "DDPG with AMC's recipe (warm-up, decaying noise, gamma 1)",
-    "td3": "TD3: twin critics, delayed actor, AMC-style warm-up and noise",
-    "sac": "SAC: entropy-regularised stochastic policy, n-step returns",
-    "ppo": "PPO: on-policy, whole-episode rollouts, Monte-Carlo returns",
-    "tpe": "Optuna's TPE sampler, one trial per episode",
-    "cmaes": "Optuna's CMA-ES sampler, one trial per episode",
-}
+def _root() -> Path:
+    return Path(__file__).resolve().parent.parent
 
-#: Agents that need an extra (``agents.extras``): their constructors check it too.
-AGENT_EXTRAS: Mapping[str, str] = {"tpe": "baselines", "cmaes": "baselines"}
 
-#: ``envs.REWARD_FORMS`` and ``envs.evaluation.DEVICES``.
-REWARD_FORMS: tuple[str, ...] = ("accuracy", "accuracy-log-cost", "lagrangian")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+def cache_dir() -> Path:
+    """hwprune's cache directory (``envs.workloads.cache_dir``'s rule, without torch)."""
+    env = os.environ.get("HWPRUNE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "hwprune"
 
-#: ``hwprune list`` sections: title -> (registry kind, as errors name it; summaries).
-SECTIONS: Mapping[str, tuple[str, Mapping[str, str]]] = {
-    "models": ("model", WORKLOADS),
-    "schemes": ("scheme", SCHEMES),
-    "hardware": ("hardware preset", HARDWARE),
-    "proxies": ("accuracy proxy", PROXIES),
-    "agents": ("agent", AGENTS),
-}
+
+def source_key() -> str:
+    """A digest of what the registries are built from: every module of ``PACKAGES`` and
+    torchvision's version file (path, size and modification time of each)."""
+    import importlib.util
+
+    digest = hashlib.sha256(f"{FORMAT}\n".encode())
+    root = _root()
+    files = [f for package in PACKAGES for f in _modules(root / package)]
+    try:  # not importlib.metadata: looking a version up there takes 0.15 s
+        spec = importlib.util.find_spec("torchvision")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        files.append(Path(spec.origin).with_name("version.py"))
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _modules(folder: Path) -> list[Path]:
+    """The ``.py`` files under ``folder``, sorted (``os.scandir``: 5x faster than glob)."""
+    out: list[Path] = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+            out.extend(_modules(Path(entry.path)))
+        elif entry.name.endswith(".py"):
+            out.append(Path(entry.path))
+    return out
+
+
+def table_path() -> Path:
+    """The name table of this checkout (one file per installed copy of hwprune)."""
+    where = hashlib.sha256(str(_root()).encode()).hexdigest()[:16]
+    return cache_dir() / f"names-{where}.json"
+
+
+def build_table() -> dict[str, Any]:
+    """The name table, from the registries themselves (imports torch, SB3...)."""
+    import envs.proxies  # noqa: F401  registers them
+    import envs.workloads  # noqa: F401  registers them
+    from agents.base import AGENTS
+    from envs import PROXIES, REWARD_FORMS, WORKLOADS
+    from envs.evaluation import DEVICES
+    from envs.models import torchvision_models
+    from hwmodels import COST_METRICS, HARDWARE, METRIC_ALIASES
+    from pruning import SCHEMES
+
+    registries = {
+        "models": WORKLOADS,
+        "schemes": SCHEMES,
+        "hardware": HARDWARE,
+        "proxies": PROXIES,
+        "agents": AGENTS,
+    }
+    torchvision = set(torchvision_models())
+    return {
+        "format": FORMAT,
+        "sections": {title: reg.describe() for title, reg in registries.items()},
+        "torchvision": [n for n in WORKLOADS.names() if n in torchvision],
+        "agent_extras": {
+            name: extra
+            for name in AGENTS.names()
+            if (extra := getattr(AGENTS.factory(name), "extra", None))
+        },
+        "metrics": sorted({*COST_METRICS, *METRIC_ALIASES}),
+        "reward_forms": list(REWARD_FORMS),
+        "devices": list(DEVICES),
+    }
+
+
+def _read(path: Path, key: str) -> dict[str, Any] | None:
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != key:
+        return None
+    return stored.get("table")
+
+
+def _write(path: Path, key: str, table: dict[str, Any]) -> None:
+    """Atomically, and silently not at all where the cache cannot be written."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"key": key, "table": table}, fh)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+_table: dict[str, Any] | None = None
+
+
+def table() -> dict[str, Any]:
+    """The name table: read if its key matches the sources, else built and written."""
+    global _table
+    if _table is None:
+        key, path = source_key(), table_path()
+        _table = _read(path, key)
+        if _table is None:
+            _table = build_table()
+            _write(path, key, _table)
+    return _table
+
+
+def refresh() -> None:
+    """Rewrite the table if it is stale; for commands that loaded the registries anyway
+    (then building it costs nothing more)."""
+    global _table
+    key, path = source_key(), table_path()
+    if _read(path, key) is None:
+        _table = build_table()
+        _write(path, key, _table)
+
+
+def names(section: str) -> dict[str, str]:
+    """Name -> description of every entry of ``section`` (a key of ``SECTIONS``): from
+    the registry itself where this process has loaded it, else from the name table."""
+    registers, module, attr = _LIVE[section]
+    if registers in sys.modules:
+        return getattr(sys.modules[module], attr).describe()
+    return table()["sections"][section]
 
 
 def _unknown(kind: str, name: str, choices: Iterable[str]) -> KeyError:
-    """The registries' own message (imported only on this error path: ``hwmodels``
-    loads numpy, which ``hwprune list`` does without)."""
-    from hwmodels.registry import unknown_name
+    """``hwmodels.registry.unknown_name``'s message, word for word (tests/test_catalog.py
+    checks it), without importing ``hwmodels``, which loads numpy."""
+    import difflib
 
-    return unknown_name(kind, name, choices)
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return KeyError(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}")
 
 
 def check_name(section: str, name: str) -> str:
-    """``name`` if ``section`` (a key of ``SECTIONS``) has it, else the registry's own
-    ``KeyError`` (did you mean, valid choices). A model that is not one of ``WORKLOADS``
-    may be torchvision's: that is checked against the full registry (importing torch)."""
-    kind, names = SECTIONS[section]
-    if name in names:
-        return name
-    if section == "models":
-        from envs import list_workloads
-
-        if name in list_workloads():
-            return name
-        raise _unknown(kind, name, list_workloads())
-    raise _unknown(kind, name, names)
+    """``name`` if ``section`` has it, else the registry's own ``KeyError`` (did you
+    mean, valid choices)."""
+    choices = names(section)
+    if name not in choices:
+        raise _unknown(SECTIONS[section], name, choices)
+    return name
 
 
-def check_choice(setting: str, value: str, choices: tuple[str, ...]) -> str:
+def check_choice(setting: str, value: str, choices: Iterable[str]) -> str:
     """``value`` if among ``choices``, else ``ValueError`` naming them (as ``SearchConfig``
     words it)."""
+    choices = list(choices)
     if value not in choices:
         raise ValueError(f"unknown {setting} {value!r}; valid choices: {', '.join(choices)}")
     return value
@@ -130,11 +244,11 @@ def check_names(
     reward: str | None = None,
     device: str | None = None,
 ) -> None:
-    """The names of a search's settings (None: not given), checked without loading a
-    registry: ``KeyError``/``ValueError`` with the messages the full checks give."""
-    from hwmodels.cost import resolve_metric
-
+    """The names of a search's settings (None: not given), checked against the name
+    table: ``KeyError``/``ValueError`` with the messages the full checks give, and
+    ``agents.extras.MissingExtra`` for an agent whose extra is not installed."""
     for section, value in (
+        ("models", model),
         ("schemes", scheme),
         ("hardware", hardware),
         ("agents", agent),
@@ -142,20 +256,20 @@ def check_names(
     ):
         if value is not None:
             check_name(section, value)
-    if agent in AGENT_EXTRAS:
-        from agents.extras import require_extra
-
-        require_extra(AGENT_EXTRAS[agent], f"agent {agent!r}")
-    if metric is not None:
-        resolve_metric(metric)
+    if metric is not None and metric not in table()["metrics"]:
+        valid = ", ".join(sorted(table()["metrics"]))  # hwmodels.resolve_metric's words
+        raise ValueError(f"unknown cost metric {metric!r}; valid choices: {valid}")
     if shortlist_proxy is not None:
         try:
             check_name("proxies", shortlist_proxy)
         except KeyError as exc:
             raise KeyError(f"shortlist_proxy {shortlist_proxy!r}: {exc.args[0]}") from None
     if reward is not None:
-        check_choice("reward", reward, REWARD_FORMS)
+        check_choice("reward", reward, table()["reward_forms"])
     if device is not None:
-        check_choice("device", device, DEVICES)
-    if model is not None:  # last: a torchvision name costs the import of torchvision
-        check_name("models", model)
+        check_choice("device", device, table()["devices"])
+    extra = table()["agent_extras"].get(agent) if agent is not None else None
+    if extra is not None:
+        from agents.extras import require_extra
+
+        require_extra(extra, f"agent {agent!r}")

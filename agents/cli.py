@@ -190,6 +190,9 @@ def search(
         cfg = SearchConfig.from_dict(settings)
     except (KeyError, ValueError, FileNotFoundError, typer.BadParameter) as exc:
         _fail(exc)
+    from agents.catalog import refresh
+
+    refresh()  # the registries are loaded now: keep the name table of later commands fresh
 
     command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
     if cfg.budgets is not None:
@@ -588,33 +591,22 @@ def export(
     )
 
 
-def _full_registry(section: str) -> Any:
-    """The registry behind a ``hwprune list`` section (imports what registers it)."""
-    if section == "models":
-        import envs.workloads  # noqa: F401  registers them
-        from envs import WORKLOADS
-
-        return WORKLOADS
-    if section == "schemes":
-        from pruning import SCHEMES
-
-        return SCHEMES
-    if section == "hardware":
-        from hwmodels import HARDWARE
-
-        return HARDWARE
-    if section == "proxies":
-        import envs.proxies  # noqa: F401  registers them
-        from envs import PROXIES
-
-        return PROXIES
-    from agents.base import AGENTS
-
-    return AGENTS
+def _listing_table(*, one_line: bool, names: int) -> Table:
+    """Two columns, no borders, the first ``names`` wide; ``one_line``: a description too
+    long is cut with an ellipsis (``hwprune list SECTION`` shows it whole)."""
+    table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("name", style="bold", no_wrap=True, min_width=names)
+    table.add_column("description")
+    return table
 
 
-def _listing_table() -> Table:
-    return Table(show_header=False, box=None, pad_edge=False, padding=(0, 1, 0, 0))
+def _description(text: str, *, one_line: bool) -> Any:
+    """A description cell: plain text (no markup), cut with an ellipsis if ``one_line``."""
+    from rich.text import Text
+
+    if one_line:
+        return Text(text, no_wrap=True, overflow="ellipsis")
+    return Text(text)
 
 
 @app.command("list")
@@ -630,41 +622,40 @@ def list_(
     ),
 ) -> None:
     """List models, schemes, hardware presets, accuracy proxies and agents."""
-    from agents.catalog import SECTIONS, TORCHVISION, check_choice
+    from agents.catalog import SECTIONS, check_choice, table
 
     if section is not None:
         try:
-            check_choice("section", section, tuple(SECTIONS))
+            check_choice("section", section, SECTIONS)
         except ValueError as exc:
             _fail(exc)
     titles = list(SECTIONS) if section is None else [section]
-    if as_json:  # the registries themselves: every name, torchvision's included
-        typer.echo(json.dumps({t: _full_registry(t).describe() for t in titles}, indent=2))
+    names = table()  # the registries' names and descriptions, without importing them
+    if as_json:
+        typer.echo(json.dumps({t: names["sections"][t] for t in titles}, indent=2))
         return
-    if section is None:  # one screen, from the light table: nothing heavy is imported
-        table = _listing_table()
-        table.add_column("name", style="bold", no_wrap=True)
-        table.add_column("description")
-        for title, (_kind, entries) in SECTIONS.items():
-            table.add_row(f"[bold underline]{title}[/]", "")
-            for name, summary in entries.items():
-                table.add_row(f"  {name}", summary)
-            if title == "models":
-                table.add_row("  torchvision", TORCHVISION)
-        console.print(table)
+    torchvision = names["torchvision"]
+    one_line = section is None
+    shown = [n for t in titles for n in names["sections"][t] if n not in torchvision]
+    width = max(len(n) for n in [*shown, "torchvision"]) + (2 if one_line else 0)
+    out = _listing_table(one_line=one_line, names=width)
+    for title in titles:
+        if one_line:
+            out.add_row(f"[bold underline]{title}[/]", "")
+        for name, desc in names["sections"][title].items():
+            if name not in torchvision:
+                cell = _description(desc, one_line=one_line)
+                out.add_row(f"  {name}" if one_line else name, cell)
+        if one_line and title == "models" and torchvision:
+            summary = (
+                f"{len(torchvision)} classifiers ({', '.join(torchvision[:2])}...): "
+                "hwprune list models"
+            )
+            out.add_row("  torchvision", _description(summary, one_line=True))
+    console.print(out)
+    if one_line:
         console.print("in full: hwprune list SECTION; as JSON: hwprune list --json")
-        return
-    described = _full_registry(section).describe()
-    tv_prefix = "torchvision "
-    torchvision = [n for n, d in described.items() if d.startswith(tv_prefix)]
-    table = _listing_table()
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("description")
-    for name, desc in described.items():
-        if name not in torchvision:
-            table.add_row(name, desc)
-    console.print(table)
-    if torchvision:
+    elif section == "models" and torchvision:
         console.print(
             f"\n[bold]torchvision[/] ({len(torchvision)} models, weights=None: random weights "
             "unless a checkpoint is given):"

@@ -38,11 +38,9 @@ class OptunaAgent(SearchAgent):
     """
 
     name: ClassVar[str] = "optuna"
+    extra = "baselines"  # Optuna, and cmaes behind CmaEsSampler
 
     def __init__(self, *, action_range: str = "wall", **sampler_kwargs: Any) -> None:
-        from agents.extras import require_extra
-
-        require_extra("baselines", f"agent {self.name!r}")
         super().__init__(action_range=action_range, **sampler_kwargs)
         if action_range not in ACTION_RANGES:
             raise ValueError(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents.catalog import AGENT_EXTRAS, AGENTS
+from agents import catalog
 from agents.cli import _register_optional_commands, app
 from agents.extras import EXTRAS, MissingExtra, require_extra
 
@@ -86,20 +86,21 @@ def test_a_config_file_naming_an_agent_of_a_missing_extra(monkeypatch, tmp_path)
 
 
 def test_agent_extras_match_what_the_agents_need(monkeypatch):
-    """``agents.catalog.AGENT_EXTRAS`` names exactly the agents that refuse to build
-    without their extra."""
+    """The name table's agent extras are exactly the agents that refuse to build without
+    their extra (what ``search --agent`` checks before importing anything)."""
     from agents.base import get_agent
 
+    agent_extras = catalog.build_table()["agent_extras"]
     for extra in EXTRAS:
         _block(monkeypatch, extra)
     needing = set()
-    for name in AGENTS:
+    for name in catalog.names("agents"):
         try:
             get_agent(name)
         except MissingExtra as exc:
             assert "pip install 'hwprune[baselines]'" in str(exc)
             needing.add(name)
-    assert needing == set(AGENT_EXTRAS)
+    assert needing == set(agent_extras)
 
 
 def test_require_extra_passes_when_installed_and_names_the_missing_module(monkeypatch):
