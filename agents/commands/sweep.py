@@ -90,24 +90,26 @@ def _check_flag_names(
     device: str | None,
 ) -> None:
     """The names the flags give (comma-separated lists, SCHEME:HARDWARE pairs), checked
-    against ``agents.catalog``; malformed values are left to ``SweepSpec``."""
+    against the name table (``agents.catalog``) and named as ``SweepSpec`` names a bad
+    trial (``trial scheme=balancd: ...``); malformed values are left to ``SweepSpec``."""
     from agents.catalog import check_names
 
     def items(text: str | None) -> list[str]:
         return [t.strip() for t in (text or "").split(",") if t.strip()]
 
-    schemes, presets = items(scheme), items(hardware)
+    checks: list[tuple[str, dict[str, str]]] = []
+    for key, text in (("scheme", scheme), ("hardware", hardware), ("agent", agent)):
+        checks += [(f"{key}={v}", {key: v}) for v in items(text)]
     for p in pair or []:
-        sch, sep, hw = p.partition(":")
+        sch, sep, hw = (x.strip() for x in p.partition(":"))
         if sep:
-            schemes.append(sch.strip())
-            presets.append(hw.strip())
-    for name in schemes:
-        check_names(scheme=name)
-    for name in presets:
-        check_names(hardware=name)
-    for name in items(agent):
-        check_names(agent=name)
+            checks.append((f"scheme={sch},hardware={hw}", {"scheme": sch, "hardware": hw}))
+    for trial, names in checks:
+        try:
+            check_names(**names)
+        except (KeyError, ValueError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise type(exc)(f"trial {trial}: {msg}") from None
     check_names(model=model, metric=metric, proxy=proxy, device=device)
 
 
