@@ -18,14 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 _register_optional_commands()
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-
 
 def _dist(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower()
 
 
 def test_pyproject_declares_each_extra_and_all():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     optional = project["optional-dependencies"]
     core = {_dist(r) for r in project["dependencies"]}
