@@ -12,7 +12,8 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,all]'
+	$(BIN)/hwprune list >/dev/null  # writes the name table: later commands start in a second
 	touch $(STAMP)
 
 # The export directory belongs to this target: a new search replaces it.

@@ -25,8 +25,14 @@ class SearchAgent(ABC):
     """
 
     name: ClassVar[str] = "abstract"
+    #: The extra (``agents.extras``) whose packages the agent needs; None: none.
+    extra: ClassVar[str | None] = None
 
     def __init__(self, **hyperparams: Any) -> None:
+        if self.extra is not None:
+            from agents.extras import require_extra
+
+            require_extra(self.extra, f"agent {self.name!r}")
         self.hyperparams = hyperparams
         # Episodes of the last search spent refining a found policy (agents.refine):
         # the last ones recorded. 0 for agents that do not refine.

@@ -88,7 +88,8 @@ def search(
     metric: str = typer.Option(
         None,
         help="Budgeted cost: latency|energy|area|resources|memory|cycles (default: the "
-        "hardware's own: latency; crossbars for ReRAM).",
+        "hardware's own: latency; resources (crossbars) for reram-*; cycles (kept MACs) "
+        "for flops).",
     ),
     budget: float = typer.Option(0.5, help="Target cost ratio vs the dense network, in (0, 1]."),
     agent: str = typer.Option("ddpg", help="Agent or baseline."),
@@ -150,13 +151,29 @@ def search(
     ),
 ) -> None:
     """Search a pruning policy; log everything to an MLflow run; print a summary."""
+    if resume is not None:
+        _resume_search(ctx, resume, export, progress, register)
+        return
+    from agents.catalog import check_names
+
+    try:  # names first, from the light table: a typo costs no import of torch, SB3, MLflow
+        check_names(
+            model=model,
+            scheme=scheme,
+            hardware=hardware,
+            metric=metric,
+            agent=agent,
+            proxy=proxy,
+            shortlist_proxy=shortlist_proxy,
+            reward=reward,
+            device=device,
+        )
+    except (KeyError, ValueError) as exc:
+        _fail(exc)
 
     from agents.search import SEARCH_FIELDS, SearchConfig
     from envs import TASK_FIELDS
 
-    if resume is not None:
-        _resume_search(ctx, resume, export, progress, register)
-        return
     try:
         settings = load_config_file(config) if config is not None else {}
         explicit = {
@@ -181,6 +198,9 @@ def search(
         cfg = SearchConfig.from_dict(settings)
     except (KeyError, ValueError, FileNotFoundError, typer.BadParameter) as exc:
         _fail(exc)
+    from agents.catalog import refresh
+
+    refresh()  # the registries are loaded now: keep the name table of later commands fresh
 
     command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
     if cfg.budgets is not None:
@@ -431,11 +451,11 @@ def _print_summary(cfg: Any, result: Any) -> None:
     refined = f" (the last {result.refined_episodes} refining)" if result.refined_episodes else ""
     console.print(f"episodes: {result.episodes}{refined}   best episode: {result.best.episode}")
     console.print(f"MLflow run id: [bold]{result.run_id}[/]")
-    console.print(
-        "see it: `mlflow ui`, then http://127.0.0.1:5000/#/experiments/"
-        f"{result.experiment_id}/runs/{result.run_id}?workflowType=machine_learning",
-        soft_wrap=True,
-    )
+    from tracking.query import ui_hint
+    from tracking.sqlite_runs import tracking_uri
+
+    uri = tracking_uri() or ""
+    console.print(ui_hint(uri, result.experiment_id, result.run_id), soft_wrap=True, markup=False)
     if result.export_dir is not None:
         console.print(f"exported pruned model: {result.export_dir}")
 
@@ -492,6 +512,11 @@ def _front_point(run_id: str, budget: float | None) -> str:
         return "pruned_model"
     front = json.loads(front_file.read_text())
     discard_download(front_file)
+    return _pick_front_point(run_id, front, budget)
+
+
+def _pick_front_point(run_id: str, front: dict[str, Any], budget: float | None) -> str:
+    """The artifact path of the point of a front run's ``front.json`` within ``budget``."""
     points = [p for p in front["points"] if p.get("artifact_path")]
     budgets = ", ".join(f"{p['budget']:.3f}" for p in points)
     if budget is None:
@@ -500,6 +525,35 @@ def _front_point(run_id: str, budget: float | None) -> str:
     if not within:
         raise ValueError(f"no point of the front within budget {budget:g}; points: {budgets}")
     return max(within, key=lambda p: p["budget"])["artifact_path"] + "/pruned_model"
+
+
+def _local_pruned_model(run_id: str, budget: float | None) -> Path | None:
+    """The export of a run of a local SQLite store, read where it lies (no MLflow, no
+    download); None where anything is not plainly there, for the MLflow path to handle
+    (and to word its errors)."""
+    from tracking.sqlite_runs import open_store
+
+    store = open_store()
+    root = None if store is None else store.artifact_dir(run_id)
+    if root is None:
+        return None
+    front = root / "front.json"
+    if front.is_file():
+        path = _pick_front_point(run_id, json.loads(front.read_text()), budget)
+    elif budget is not None:
+        return None
+    else:
+        path = "pruned_model"
+    src = root / path
+    return src if (src / "manifest.json").is_file() else None
+
+
+def _read_manifest(src: Path) -> dict[str, Any]:
+    """``pruning.export.read_manifest`` without importing torch (it is a JSON file)."""
+    path = src / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(src)!r} is not an hwprune export (no manifest.json)")
+    return json.loads(path.read_text())
 
 
 def _download_pruned_model(run_id: str, path: str = "pruned_model") -> Path:
@@ -562,15 +616,17 @@ def export(
     ),
 ) -> None:
     """Write the best pruned model of a search run to DIR (see README for the layout)."""
-    from pruning.export import read_manifest
-    from tracking import check_store, discard_download
-
-    src = None
+    src = downloaded = None
     try:
         _check_export_target(out, force)
-        check_store(writable=False)
-        src = _download_pruned_model(run_id, _front_point(run_id, budget))
-        manifest = read_manifest(src)
+        # A local store's artifacts are copied where they lie: no MLflow, no torch import.
+        src = _local_pruned_model(run_id, budget)
+        if src is None:
+            from tracking import check_store
+
+            check_store(writable=False)
+            src = downloaded = _download_pruned_model(run_id, _front_point(run_id, budget))
+        manifest = _read_manifest(src)
         _install_export(src, out)
     except OSError as exc:
         if src is not None and not isinstance(exc, FileNotFoundError):
@@ -579,8 +635,10 @@ def export(
     except (KeyError, ValueError) as exc:
         _fail(exc)
     finally:
-        if src is not None:
-            discard_download(src)
+        if downloaded is not None:
+            from tracking import discard_download
+
+            discard_download(downloaded)
     policy = manifest.get("policy", {})
     test_acc = policy.get("test_accuracy", float("nan"))
     console.print(
@@ -590,32 +648,76 @@ def export(
     )
 
 
-@app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List models, schemes, hardware presets, accuracy proxies and agents."""
-    from agents.base import AGENTS
-    from envs import PROXIES, WORKLOADS, list_proxies, list_workloads
-    from hwmodels import HARDWARE
-    from pruning import SCHEMES
+def _listing_table(*, one_line: bool, names: int) -> Table:
+    """Two columns, no borders, the first ``names`` wide; ``one_line``: a description too
+    long is cut with an ellipsis (``hwprune list SECTION`` shows it whole)."""
+    table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("name", style="bold", no_wrap=True, min_width=names)
+    table.add_column("description")
+    return table
 
-    list_workloads(), list_proxies()
-    sections = {
-        "models": WORKLOADS.describe(),
-        "schemes": SCHEMES.describe(),
-        "hardware": HARDWARE.describe(),
-        "proxies": PROXIES.describe(),
-        "agents": AGENTS.describe(),
-    }
+
+def _description(text: str, *, one_line: bool) -> Any:
+    """A description cell: plain text (no markup), cut with an ellipsis if ``one_line``."""
+    from rich.text import Text
+
+    if one_line:
+        return Text(text, no_wrap=True, overflow="ellipsis")
+    return Text(text)
+
+
+@app.command("list")
+def list_(
+    section: str = typer.Argument(
+        None,
+        metavar="[SECTION]",
+        help="models, schemes, hardware, proxies or agents: that section in full "
+        "(models: every torchvision model too).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON: every name and its description."
+    ),
+) -> None:
+    """List models, schemes, hardware presets, accuracy proxies and agents."""
+    from agents.catalog import SECTIONS, check_choice, table
+
+    if section is not None:
+        try:
+            check_choice("section", section, SECTIONS)
+        except ValueError as exc:
+            _fail(exc)
+    titles = list(SECTIONS) if section is None else [section]
+    names = table()  # the registries' names and descriptions, without importing them
     if as_json:
-        typer.echo(json.dumps(sections, indent=2))
+        typer.echo(json.dumps({t: names["sections"][t] for t in titles}, indent=2))
         return
-    for title, entries in sections.items():
-        table = Table(title=title, show_header=False, title_justify="left")
-        table.add_column("name", style="bold")
-        table.add_column("description")
-        for name, desc in entries.items():
-            table.add_row(name, desc)
-        console.print(table)
+    torchvision = names["torchvision"]
+    one_line = section is None
+    shown = [n for t in titles for n in names["sections"][t] if n not in torchvision]
+    width = max(len(n) for n in [*shown, "torchvision"]) + (2 if one_line else 0)
+    out = _listing_table(one_line=one_line, names=width)
+    for title in titles:
+        if one_line:
+            out.add_row(f"[bold underline]{title}[/]", "")
+        for name, desc in names["sections"][title].items():
+            if name not in torchvision:
+                cell = _description(desc, one_line=one_line)
+                out.add_row(f"  {name}" if one_line else name, cell)
+        if one_line and title == "models" and torchvision:
+            summary = (
+                f"{len(torchvision)} classifiers ({', '.join(torchvision[:2])}...): "
+                "hwprune list models"
+            )
+            out.add_row("  torchvision", _description(summary, one_line=True))
+    console.print(out)
+    if one_line:
+        console.print("in full: hwprune list SECTION; as JSON: hwprune list --json")
+    elif section == "models" and torchvision:
+        console.print(
+            f"\n[bold]torchvision[/] ({len(torchvision)} models, weights=None: random weights "
+            "unless a checkpoint is given):"
+        )
+        console.print(", ".join(torchvision), highlight=False)
 
 
 def _register_optional_commands() -> None:

@@ -38,6 +38,7 @@ class OptunaAgent(SearchAgent):
     """
 
     name: ClassVar[str] = "optuna"
+    extra = "baselines"  # Optuna, and cmaes behind CmaEsSampler
 
     def __init__(self, *, action_range: str = "wall", **sampler_kwargs: Any) -> None:
         super().__init__(action_range=action_range, **sampler_kwargs)

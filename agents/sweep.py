@@ -507,6 +507,9 @@ def run_sweep(
     Bad settings, an unusable store and unachievable budgets raise ``ValueError``
     before any run is created. Returns when every trial has finished or failed.
     """
+    from agents.extras import require_extra
+
+    require_extra("sweep", "a sweep")
     import ray
 
     from tracking import check_experiment

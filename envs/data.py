@@ -357,6 +357,14 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+#: Every directory layout ``--data DIR`` reads, for messages about one it cannot.
+DATA_LAYOUTS = (
+    "the four (Fashion-)MNIST idx files ("
+    + ", ".join(IDX_FILES.values())
+    + ", gzipped or not), CIFAR-10 python batches (data_batch_1..data_batch_5 and "
+    "test_batch) or an ImageFolder (a sub-directory of images per class, or train/ and "
+    "test/ or val/ directories of them)"
+)
 #: Search-holdout images carved (stratified) out of Fashion-MNIST's 60,000 training images.
 FASHION_HOLDOUT_SIZE = 5000
 # The idx format's type codes (third byte of the magic number) this reader accepts.
@@ -594,7 +602,10 @@ def load_imagefolder_splits(
             test = Subset(full, te.tolist())
             trainval = rest
     except FileNotFoundError as exc:  # torchvision's message for an empty / bad tree
-        raise ValueError(f"{str(root)!r} is not an ImageFolder directory: {exc}") from exc
+        raise ValueError(
+            f"{str(root)!r} is not an ImageFolder directory ({exc}); a data directory holds "
+            f"{DATA_LAYOUTS}"
+        ) from exc
     targets = np.asarray(full.targets)[trainval]
     tr, ho = stratified_split(targets, size=holdout_size)
     return Splits(

@@ -21,7 +21,8 @@ class TaskSpec:
         model: workload name (``hwprune list``).
         scheme / hardware: registry names.
         metric: cost the budget is on (latency, energy, area, resources, memory, cycles);
-            None: the hardware's default (latency; crossbars for ReRAM; MACs for flops).
+            None: the hardware's default (latency; resources, i.e. crossbars, for ReRAM;
+            cycles, i.e. kept MACs, for flops).
         data: data source (None: the model's default; see ``envs.workloads``).
         checkpoint: state-dict file of the model (None: the cached trained weights).
         scheme_params / hardware_params: overrides of the registry parameters.

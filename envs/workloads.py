@@ -45,6 +45,7 @@ from torch import nn
 
 from envs.data import (
     BUILTIN_SOURCES,
+    DATA_LAYOUTS,
     INSTALLED_SOURCES,
     SPLIT_SEED,
     Splits,
@@ -183,7 +184,11 @@ def _data_kind(data: str | Path | None) -> str:
         )
     if is_idx_dir(path):
         return "idx"
-    return "cifar10" if is_cifar10_dir(path) else "folder"
+    if is_cifar10_dir(path):
+        return "cifar10"
+    if not any(p.is_dir() for p in path.iterdir()):  # not even an ImageFolder's classes
+        raise ValueError(f"data directory {str(data)!r} holds none of {DATA_LAYOUTS}")
+    return "folder"
 
 
 def _load_splits(

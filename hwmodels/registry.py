@@ -8,10 +8,28 @@ through YAML, ``gym.make`` keyword arguments and MLflow params.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+_RST_LITERAL = re.compile(r"``(.+?)``")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText literal markup: ````group_size```` -> ``group_size``."""
+    return _RST_LITERAL.sub(r"\1", text)
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> KeyError:
+    """The ``KeyError`` for a ``name`` that is not among ``choices``: the close matches
+    ("Did you mean") and every valid choice. Shared by ``Registry.check`` and the CLI's
+    light name checks (``agents.catalog``), so that both say the same."""
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return KeyError(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}")
 
 
 class Registry(Generic[T]):
@@ -57,11 +75,7 @@ class Registry(Generic[T]):
     def check(self, name: str) -> str:
         """Return ``name`` if registered, else raise ``KeyError`` naming the valid choices."""
         if name not in self._entries:
-            close = difflib.get_close_matches(name, list(self._factories), n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(
-                f"unknown {self.kind} {name!r}.{hint} Valid choices: {', '.join(self.names())}"
-            )
+            raise unknown_name(self.kind, name, self.names())
         return name
 
     def build(self, name: str, **kwargs: object) -> T:
@@ -77,9 +91,9 @@ class Registry(Generic[T]):
         return list(self._entries)
 
     def describe(self) -> dict[str, str]:
-        """Name -> one-line description, for ``hwprune list``."""
+        """Name -> one-line description as plain text (no RST markup), for ``hwprune list``."""
         self._entries  # noqa: B018 - imports the providers
-        return dict(self._help)
+        return {name: plain_text(text) for name, text in self._help.items()}
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -324,6 +324,48 @@ def exported_run(tmp_path_factory) -> str:
     return run.info.run_id
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in root.rglob("*") if f.is_file()}
+
+
+def test_export_of_a_local_store_copies_the_artifacts_in_place(exported_run, tmp_path, monkeypatch):
+    """A local SQLite store's export is read where it lies, the same as MLflow downloads
+    it, without importing torch or MLflow."""
+    import subprocess
+    import sys
+
+    import tracking.sqlite_runs
+
+    store = tracking.sqlite_runs.open_store()
+    assert store is not None and store.artifact_dir(exported_run) is not None
+    fast = tmp_path / "fast"
+    res = runner.invoke(app, ["export", exported_run, "--out", str(fast)])
+    assert res.exit_code == 0, res.output
+    monkeypatch.setattr(tracking.sqlite_runs, "open_store", lambda: None)
+    slow = tmp_path / "slow"
+    res = runner.invoke(app, ["export", exported_run, "--out", str(slow)])
+    assert res.exit_code == 0, res.output
+    assert _tree(fast) == _tree(slow) and "manifest.json" in _tree(fast)
+    assert store.artifact_dir(exported_run).is_dir()  # the run's own copy stays
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "import agents.cli as cli\n"
+        "res = CliRunner().invoke(cli.app, ['export', sys.argv[1], '--out', sys.argv[2]])\n"
+        "assert res.exit_code == 0, res.output\n"
+        "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code, exported_run, str(tmp_path / "third")],
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert _tree(tmp_path / "third") == _tree(slow)
+
+
 def test_export_of_a_run_without_pruned_model(tmp_path):
     client = mlflow.tracking.MlflowClient()
     run = client.create_run(mlflow.set_experiment("test-cli-errors").experiment_id)

@@ -214,6 +214,31 @@ def test_idx_directory_is_a_data_source(tmp_path) -> None:
     )
 
 
+def test_a_data_directory_with_no_known_layout_names_every_one(tmp_path) -> None:
+    """An empty folder, or one whose class folders hold no image: the message names the
+    idx files, the CIFAR-10 batches and the ImageFolder layout, not just the last."""
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+    from envs.data import IDX_FILES
+    from envs.workloads import get_workload
+
+    wanted = [*IDX_FILES.values(), "gzipped or not", "data_batch_1", "test_batch", "ImageFolder"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "classes" / "cat").mkdir(parents=True)
+    (tmp_path / "classes" / "cat" / "notes.txt").write_text("no image")
+    for folder, model in (("empty", "digits-cnn"), ("classes", "resnet18")):
+        with pytest.raises(ValueError) as err:
+            get_workload(model, data=str(tmp_path / folder), train=False)
+        assert str(tmp_path / folder) in str(err.value)
+        assert all(w in str(err.value) for w in wanted), str(err.value)
+    res = CliRunner().invoke(
+        app, ["search", "--data", str(tmp_path / "empty"), "--episodes", "2", "--no-progress"]
+    )
+    assert res.exit_code == 2 and "error: data directory" in res.output
+    assert all(w in " ".join(res.output.split()) for w in wanted)
+
+
 def _fashion_installed() -> bool:
     from envs.data import FASHION_MNIST_DIR, is_idx_dir
 

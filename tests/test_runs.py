@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -55,8 +60,102 @@ def test_compare_puts_runs_side_by_side_by_id_prefix(two_runs):
         (["runs", "--experiment", "no-such-experiment"], "no experiment 'no-such-experiment'"),
         (["runs", "--status", "DONE"], "unknown status 'DONE'"),
         (["compare", "ffffffff", "eeeeeeee"], "no MLflow run 'ffffffff'"),
+        (["runs", "--sort", "no/such_metric"], "unknown metric 'no/such_metric' to sort by"),
+        (["runs", "--sort", "best/acc"], "Did you mean 'best/test_accuracy'?"),
+        (["runs", "--limit", "-1"], "--limit must be an integer >= 1, got -1"),
+        (["compare", "ffffffff"], "compare needs two or more run ids, got 1"),
     ],
 )
 def test_bad_input_is_one_error_line(args, message):
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+
+
+def _comparable(runs):
+    return json.dumps([vars(r) for r in runs], sort_keys=True)  # NaN as NaN: equal
+
+
+def test_sqlite_store_is_read_as_mlflow_reads_it(two_runs, monkeypatch):
+    from tracking import query, sqlite_runs
+
+    assert sqlite_runs.open_store() is not None  # the tests' store is a local SQLite file
+    a, b = two_runs
+    fast = query.list_runs(sort_by="best/cost_ratio", ascending=True, limit=5000)
+    fast_some = query.list_runs(experiments=["test-runs"], limit=5000)
+    fast_ids = query.get_runs([a.run_id, b.run_id[:8]])
+    monkeypatch.setattr(query, "open_store", lambda: None)  # through MlflowClient
+    slow = query.list_runs(sort_by="best/cost_ratio", ascending=True, limit=5000)
+    assert _comparable(fast) == _comparable(slow)
+    assert _comparable(fast_some) == _comparable(
+        query.list_runs(experiments=["test-runs"], limit=5000)
+    )
+    assert _comparable(fast_ids) == _comparable(query.get_runs([a.run_id, b.run_id[:8]]))
+    assert [r.run_id for r in fast_ids] == [a.run_id, b.run_id]
+    assert not math.isnan(fast_ids[0].metric("best/test_accuracy"))
+
+
+def test_sqlite_uris_the_fast_reader_takes(tmp_path):
+    from tracking.sqlite_runs import sqlite_path
+
+    db = tmp_path / "m.db"
+    db.write_bytes(b"")
+    assert sqlite_path(f"sqlite:///{db}") == db
+    assert sqlite_path(f"sqlite:///{tmp_path}/missing.db") is None
+    for uri in ("http://127.0.0.1:5000", f"file://{tmp_path}", "sqlite://", None):
+        assert sqlite_path(uri) is None
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fresh(code: str, cwd: Path, **env: str) -> str:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=environ, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_runs_and_compare_do_not_import_mlflow(two_runs):
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "import agents.cli as cli\n"
+        "cli._register_optional_commands()\n"
+        "for args in (['runs'], ['compare', sys.argv[1], sys.argv[2]]):\n"
+        "    res = CliRunner().invoke(cli.app, args)\n"
+        "    assert res.exit_code == 0, res.output\n"
+        "    assert sys.argv[1][:8] in res.output, res.output\n"
+        "print('mlflow' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    a, b = two_runs
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, a.run_id, b.run_id], env=environ, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_default_store_is_the_one_mlflow_picks(tmp_path):
+    """With no MLFLOW_TRACKING_URI, the light reader and MLflow name the same store."""
+    code = (
+        "from tracking.sqlite_runs import tracking_uri\n"
+        "light = tracking_uri()\n"
+        "import mlflow\n"
+        "print(light == mlflow.get_tracking_uri() or (light, mlflow.get_tracking_uri()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environ = {**env, "PYTHONPATH": str(ROOT)}
+    for legacy in (False, True):
+        if legacy:  # an old file store in ./mlruns: MLflow keeps it, the reader steps aside
+            (tmp_path / "mlruns" / "1").mkdir(parents=True)
+            (tmp_path / "mlruns" / "1" / "meta.yaml").write_text("name: x\n")
+            code = code.replace("light == ", "light is None or light == ")
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, env=environ, capture_output=True,
+            text=True,
+        )  # fmt: skip
+        assert out.stdout.strip() == "True", (out.stdout, out.stderr)

@@ -1,38 +1,41 @@
-"""MLflow tracking: one run per search, per-episode metrics, artifacts and plots."""
+"""MLflow tracking: one run per search, per-episode metrics, artifacts and plots.
 
-from tracking import sweep_runs
-from tracking.journal import EpisodeJournal, state_dir
-from tracking.query import TrackingError, experiment_name_of, run_status
-from tracking.run import (
-    STORE_ERRORS,
-    SearchRun,
-    StoreFailure,
-    discard_download,
-    download_artifacts,
-    flatten,
-    open_experiment,
-    run_state,
-    search_run,
-)
-from tracking.store import StoreError, check_experiment, check_store
+Names are imported on first use, so that a command that only reads a local store
+(``hwprune runs``, ``compare``: ``tracking.query``) does not import MLflow.
+"""
 
-__all__ = [
-    "STORE_ERRORS",
-    "EpisodeJournal",
-    "SearchRun",
-    "StoreFailure",
-    "StoreError",
-    "TrackingError",
-    "check_experiment",
-    "check_store",
-    "discard_download",
-    "download_artifacts",
-    "experiment_name_of",
-    "flatten",
-    "open_experiment",
-    "run_state",
-    "run_status",
-    "search_run",
-    "state_dir",
-    "sweep_runs",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EpisodeJournal": "tracking.journal",
+    "state_dir": "tracking.journal",
+    "TrackingError": "tracking.query",
+    "experiment_name_of": "tracking.query",
+    "run_status": "tracking.query",
+    "STORE_ERRORS": "tracking.run",
+    "SearchRun": "tracking.run",
+    "StoreFailure": "tracking.run",
+    "discard_download": "tracking.run",
+    "download_artifacts": "tracking.run",
+    "flatten": "tracking.run",
+    "open_experiment": "tracking.run",
+    "run_state": "tracking.run",
+    "search_run": "tracking.run",
+    "StoreError": "tracking.store",
+    "check_experiment": "tracking.store",
+    "check_store": "tracking.store",
+}
+_MODULES = ("plots", "sweep_runs")
+
+__all__ = sorted([*_EXPORTS, "sweep_runs"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(f"tracking.{name}")
+    raise AttributeError(f"module 'tracking' has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,7 +12,9 @@ from rich.table import Table
 
 from agents.checks import read_user_file
 from agents.commands.errors import fail
-from hwmodels import COST_METRICS, HardwareModel, LayerSpec, get_hardware
+
+if TYPE_CHECKING:
+    from hwmodels import HardwareModel, LayerSpec
 
 console = Console()
 
@@ -90,6 +92,8 @@ def compute_costs(
     kind, density, dense, pruned cost dicts) and ``total`` (network costs, dense and
     pruned).
     """
+    from hwmodels import get_hardware
+
     hw = get_hardware(hardware)  # KeyError naming the presets, before any long work
     if density is not None and not 0.0 < density <= 1.0:
         raise ValueError(f"density {density} is outside (0, 1]")
@@ -195,6 +199,8 @@ def render(result: dict[str, Any], out: Console = console) -> None:
     totals = Table(title="network totals", title_justify="left")
     for col in ("metric", "dense", "pruned", "pruned / dense"):
         totals.add_column(col, justify="right" if col != "metric" else "left")
+    from hwmodels import COST_METRICS
+
     for metric in COST_METRICS:
         d, p = result["total"]["dense"][metric], result["total"]["pruned"][metric]
         totals.add_row(

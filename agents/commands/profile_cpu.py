@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 
 from agents.commands.errors import fail
@@ -93,6 +92,7 @@ def _ort_session(graph: Any, threads: int) -> Any:
 
 def _ort_layer(layer: Any, cout: int, cin: int, batch: int, threads: int) -> Callable[[], Any]:
     """A callable running one layer with ``cout``/``cin`` channels in onnxruntime."""
+    import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -132,6 +132,7 @@ def _ort_layer(layer: Any, cout: int, cin: int, batch: int, threads: int) -> Cal
 
 def ort_run_overhead(threads: int, *, repeats: int, warmup: int, min_round_s: float) -> float:
     """Seconds of one ``session.run`` of an Identity graph on one float."""
+    import numpy as np
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
@@ -211,7 +212,9 @@ def profile_cpu(
         )
     channel_step = channel_step or vector_channels()
     if engine == "onnxruntime":
-        import onnxruntime  # noqa: F401  (fails early when it is not installed)
+        from agents.extras import require_extra
+
+        require_extra("onnx", "profile-cpu --engine onnxruntime", hint="pass --engine torch")
     shapes: dict[tuple, dict[str, Any]] = {}
     for name in models:
         with warnings.catch_warnings():  # random weights time like trained ones

@@ -35,20 +35,24 @@ def runs_command(
     hardware: str = typer.Option(None, help="Only runs on this hardware preset."),
     status: str = typer.Option(None, help="FINISHED, RUNNING, KILLED or FAILED."),
     sort: str = typer.Option(
-        "best/test_accuracy", help="Metric to sort by, highest first (e.g. best/cost_ratio)."
+        "best/test_accuracy",
+        help="Metric to sort by, highest first (e.g. best/cost_ratio; a metric the runs log).",
     ),
     ascending: bool = typer.Option(False, "--asc", help="Lowest first."),
     limit: int = typer.Option(20, help="Rows shown."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List search and fine-tune runs with the figures to choose a model by."""
-    from tracking import check_store
+    from agents.checks import check_int
     from tracking.query import list_runs
 
+    try:
+        check_int("--limit", limit, minimum=1)
+    except ValueError as exc:
+        fail(exc)
     if status is not None and status.upper() not in ("FINISHED", "RUNNING", "KILLED", "FAILED"):
         fail(ValueError(f"unknown status {status!r}; valid: FINISHED, RUNNING, KILLED, FAILED"))
     try:
-        check_store(writable=False)
         runs = list_runs(
             experiments=experiment,
             scheme=scheme,
@@ -95,11 +99,11 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Side by side: settings and figures of the given runs; best of each figure in bold."""
-    from tracking import check_store
     from tracking.query import get_runs
 
+    if len(run_ids) < 2:
+        fail(ValueError(f"compare needs two or more run ids, got {len(run_ids)}: {run_ids[0]}"))
     try:
-        check_store(writable=False)
         runs = get_runs(run_ids)
     except (KeyError, ValueError) as exc:
         fail(exc)

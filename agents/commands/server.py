@@ -31,9 +31,11 @@ def start(
     workers: int = typer.Option(2, help="mlflow server worker processes."),
 ) -> None:
     """Start PostgreSQL and mlflow server (creating the database on first use)."""
+    from agents.extras import require_extra
     from tracking.server import ServerError, start_server
 
     try:
+        require_extra("server", "hwprune server start")
         if not 0 < port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {port}")
         if workers < 1:

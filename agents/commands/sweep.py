@@ -78,6 +78,41 @@ def build_spec(
     return SweepSpec.from_dict(settings, where=where)
 
 
+def _check_flag_names(
+    *,
+    model: str | None,
+    scheme: str | None,
+    hardware: str | None,
+    agent: str | None,
+    pair: list[str] | None,
+    metric: str | None,
+    proxy: str | None,
+    device: str | None,
+) -> None:
+    """The names the flags give (comma-separated lists, SCHEME:HARDWARE pairs), checked
+    against the name table (``agents.catalog``) and named as ``SweepSpec`` names a bad
+    trial (``trial scheme=balancd: ...``); malformed values are left to ``SweepSpec``."""
+    from agents.catalog import check_names
+
+    def items(text: str | None) -> list[str]:
+        return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+    checks: list[tuple[str, dict[str, str]]] = []
+    for key, text in (("scheme", scheme), ("hardware", hardware), ("agent", agent)):
+        checks += [(f"{key}={v}", {key: v}) for v in items(text)]
+    for p in pair or []:
+        sch, sep, hw = (x.strip() for x in p.partition(":"))
+        if sep:
+            checks.append((f"scheme={sch},hardware={hw}", {"scheme": sch, "hardware": hw}))
+    for trial, names in checks:
+        try:
+            check_names(**names)
+        except (KeyError, ValueError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise type(exc)(f"trial {trial}: {msg}") from None
+    check_names(model=model, metric=metric, proxy=proxy, device=device)
+
+
 def sweep_command(
     config: Path = typer.Option(
         None, help="YAML file: search settings, grid: {key: [values]}, pairs:, resources:."
@@ -112,6 +147,16 @@ def sweep_command(
     progress: bool = typer.Option(True, help="Show progress while it runs."),
 ) -> None:
     """Run a grid of searches on Ray; each search is a child run of one sweep run."""
+    try:  # names first, from the light table: a typo costs no import of torch, Ray, MLflow
+        _check_flag_names(
+            model=model, scheme=scheme, hardware=hardware, agent=agent, pair=pair,
+            metric=metric, proxy=proxy, device=device,
+        )  # fmt: skip
+        from agents.extras import require_extra
+
+        require_extra("sweep", "hwprune sweep")
+    except (KeyError, ValueError) as exc:
+        fail(exc)
     from agents.sweep import run_sweep
     from tracking import StoreError
 
