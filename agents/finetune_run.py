@@ -21,6 +21,7 @@ from agents.checks import check_int, check_number
 from agents.finalize import log_pruned_model, test_accuracy
 from envs import TaskSpec, make_task
 from envs.evaluation import bn_calibration_batches, finetune, reestimate_batchnorm
+from envs.safe_load import load_torch_file, torch_load_reason
 from pruning import apply_masks, make_permanent
 from pruning.export import read_manifest
 from tracking import (
@@ -110,7 +111,13 @@ def run_finetune(
     with resolve_source(source) as (src, source_run):
         manifest = read_manifest(src)
         spec = _task_spec(manifest)
-        state = torch.load(src / "state_dict.pt", weights_only=True, map_location="cpu")
+        weights = src / "state_dict.pt"
+        try:
+            state = load_torch_file(weights)
+        except Exception as exc:  # a foreign or crafted file: refused, never run
+            raise ValueError(
+                f"cannot load {str(weights)!r} as a state_dict: {torch_load_reason(exc)}"
+            ) from exc
         if experiment is None:
             experiment = _source_experiment(source_run) or "hwprune"
         check_store()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -489,9 +488,41 @@ def load_idx_splits(
     )
 
 
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+#: Pixels of one CIFAR-10 image (3 x 32 x 32), the length of a row of a batch's ``data``.
+CIFAR10_IMAGE_BYTES = 3 * 32 * 32
+
+
+def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (N, 3, 32, 32) uint8, labels (N,) int64)`` of one CIFAR-10 python batch.
+
+    The batch is read with ``envs.safe_load.DataUnpickler``: a file that asks for anything
+    but plain data (a crafted pickle that would run code) raises ``UnsafePickleError``,
+    and nothing in it runs. ``ValueError`` naming the file if it is not a CIFAR-10 batch.
+    """
+    from envs.safe_load import load_data_pickle
+
+    where = f"CIFAR-10 batch {str(path)!r}"
+    d = load_data_pickle(path, what="CIFAR-10 batch")
+    if isinstance(d, dict):  # Python 2 batches may carry bytes keys
+        d = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+    if not isinstance(d, dict) or "data" not in d or "labels" not in d:
+        raise ValueError(f"{where} is not a CIFAR-10 batch: expected a dict with data and labels")
+    data, labels = d["data"], d["labels"]
+    try:
+        if not isinstance(data, np.ndarray) or data.dtype.kind not in "ui":
+            raise ValueError("data is not an integer array")
+        images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+        targets = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{where} is not a CIFAR-10 batch: data must be N x {CIFAR10_IMAGE_BYTES} bytes "
+            f"and labels N integers ({exc})"
+        ) from None
+    if len(images) != len(targets):
+        raise ValueError(
+            f"{where}: {len(images)} images but {len(targets)} labels; not a CIFAR-10 batch"
+        )
+    return images, targets
 
 
 def is_cifar10_dir(path: Path) -> bool:
@@ -509,8 +540,8 @@ def load_cifar10_splits(
 
     ``data_batch_*`` are the training data (``holdout_size`` of them, stratified, form the
     search holdout; default 5,000 as in AMC, at most a tenth of the training data);
-    ``test_batch`` is the test split. The pickles are
-    the official distribution; only load files you trust (pickle can run code).
+    ``test_batch`` is the test split. The batches are read with a restricted unpickler
+    (``read_cifar10_batch``): one that would run code is refused, not run.
     """
     root = Path(path)
     if not root.is_dir():
@@ -524,9 +555,9 @@ def load_cifar10_splits(
     def load(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for f in files:
-            d = _unpickle(f)
-            xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d["labels"], dtype=np.int64))
+            images, labels = read_cifar10_batch(f)
+            xs.append(images)
+            ys.append(labels)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     x, y = load(sorted(root.glob("data_batch_*")))

@@ -615,3 +615,37 @@ def test_help_imports_no_heavy_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# --- issue 26: a malicious checkpoint is one error line, without torch's warning ----------
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused_with_only_the_error_line(tmp_path):
+    import pickle
+    import warnings
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"w": _Payload(marker)}, protocol=4))
+    before = run_count()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = runner.invoke(
+            app, ["search", "--checkpoint", str(path), "--episodes", "2", "--no-progress"]
+        )
+    line = assert_one_error(
+        res, f"cannot load checkpoint {str(path)!r}", "weights-only loader refused it"
+    )
+    assert "weights_only` set to `False`" not in line  # torch advises just that
+    assert [ln for ln in res.output.splitlines() if ln.strip()] == [line]
+    assert [str(w.message)[:80] for w in caught] == []  # torch's pickle-protocol warning
+    assert not marker.exists()
+    assert run_count() == before
