@@ -17,7 +17,13 @@ from typing import Any
 
 import torch
 
-from agents.checks import check_int, check_number
+from agents.checks import (
+    MAX_FINETUNE_EPOCHS,
+    MAX_FINETUNE_STEPS,
+    check_count,
+    check_int,
+    check_number,
+)
 from agents.finalize import log_pruned_model, test_accuracy
 from envs import TaskSpec, make_task
 from envs.evaluation import bn_calibration_batches, finetune, reestimate_batchnorm
@@ -101,9 +107,9 @@ def run_finetune(
     ``steps`` is None. ``progress`` is called with the steps done since its last call.
     """
     if steps is None:
-        check_int("epochs", epochs, minimum=1)
+        check_count("epochs", epochs, minimum=1, maximum=MAX_FINETUNE_EPOCHS)
     else:
-        check_int("steps", steps, minimum=1)
+        check_count("steps", steps, minimum=1, maximum=MAX_FINETUNE_STEPS)
     check_number("lr", lr, low=0.0, low_open=True)
     check_int("seed", seed, minimum=0, maximum=2**32 - 1)
     if export_dir is not None and Path(export_dir).exists():

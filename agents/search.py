@@ -134,7 +134,13 @@ class SearchConfig:
             )
         check_fields(TaskSpec, task, where=where)
         check_fields(cls, values, where=where)
-        return cls(task=TaskSpec(**task), **values)
+        if not where:
+            return cls(task=TaskSpec(**task), **values)
+        try:
+            return cls(task=TaskSpec(**task), **values)
+        except (KeyError, ValueError) as exc:  # ranges and names, named with the file
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise type(exc)(f"{where}{message}") from None
 
     def validate(self) -> None:
         """Fast checks of every name, type and range; raises before any long work.
@@ -142,7 +148,17 @@ class SearchConfig:
         ``KeyError`` / ``ValueError`` (``FileNotFoundError`` for a missing checkpoint)
         whose message names the bad value and the valid choices. Touches no MLflow store.
         """
-        from agents.checks import check_fields, check_int
+        from agents.checks import (
+            MAX_ENVS_PER_CPU,
+            MAX_EPISODES,
+            MAX_FINETUNE_STEPS,
+            MAX_FRONT_POINTS,
+            check_count,
+            check_fields,
+            check_int,
+            check_threads,
+            usable_cpus,
+        )
 
         if not isinstance(self.task, TaskSpec):
             raise ValueError(f"task must be a TaskSpec, got {self.task!r}")
@@ -172,7 +188,6 @@ class SearchConfig:
                 raise ValueError(
                     f"budgets {low:g}:{high:g} must satisfy 0 < LOW < HIGH <= 1 (e.g. 0.3:0.8)"
                 )
-            check_int("points", self.points, minimum=2)
             if self.shortlist:
                 raise ValueError(
                     f"shortlist {self.shortlist} applies to a fixed-budget search; a search "
@@ -183,9 +198,22 @@ class SearchConfig:
                 f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
             )
         check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)  # numpy's seed range
-        for name in ("episodes", "n_envs", "threads"):
-            check_int(name, getattr(self, name), minimum=1)
-        check_int("finetune_steps", self.finetune_steps, minimum=0)
+        check_count("points", self.points, minimum=2, maximum=MAX_FRONT_POINTS)
+        check_count("episodes", self.episodes, minimum=1, maximum=MAX_EPISODES)
+        if self.shortlist > self.episodes:
+            raise ValueError(
+                f"shortlist {self.shortlist} must be <= episodes {self.episodes}: it "
+                "re-scores the search's best distinct policies"
+            )
+        check_threads("threads", self.threads)
+        check_count(
+            "n_envs",
+            self.n_envs,
+            minimum=1,
+            maximum=MAX_ENVS_PER_CPU * usable_cpus(),
+            why=f"{MAX_ENVS_PER_CPU} per CPU this process may use",
+        )
+        check_count("finetune_steps", self.finetune_steps, minimum=0, maximum=MAX_FINETUNE_STEPS)
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; valid choices: {', '.join(DEVICES)}")
         resolve_device(self.device)  # raises if CUDA is asked for but absent

@@ -147,7 +147,8 @@ class SweepSpec:
         ``ValueError`` naming the trial for a bad value; ``budgets`` (a front search)
         cannot be swept: its runs cannot resume. ``check_device=False`` checks a
         ``device: cuda`` trial with ``device: cpu`` here (a driver without a GPU sending
-        trials to GPU workers); its settings keep the device asked for.
+        trials to GPU workers), and its threads and environments without this machine's
+        CPU count (workers elsewhere check theirs); its settings keep what was asked for.
         """
         from agents.checks import check_int
 
@@ -178,7 +179,11 @@ class SweepSpec:
             device = settings.get("device", "cpu")
             if self.gpus > 0 and device == "cpu":
                 raise ValueError(f"trial {name}: gpus per trial need --device cuda (or auto)")
-            here = settings if check_device else {**settings, "device": "cpu"}
+            here = (
+                settings
+                if check_device
+                else {**settings, "device": "cpu", "threads": 1, "n_envs": 1}
+            )
             try:
                 config = SearchConfig.from_dict(here)
             except (KeyError, ValueError, FileNotFoundError) as exc:
@@ -426,6 +431,29 @@ def preflight(trials: Sequence[Trial]) -> None:
             )
 
 
+def check_local_resources(spec: SweepSpec, num_cpus: int | None) -> None:
+    """``ValueError`` unless a local Ray of ``num_cpus`` CPUs (default: this machine's) and
+    this machine's GPUs can run one trial: Ray would wait forever for a trial that asks
+    for more than the cluster has."""
+    from agents.checks import usable_cpus
+
+    cpus = usable_cpus() if num_cpus is None else int(num_cpus)
+    if spec.cpus > cpus:
+        raise ValueError(
+            f"cpus per trial {spec.cpus:g} is more than the local Ray's {cpus} CPUs: no trial "
+            f"could start; pass --cpus-per-trial <= {cpus}"
+        )
+    if spec.gpus > 0:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if spec.gpus > gpus:
+            raise ValueError(
+                f"gpus per trial {spec.gpus:g} is more than this machine's {gpus} GPU(s): no "
+                "trial could start"
+            )
+
+
 def check_sweep_store(address: str | None) -> str:
     """The tracking URI trials log to; ``ValueError`` if a cluster could not reach it."""
     from urllib.parse import urlparse
@@ -512,6 +540,8 @@ def run_sweep(
     from tracking import check_experiment
 
     local = address in (None, "", "local")
+    if local:
+        check_local_resources(spec, num_cpus)
     trials = spec.trials(check_device=local)
     experiment = experiment or trials[0].config.experiment
     if any(t.config.experiment != experiment for t in trials):

@@ -65,6 +65,10 @@ def assert_one_error(res, *fragments: str) -> str:
         ("1: 2\n", ["unknown setting(s) 1"]),
         ("budget: 1e-1\n", ["budget must be a number, got '1e-1'", "write it with a dot"]),
         ("seed: true\n", ["seed must be an integer, got True"]),
+        ("finetune_steps: 1000000000000000\n", ["finetune_steps must be an integer in [0, "]),
+        ("points: 1000000000\n", ["points must be an integer in [2, 100]"]),
+        ("threads: 100000\n", ["threads must be an integer in [1, "]),
+        ("episodes: 99999999999999999999\n", ["episodes must be an integer in [1, 1000000]"]),
     ],
 )
 def test_bad_config_file_is_one_error_naming_the_file(text, fragments, tmp_path):
@@ -114,6 +118,23 @@ def test_config_file_that_is_a_directory_or_missing(tmp_path):
         (["--hp", "x=[1"], "--hp override 'x=[1'"),
         (["--seed", "-1"], "seed must be an integer in [0, 4294967295], got -1"),
         (["--experiment", ""], "experiment name '' is empty"),
+        # Absurd sizes (issue 26): refused at once, before a run or a thread exists.
+        (["--hp", "buffer_size=1e15"], "buffer_size must be an integer in [1, "),
+        (["--hp", "batch_size=1e12"], "batch_size must be an integer in [1, "),
+        (["--hp", "batch_size=200000"], "batch_size 200000 must be <= buffer_size 100000"),
+        (["--hp", "net_arch=[1000000]"], "net_arch must be a list of integers in [1, 16384]"),
+        (["--threads", "100000"], "threads must be an integer in [1, "),
+        (["--n-envs", "100000"], "n_envs must be an integer in [1, "),
+        (
+            ["--episodes", "99999999999999999999"],
+            "episodes must be an integer in [1, 1000000], got 99999999999999999999",
+        ),
+        (["--finetune-steps", "10000000"], "finetune_steps must be an integer in [0, 1000000]"),
+        (
+            ["--budgets", "0.3:0.8", "--points", "1000000000"],
+            "points must be an integer in [2, 100]",
+        ),
+        (["--shortlist", "5"], "shortlist 5 must be <= episodes 2"),
     ],
 )
 def test_search_rejects_bad_values_before_any_run(args, message):
@@ -648,4 +669,88 @@ def test_malicious_checkpoint_is_refused_with_only_the_error_line(tmp_path):
     assert [ln for ln in res.output.splitlines() if ln.strip()] == [line]
     assert [str(w.message)[:80] for w in caught] == []  # torch's pickle-protocol warning
     assert not marker.exists()
+    assert run_count() == before
+
+
+# --- issue 26: the upper bounds, as properties ----------------------------------------------
+
+
+def _bounds():
+    from agents.checks import MAX_EPISODES, MAX_FINETUNE_STEPS, MAX_FRONT_POINTS, usable_cpus
+
+    return {
+        "episodes": (1, MAX_EPISODES),
+        "finetune_steps": (0, MAX_FINETUNE_STEPS),
+        "points": (2, MAX_FRONT_POINTS),
+        "threads": (1, usable_cpus()),
+    }
+
+
+@_PROPERTY
+@given(field=st.sampled_from(["episodes", "finetune_steps", "points", "threads"]), data=st.data())
+def test_search_sizes_within_their_bounds_pass_and_above_are_refused(field, data):
+    low, high = _bounds()[field]
+    ok = data.draw(st.integers(low, high), label="within")
+    SearchConfig(agent="random", **{field: ok})
+    bad = data.draw(st.integers(high + 1, 10**30), label="above")
+    with pytest.raises(ValueError, match=rf"^{field} must be an integer in \[{low}, {high}\]"):
+        SearchConfig(agent="random", **{field: bad})
+
+
+@_PROPERTY
+@given(agent=st.sampled_from(["ddpg", "td3", "sac"]), data=st.data())
+def test_replay_buffer_and_batch_are_bounded_by_memory(agent, data, monkeypatch):
+    from agents import base
+
+    memory = data.draw(st.integers(2**20, 2**40), label="memory bytes")
+    monkeypatch.setattr(base, "memory_bytes", lambda: memory)
+    most = int(base.REPLAY_MEMORY_SHARE * memory) // base.TRANSITION_BYTES
+    assert base.replay_capacity() == most
+    buffer = data.draw(st.integers(1, most), label="buffer_size")
+    batch = data.draw(st.integers(1, buffer), label="batch_size")
+    hp = load_hyperparams(agent, {"buffer_size": buffer, "batch_size": batch})
+    assert (hp["buffer_size"], hp["batch_size"]) == (buffer, batch)
+    for key in ("buffer_size", "batch_size"):
+        too_big = data.draw(st.integers(most + 1, 10**20), label=key)
+        with pytest.raises(ValueError, match=rf"{key} must be an integer in \[1, {most}\]"):
+            load_hyperparams(agent, {key: too_big})
+    bigger_batch = data.draw(st.integers(buffer + 1, most + buffer + 1), label="batch > buffer")
+    with pytest.raises(ValueError, match=f"must be <= buffer_size {buffer}|in \\[1, {most}\\]"):
+        load_hyperparams(agent, {"buffer_size": buffer, "batch_size": bigger_batch})
+
+
+@settings(_PROPERTY, max_examples=8)
+@given(
+    option=st.sampled_from(["--episodes", "--threads", "--n-envs", "--finetune-steps"]),
+    value=st.integers(2**21, 10**40),
+)
+def test_cli_refuses_absurd_sizes_at_once_without_a_run(option, value):
+    before = run_count()
+    res = runner.invoke(app, ["search", option, str(value), "--no-progress"])
+    assert_one_error(res, option.removeprefix("--").replace("-", "_"), str(value))
+    assert run_count() == before
+
+
+def test_threads_are_bounded_by_the_cpus_of_this_process(monkeypatch):
+    import agents.checks
+
+    monkeypatch.setattr(agents.checks, "usable_cpus", lambda: 3)
+    SearchConfig(agent="random", threads=3)
+    with pytest.raises(ValueError, match=r"threads must be an integer in \[1, 3\] \(the CPUs"):
+        SearchConfig(agent="random", threads=4)
+    with pytest.raises(ValueError, match=r"n_envs must be an integer in \[1, 12\]"):
+        SearchConfig(agent="random", n_envs=13)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--steps", "2000000"], "steps must be an integer in [1, 1000000], got 2000000"),
+        (["--epochs", "100000"], "epochs must be an integer in [1, 1000], got 100000"),
+    ],
+)
+def test_finetune_refuses_absurd_lengths_before_reading_its_source(args, message, tmp_path):
+    before = run_count()
+    res = runner.invoke(app, ["finetune", str(tmp_path / "no-such-export"), *args])
+    assert_one_error(res, message)
     assert run_count() == before

@@ -97,6 +97,9 @@ def test_bad_sweep_input_is_one_error_line_before_any_run():
         (["--budget", "0.4,abc"], "--budget '0.4,abc' is not a comma-separated list"),
         (["--gpus-per-trial", "0.5"], "need --device cuda"),
         (["--budget", "0.01"], "below the least achievable cost ratio"),
+        (["--num-cpus", "100000"], "--num-cpus must be in [1, "),
+        (["--cpus-per-trial", "100000"], "cpus per trial 100000 is more than the local Ray's"),
+        (["--episodes", "99999999999999999999"], "episodes must be an integer in [1, 1000000]"),
     ):
         out = runner.invoke(app, ["sweep", "--agent", "random", "--episodes", "2", *args])
         assert out.exit_code == 2, out.output

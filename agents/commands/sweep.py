@@ -134,8 +134,14 @@ def sweep_command(
         "max_retries": max_retries,
     }
     try:
-        if num_cpus is not None and num_cpus < 1:
-            raise ValueError(f"--num-cpus must be >= 1, got {num_cpus}")
+        if num_cpus is not None:
+            from agents.checks import usable_cpus
+
+            if not 1 <= num_cpus <= usable_cpus():
+                raise ValueError(
+                    f"--num-cpus must be in [1, {usable_cpus()}] (the CPUs this process may "
+                    f"use), got {num_cpus}"
+                )
         settings = load_sweep_file(config) if config is not None else {}
         where = f"sweep file {str(config)!r}: " if config is not None else ""
         spec = build_spec(settings, flags, where=where)
