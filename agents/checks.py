@@ -332,3 +332,62 @@ def read_yaml_mapping(path: str | Path, where: str) -> dict[str, Any]:
             f"{type(settings).__name__})"
         )
     return settings
+
+
+def check_output_dir(path: str | Path, what: str, *, may_exist: bool = True) -> Path:
+    """``path`` if a directory can be written there; ``ValueError`` naming it otherwise.
+
+    Checked before any work, as the tracking store is: an output target that cannot be
+    written (``/proc/x``, a read-only folder, a path through a file) must not cost a
+    search first. ``path`` may exist (a directory written into) or not (created with its
+    parents later); either way a hidden probe directory is created and removed at once
+    where the first write will land, so a read-only file system, a pseudo-file system
+    and permissions are all caught, for root too. ``may_exist=False`` also refuses an
+    existing ``path`` (``FileExistsError``). ``what`` names the option (``--export``).
+    """
+    shown = repr(str(path))
+    target = Path(path).expanduser().absolute()
+    if target.exists() or target.is_symlink():
+        if not may_exist:
+            raise FileExistsError(f"{what} {shown} already exists")
+        if not target.is_dir():
+            raise ValueError(f"cannot write {what} {shown}: it is a file, not a directory")
+        where = target
+    else:
+        where = target.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise ValueError(f"cannot write {what} {shown}: {str(where)!r} is not a directory")
+    problem = unwritable(where)
+    if problem is not None:
+        raise ValueError(
+            f"cannot write {what} {shown}: directory {str(where)!r} is not writable ({problem})"
+        )
+    return target
+
+
+def unwritable(directory: str | Path) -> str | None:
+    """None if a new entry can be created in the existing ``directory``, else why not.
+
+    Probes by creating (and at once removing) a hidden directory there: ``os.access``
+    answers yes to root on ``/proc`` and says nothing of read-only file systems.
+    """
+    import os
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hwprune-write-check-", dir=directory))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def check_output_file(path: str | Path, what: str) -> Path:
+    """``path`` if a file can be written there (its directory is ``check_output_dir``'s,
+    and it is not a directory); ``ValueError`` naming it otherwise."""
+    target = Path(path).expanduser().absolute()
+    if target.is_dir():
+        raise ValueError(f"cannot write {what} {str(path)!r}: it is a directory")
+    check_output_dir(target.parent, what)
+    return target

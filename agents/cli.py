@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -389,6 +388,8 @@ def _check_export_target(out: Path, force: bool) -> None:
     ``--force`` replaces an earlier export (a directory holding a manifest) or an empty
     directory; never a file, a symbolic link, the current directory or one of its parents.
     """
+    from agents.checks import unwritable
+
     shown = repr(str(out))
     target = out.resolve()
     if out.exists() or out.is_symlink():
@@ -416,8 +417,11 @@ def _check_export_target(out: Path, force: bool) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise ValueError(f"cannot write {shown}: {str(ancestor)!r} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {shown}: directory {str(ancestor)!r} is not writable")
+    problem = unwritable(ancestor)
+    if problem is not None:
+        raise ValueError(
+            f"cannot write {shown}: directory {str(ancestor)!r} is not writable ({problem})"
+        )
 
 
 def _front_point(run_id: str, budget: float | None) -> str:

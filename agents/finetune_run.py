@@ -23,6 +23,7 @@ from agents.checks import (
     check_count,
     check_int,
     check_number,
+    check_output_dir,
 )
 from agents.finalize import log_pruned_model, test_accuracy
 from envs import TaskSpec, make_task
@@ -112,8 +113,8 @@ def run_finetune(
         check_count("steps", steps, minimum=1, maximum=MAX_FINETUNE_STEPS)
     check_number("lr", lr, low=0.0, low_open=True)
     check_int("seed", seed, minimum=0, maximum=2**32 - 1)
-    if export_dir is not None and Path(export_dir).exists():
-        raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
+    if export_dir is not None:  # before the source is read or anything trains
+        check_output_dir(export_dir, "export directory", may_exist=False)
     with resolve_source(source) as (src, source_run):
         manifest = read_manifest(src)
         spec = _task_spec(manifest)

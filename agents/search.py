@@ -31,7 +31,7 @@ from envs import (
     validate_names,
 )
 from envs.evaluation import DEVICES, resolve_device
-from tracking import check_experiment, check_store, plots, run_state, search_run
+from tracking import check_experiment, check_store, plots, run_state, search_run, state_dir
 
 #: Search proxy of a scheme whose own is not ``holdout``: (name, parameters). Whole-channel
 #: pruning damages what the holdout score sees (BatchNorm re-estimation cannot repair it)
@@ -493,13 +493,26 @@ def run_kind(
     resume: ResumeState | None = None,
 ) -> Any:
     """The one search skeleton: check, build, start the run, search, finish (``kind``)."""
-    if kind.export_dir is not None and kind.export_dir.exists():
-        raise FileExistsError(f"export directory {str(kind.export_dir)!r} already exists")
+    check_outputs(kind.export_dir)
     check_store()  # unreachable, unwritable or corrupt: one clear error, before any work
     if resume is None:
         check_experiment(config.experiment)
     with torch_threads(config.threads), signals_interrupt():
         return _run(config, kind, command=command, progress=progress, resume=resume)
+
+
+def check_outputs(export_dir: str | Path | None) -> None:
+    """Before any work: every folder a search writes can be written, or ``ValueError``
+    (``FileExistsError`` for an existing export directory) naming it.
+
+    The folders are the export directory (it must not exist yet) and the episode
+    journals' state directory (``$HWPRUNE_STATE_DIR``); the store is ``check_store``'s.
+    """
+    from agents.checks import check_output_dir
+
+    if export_dir is not None:
+        check_output_dir(export_dir, "export directory", may_exist=False)
+    check_output_dir(state_dir(), "state directory (HWPRUNE_STATE_DIR) of the journals")
 
 
 @contextlib.contextmanager

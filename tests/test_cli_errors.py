@@ -754,3 +754,82 @@ def test_finetune_refuses_absurd_lengths_before_reading_its_source(args, message
     res = runner.invoke(app, ["finetune", str(tmp_path / "no-such-export"), *args])
     assert_one_error(res, message)
     assert run_count() == before
+
+
+# --- issue 26: output targets are checked before any work -----------------------------------
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory on a read-only file system (a tmpfs mounted ro): unwritable for root too."""
+    import subprocess
+
+    where = tmp_path / "ro"
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(where)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+def test_search_export_to_an_unwritable_target_fails_before_any_run(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for target, fragments in (
+        ("/proc/x", ["cannot write export directory '/proc/x'", "'/proc' is not writable"]),
+        (str(blocker / "model"), ["is not a directory"]),
+    ):
+        before = run_count()
+        t0 = time.monotonic()
+        res = runner.invoke(
+            app, ["search", "--agent", "random", "--episodes", "2", "--export", target,
+                  "--no-progress"],
+        )  # fmt: skip
+        assert_one_error(res, *fragments)
+        assert run_count() == before
+        assert time.monotonic() - t0 < 30  # a check, not a search
+
+
+def test_search_export_into_a_read_only_folder_fails_before_any_run(read_only_dir):
+    before = run_count()
+    res = runner.invoke(
+        app, ["search", "--agent", "random", "--episodes", "2", "--no-progress",
+              "--export", str(read_only_dir / "model")],
+    )  # fmt: skip
+    assert_one_error(res, f"directory {str(read_only_dir)!r} is not writable (Read-only")
+    assert run_count() == before
+
+
+def test_search_with_an_unwritable_state_dir_fails_before_any_run(monkeypatch):
+    monkeypatch.setenv("HWPRUNE_STATE_DIR", "/proc/hwprune-state")
+    before = run_count()
+    res = runner.invoke(app, ["search", "--agent", "random", "--episodes", "2", "--no-progress"])
+    assert_one_error(res, "state directory (HWPRUNE_STATE_DIR)", "'/proc' is not writable")
+    assert run_count() == before
+
+
+def test_front_search_export_is_checked_before_any_run():
+    before = run_count()
+    res = runner.invoke(
+        app, ["search", "--agent", "random", "--episodes", "2", "--budgets", "0.4:0.8",
+              "--export", "/proc/x", "--no-progress"],
+    )  # fmt: skip
+    assert_one_error(res, "cannot write export directory '/proc/x'")
+    assert run_count() == before
+
+
+def test_finetune_out_is_checked_before_its_source_is_read(tmp_path, read_only_dir):
+    for out in ("/proc/x", str(read_only_dir / "x")):
+        before = run_count()
+        res = runner.invoke(app, ["finetune", str(tmp_path / "no-such-export"), "--out", out])
+        assert_one_error(res, f"cannot write export directory {out!r}", "is not writable")
+        assert run_count() == before
+
+
+def test_export_out_on_proc_or_read_only_is_refused_for_root_too(exported_run, read_only_dir):
+    for out in ("/proc/x", str(read_only_dir / "x")):
+        res = runner.invoke(app, ["export", exported_run, "--out", out])
+        assert_one_error(res, f"cannot write {out!r}", "is not writable")

@@ -55,8 +55,12 @@ def test_compare_puts_runs_side_by_side_by_id_prefix(two_runs):
         (["runs", "--experiment", "no-such-experiment"], "no experiment 'no-such-experiment'"),
         (["runs", "--status", "DONE"], "unknown status 'DONE'"),
         (["compare", "ffffffff", "eeeeeeee"], "no MLflow run 'ffffffff'"),
+        (["runs", "--limit", "-1"], "--limit must be an integer >= 1 (rows shown), got -1"),
+        (["runs", "--limit", "0"], "--limit must be an integer >= 1 (rows shown), got 0"),
     ],
 )
 def test_bad_input_is_one_error_line(args, message):
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], res.output

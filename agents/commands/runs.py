@@ -45,6 +45,8 @@ def runs_command(
     from tracking import check_store
     from tracking.query import list_runs
 
+    if limit < 1:
+        fail(ValueError(f"--limit must be an integer >= 1 (rows shown), got {limit}"))
     if status is not None and status.upper() not in ("FINISHED", "RUNNING", "KILLED", "FAILED"):
         fail(ValueError(f"unknown status {status!r}; valid: FINISHED, RUNNING, KILLED, FAILED"))
     try:
