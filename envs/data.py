@@ -580,6 +580,107 @@ def load_cifar10_splits(
     )
 
 
+#: Files in an image folder that are not images, after which its scan stops. A data folder
+#: may hold a few stray files (a README, labels.csv, .DS_Store in each class); ten thousand
+#: means it is not an image folder (``/proc``, a home directory), whose walk would never end.
+MAX_STRAY_FILES = 10_000
+#: Directories an image folder's scan visits at most: ImageFolder wants one per class (1,000
+#: for ImageNet, 10,000 for iNaturalist), and a million is beyond any labelled image set.
+MAX_SCAN_DIRS = 1_000_000
+#: What a ``--data`` directory should be, for messages.
+DATA_DIR_KINDS = (
+    "one sub-directory per class holding images (ImageFolder, optionally under train/ and "
+    "test/ or val/), the four (Fashion-)MNIST idx files, or CIFAR-10 python batches "
+    "(data_batch_1..5, test_batch)"
+)
+
+
+def scan_image_folder(
+    directory: str | Path,
+    class_to_idx: dict[str, int],
+    extensions: tuple[str, ...],
+    *,
+    max_stray: int = MAX_STRAY_FILES,
+    max_dirs: int = MAX_SCAN_DIRS,
+) -> list[tuple[str, int]]:
+    """``(path, class index)`` of every image under each class folder, as torchvision's
+    ``make_dataset`` lists them (symbolic links followed, sorted), but bounded.
+
+    ``ValueError`` saying what a data folder should hold once ``max_stray`` files that are
+    not images or ``max_dirs`` directories have been seen; a directory reached again
+    through a symbolic link (a cycle) is not walked twice.
+    """
+    root = str(directory)
+    instances: list[tuple[str, int]] = []
+    stray = dirs = 0
+    example = ""
+
+    def refuse(what: str) -> ValueError:
+        return ValueError(
+            f"data folder {root!r} does not look like an image folder: its scan stopped "
+            f"after {what} (e.g. {example!r}); expected {DATA_DIR_KINDS}"
+        )
+
+    for target_class in sorted(class_to_idx):
+        target_dir = os.path.join(root, target_class)
+        if not os.path.isdir(target_dir):
+            continue
+        seen: set[tuple[int, int]] = set()
+        walked: list[tuple[str, list[str]]] = []
+        for here, subdirs, fnames in os.walk(target_dir, followlinks=True):
+            try:
+                st = os.stat(here)
+            except OSError:
+                subdirs[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                subdirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirs += 1
+            if dirs > max_dirs:
+                example = here
+                raise refuse(f"{max_dirs} directories")
+            for fname in fnames:
+                if not fname.lower().endswith(extensions):
+                    stray += 1
+                    example = os.path.join(here, fname)
+                    if stray > max_stray:
+                        raise refuse(f"{max_stray} files that are not images")
+            walked.append((here, fnames))
+        for here, fnames in sorted(walked):
+            for fname in sorted(fnames):
+                if fname.lower().endswith(extensions):
+                    instances.append((os.path.join(here, fname), class_to_idx[target_class]))
+    found = {i for _, i in instances}
+    empty = sorted(c for c, i in class_to_idx.items() if i not in found)
+    if empty:
+        raise FileNotFoundError(
+            f"Found no valid file for the classes {', '.join(empty)}. "
+            f"Supported extensions are: {', '.join(extensions)}"
+        )
+    return instances
+
+
+def _image_folder(root: str, transform: Any) -> Any:
+    """torchvision's ``ImageFolder`` of ``root`` whose scan is ``scan_image_folder``'s."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    class BoundedImageFolder(ImageFolder):
+        @staticmethod
+        def make_dataset(
+            directory: Any,
+            class_to_idx: dict[str, int],
+            extensions: Any = None,
+            is_valid_file: Any = None,
+            allow_empty: bool = False,
+        ) -> list[tuple[str, int]]:
+            return scan_image_folder(directory, class_to_idx, tuple(extensions or IMG_EXTENSIONS))
+
+    return BoundedImageFolder(root, transform=transform)
+
+
 def load_imagefolder_splits(
     path: str | Path,
     *,
@@ -596,7 +697,6 @@ def load_imagefolder_splits(
     ImageNet constants; they are read from disk on access.
     """
     from torchvision import transforms
-    from torchvision.datasets import ImageFolder
 
     root = Path(path)
     if not root.is_dir():
@@ -612,15 +712,15 @@ def load_imagefolder_splits(
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     try:
         if (root / "train").is_dir() and test_dir is not None:
-            full = ImageFolder(str(root / "train"), transform=tf)
-            test: Dataset = ImageFolder(str(test_dir), transform=tf)
+            full = _image_folder(str(root / "train"), tf)
+            test: Dataset = _image_folder(str(test_dir), tf)
             if test.classes != full.classes:
                 raise ValueError(
                     f"train and {test_dir.name} folders of {str(root)!r} have different classes"
                 )
             trainval = np.arange(len(full))
         else:
-            full = ImageFolder(str(root), transform=tf)
+            full = _image_folder(str(root), tf)
             rest, te = stratified_split(np.asarray(full.targets), size=test_size)
             test = Subset(full, te.tolist())
             trainval = rest

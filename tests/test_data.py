@@ -361,3 +361,81 @@ def test_search_on_a_crafted_cifar_folder_exits_2_and_creates_nothing(tmp_path) 
     assert lines[-1].startswith("error: CIFAR-10 batch") and "is refused" in lines[-1], lines
     assert not marker.exists()
     assert len(mlflow.search_runs(search_all_experiments=True)) == before
+
+
+# --- the scan of a data folder is bounded (issue 26, item 7) -----------------------------
+
+
+def _image_tree(root, layout: dict[str, list[str]]) -> None:
+    from PIL import Image
+
+    for rel_dir, names in layout.items():
+        d = root / rel_dir
+        d.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if name.endswith(".png"):
+                Image.new("RGB", (4, 4)).save(d / name)
+            else:
+                (d / name).write_text("not an image")
+
+
+def test_image_folder_scan_lists_what_torchvision_lists(tmp_path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    from envs.data import scan_image_folder
+
+    _image_tree(
+        tmp_path,
+        {"cat": ["b.png", "a.png", "notes.txt"], "cat/sub": ["c.PNG", "d.png"],
+         "dog": ["z.png", "README"], "dog/x/y": ["e.png"]},
+    )  # fmt: skip
+    _, class_to_idx = find_classes(tmp_path)
+    assert scan_image_folder(tmp_path, class_to_idx, IMG_EXTENSIONS) == make_dataset(
+        tmp_path, class_to_idx, IMG_EXTENSIONS
+    )
+
+
+def test_image_folder_scan_stops_at_stray_files_and_directories(tmp_path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from envs.data import scan_image_folder
+
+    _image_tree(tmp_path, {"a": ["1.png", "x1", "x2", "x3", "x4"], "b": ["2.png"], "b/c/d": []})
+    classes = {"a": 0, "b": 1}
+    assert len(scan_image_folder(tmp_path, classes, IMG_EXTENSIONS, max_stray=4)) == 2
+    with pytest.raises(ValueError, match="after 3 files that are not images .*expected one sub-"):
+        scan_image_folder(tmp_path, classes, IMG_EXTENSIONS, max_stray=3)
+    with pytest.raises(ValueError, match="after 3 directories"):
+        scan_image_folder(tmp_path, classes, IMG_EXTENSIONS, max_dirs=3)
+
+
+def test_image_folder_scan_does_not_loop_through_symlink_cycles(tmp_path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from envs.data import scan_image_folder
+
+    _image_tree(tmp_path, {"a": ["1.png"], "a/deep": ["2.png"]})
+    (tmp_path / "a" / "deep" / "loop").symlink_to(tmp_path / "a")  # a cycle
+    found = scan_image_folder(tmp_path, {"a": 0}, IMG_EXTENSIONS)
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in found) == ["1.png", "2.png"]
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="no /proc here")
+def test_data_proc_is_refused_quickly_saying_what_was_expected() -> None:
+    import time
+
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    t0 = time.monotonic()
+    res = CliRunner().invoke(
+        app, ["search", "--model", "resnet20", "--data", "/proc", "--episodes", "2",
+              "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    last = [line for line in res.output.splitlines() if line.strip()][-1]
+    assert last.startswith("error: data folder '/proc' does not look like an image folder"), last
+    assert "CIFAR-10 python batches" in last
+    assert time.monotonic() - t0 < 120
