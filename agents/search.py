@@ -17,7 +17,7 @@ import torch
 from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.finalize import log_pruned_model, pruned_model, test_accuracy
-from agents.recorder import EpisodeRecord, EpisodeRecorder
+from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
 from agents.shortlist import check_shortlist, rescore, shortlist
 from envs import (
     REWARD_FORMS,
@@ -31,7 +31,16 @@ from envs import (
     validate_names,
 )
 from envs.evaluation import DEVICES, resolve_device
-from tracking import check_experiment, check_store, plots, run_state, search_run, state_dir
+from tracking import (
+    EpisodeJournal,
+    check_experiment,
+    check_store,
+    plots,
+    run_state,
+    search_run,
+    state_dir,
+)
+from tracking.journal import JOURNAL_ARTIFACT
 
 #: Search proxy of a scheme whose own is not ``holdout``: (name, parameters). Whole-channel
 #: pruning damages what the holdout score sees (BatchNorm re-estimation cannot repair it)
@@ -417,6 +426,11 @@ def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
     config = SearchConfig.from_dict(
         {k: v for k, v in stored.items() if k in known}, where=f"run {run_id!r} config: "
     )
+    local = EpisodeJournal.for_run(run_id).path
+    where = (
+        f"the journal of run {run_id!r} ({str(local) if local.exists() else JOURNAL_ARTIFACT!r})"
+    )
+    check_journal(records, where)
     if len(records) > config.episodes:
         raise ValueError(
             f"run {run_id!r}: its journal holds {len(records)} episodes, "

@@ -274,3 +274,77 @@ def test_parallel_workers_die_with_a_killed_parent_and_the_search_resumes(tmp_pa
         os.environ["HWPRUNE_STATE_DIR"] = saved
     assert result.episodes == 20
     assert [s for s, _ in _episode_metrics(run_id)] == list(range(20))
+
+
+# --- issue 26: a foreign record in a journal is one error line; the run is left as it was ----
+
+
+def _killed_run(experiment: str, *, stop_after: int = 4, episodes: int = 8) -> str:
+    """A random search stopped (as by SIGTERM) after ``stop_after`` episodes: KILLED."""
+    from agents.search import SearchInterrupted
+
+    seen = {"n": 0}
+
+    def stop(n: int) -> None:
+        seen["n"] += n
+        if seen["n"] >= stop_after:
+            raise SearchInterrupted(signal.SIGTERM)
+
+    config = SearchConfig(agent="random", episodes=episodes, seed=3, experiment=experiment)
+    with pytest.raises(SearchInterrupted) as err:
+        run_search(config, progress=stop)
+    run_id = err.value.run_id
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    return run_id
+
+
+def _rewrite_journal(run_id: str, edit) -> None:
+    path = state_dir() / run_id / "journal.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in edit(records)))
+
+
+def _resume_is_refused_leaving_the_run(run_id: str, *fragments: str) -> None:
+    before = _episode_metrics(run_id)
+    res = runner.invoke(app, ["search", "--resume", run_id, "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], res.output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    assert mlflow.get_run(run_id).info.status == "KILLED"  # as it was
+    assert _episode_metrics(run_id) == before
+
+
+def test_a_foreign_record_met_in_the_replay_leaves_the_run_as_it_was():
+    run_id = _killed_run("resume-foreign-replay")
+
+    def swap_choice(records):
+        records[2]["choice"] = [0 if c else 1 for c in records[2]["choice"]]
+        return records
+
+    _rewrite_journal(run_id, swap_choice)
+    _resume_is_refused_leaving_the_run(
+        run_id, "diverged at episode 2", "is not this search's", "left as it was"
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragments"),
+    [
+        (lambda rs: [*rs[:3], rs[1], *rs[3:]], ["at line 4 (it is episode 1, where episode 3"]),
+        (lambda rs: [*rs, {"hello": 1}], ["at line 5 (it lacks episode, accuracy"]),
+        (lambda rs: [*rs, [1, 2]], ["at line 5 (it is a list, not an episode record)"]),
+        (
+            lambda rs: [*rs[:4], {**rs[3], "episode": 4, "choice": "x"}],
+            ["at line 5 (its choice has the wrong type)"],
+        ),
+    ],
+)
+def test_a_journal_line_that_is_no_record_of_this_run_is_refused_before_resuming(edit, fragments):
+    run_id = _killed_run("resume-foreign-line")
+    _rewrite_journal(run_id, edit)
+    _resume_is_refused_leaving_the_run(
+        run_id, "holds a record that is not this search's", *fragments
+    )

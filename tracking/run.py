@@ -244,14 +244,18 @@ def search_run(
     ``resume_run_id`` reopens that run instead. The run ends FINISHED when the block
     completes, KILLED when it is interrupted (``KeyboardInterrupt``, which SIGTERM
     raises too during a search) and FAILED on any other error, so no half-written run
-    looks done and none stays RUNNING.
+    looks done and none stays RUNNING; a resume stopped by an error whose
+    ``leaves_run_as_it_was`` is true (``agents.recorder.ReplayDiverged``) ends with the
+    status the run had before.
     """
+    previous = None
     if resume_run_id is None:
         open_experiment(experiment)
         active = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
     else:
         # start_run refuses a run outside the process's active experiment.
         run = mlflow.tracking.MlflowClient().get_run(resume_run_id)
+        previous = run.info.status
         mlflow.set_experiment(experiment_id=run.info.experiment_id)
         active = mlflow.start_run(run_id=resume_run_id)
     handle = SearchRun(active)
@@ -261,6 +265,12 @@ def search_run(
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        raise
+    except Exception as exc:
+        # A resume refused by what it found (a journal that is not this search's) changes
+        # nothing: the run keeps the status it had.
+        if previous is not None and getattr(exc, "leaves_run_as_it_was", False):
+            status = previous
         raise
     finally:
         handle.journal.close()
