@@ -193,7 +193,7 @@ def _run_and_report(
     from tqdm import tqdm
 
     from agents.search import SearchInterrupted, run_search
-    from tracking import StoreFailure
+    from tracking import JournalWriteError, StoreFailure
 
     done = 0 if resume is None else len(resume.records)
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
@@ -212,10 +212,9 @@ def _run_and_report(
     except (KeyError, ValueError, FileExistsError) as exc:
         bar.close()
         _fail(exc)
-    except StoreFailure as exc:
+    except (StoreFailure, JournalWriteError) as exc:  # a full disk, a lost server
         bar.close()
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(exc, code=1)
     bar.close()
     _print_summary(cfg, result)
 
@@ -303,7 +302,7 @@ def _search_front(
 
     from agents.frontier import run_frontier
     from agents.search import SearchInterrupted
-    from tracking import StoreFailure
+    from tracking import JournalWriteError, StoreFailure
 
     done = 0 if resume is None else len(resume.records)
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
@@ -317,10 +316,9 @@ def _search_front(
     except (KeyError, ValueError, FileExistsError) as exc:
         bar.close()
         _fail(exc)
-    except StoreFailure as exc:
+    except (StoreFailure, JournalWriteError) as exc:  # a full disk, a lost server
         bar.close()
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(exc, code=1)
     bar.close()
     tuned = f" (+{cfg.finetune_steps} ft)" if cfg.finetune_steps else ""
     table = Table(title=f"{cfg.agent} front: {cfg.task.scheme} on {cfg.task.hardware}")

@@ -1,7 +1,7 @@
 """MLflow tracking: one run per search, per-episode metrics, artifacts and plots."""
 
 from tracking import sweep_runs
-from tracking.journal import EpisodeJournal, state_dir
+from tracking.journal import EpisodeJournal, JournalWriteError, state_dir
 from tracking.query import TrackingError, experiment_name_of, run_status
 from tracking.run import (
     STORE_ERRORS,
@@ -19,6 +19,7 @@ from tracking.store import StoreError, check_experiment, check_store
 __all__ = [
     "STORE_ERRORS",
     "EpisodeJournal",
+    "JournalWriteError",
     "SearchRun",
     "StoreFailure",
     "StoreError",

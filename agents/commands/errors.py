@@ -74,8 +74,9 @@ def error_message(exc: BaseException) -> str:
     return one_line or type(exc).__name__
 
 
-def fail(exc: BaseException) -> NoReturn:
-    """Print ``error: <message>`` on one line and exit with code 2 (``--debug``: re-raise)."""
+def fail(exc: BaseException, code: int = 2) -> NoReturn:
+    """Print ``error: <message>`` on one line and exit with ``code`` (2: the user's input;
+    1: the machine's, e.g. a full disk) (``--debug``: re-raise)."""
     if _debug:
         if isinstance(exc, typer.BadParameter):  # the CLI would print it without a traceback
             raise RuntimeError(error_message(exc)) from exc
@@ -83,7 +84,7 @@ def fail(exc: BaseException) -> NoReturn:
     err_console.print(
         f"[bold red]error:[/] {escape(error_message(exc))}", soft_wrap=True, highlight=False
     )
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 class OneLineUsageErrors(TyperGroup):
