@@ -469,11 +469,13 @@ _TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x17F), max_size=1
 _NUMBERISH = st.one_of(
     _TEXT,
     st.integers(-(2**40), 2**40).map(str),
+    st.integers(-(10**30), 10**30).map(str),  # beyond every bound (issue 26)
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
 )
 _KEYS = st.sampled_from(
-    ["group_size", "n_pe", "learning_rate", "net_arch", "gamma", "batch_size", "foo", ""]
-)
+    ["group_size", "n_pe", "learning_rate", "net_arch", "gamma", "batch_size", "buffer_size",
+     "foo", ""]
+)  # fmt: skip
 _OPTIONS = {
     "--model": st.one_of(_TEXT, st.sampled_from(["digits-cnn", "fashion-cnn"])),
     "--scheme": st.one_of(_TEXT, st.sampled_from(["balanced", "channel", "pattern"])),
@@ -489,6 +491,8 @@ _OPTIONS = {
     "--n-envs": _NUMBERISH,
     "--threads": _NUMBERISH,
     "--finetune-steps": _NUMBERISH,
+    "--points": _NUMBERISH,
+    "--shortlist": _NUMBERISH,
     "--budgets": _TEXT,
     "--hp": st.builds(lambda k, v: f"{k}={v}", _KEYS, _NUMBERISH),
     "--scheme-param": st.builds(lambda k, v: f"{k}={v}", _KEYS, _NUMBERISH),
