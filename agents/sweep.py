@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agents.search import SEARCH_FIELDS, SearchConfig
+from agents.search import SEARCH_FIELDS, SearchConfig, check_outputs
 from envs import TASK_FIELDS
 from tracking import run_status, sweep_runs
 from tracking.sweep_runs import PARENT_TAG as PARENT_TAG  # the child runs' tag, re-exported
@@ -557,6 +557,7 @@ def run_sweep(
         raise ValueError("every trial of a sweep logs to one experiment; do not sweep it")
     uri = check_sweep_store(address)
     check_experiment(experiment)
+    check_outputs(None)  # the journals' state directory, before any run or worker
     preflight(trials)
 
     with _ray_session(address, num_cpus, ship_code) as ray:
@@ -693,6 +694,7 @@ def resume_sweep(
         check_local_resources(spec, num_cpus)
     trials = spec.trials(check_device=local)
     check_experiment(sweep_runs.experiment_name(exp_id, uri))
+    check_outputs(None)
     with _ray_session(address, num_cpus, ship_code) as ray:
         with sweep_runs.using_store(uri):
             sweep_runs.set_status(run_id, "RUNNING")

@@ -121,6 +121,15 @@ def test_bad_sweep_input_is_one_error_line_before_any_run():
     assert len(mlflow.search_runs(search_all_experiments=True)) == before
 
 
+def test_a_sweep_with_an_unwritable_state_dir_fails_before_any_run(monkeypatch):
+    monkeypatch.setenv("HWPRUNE_STATE_DIR", "/proc/hwprune-state")
+    before = len(mlflow.search_runs(search_all_experiments=True))
+    out = runner.invoke(app, ["sweep", "--agent", "random", "--episodes", "2", "--no-progress"])
+    assert out.exit_code == 2, out.output
+    assert "error: cannot write state directory (HWPRUNE_STATE_DIR)" in out.output
+    assert len(mlflow.search_runs(search_all_experiments=True)) == before
+
+
 def test_a_sweep_file_gives_the_grid_and_flags_override_it(tmp_path):
     from agents.commands.sweep import build_spec, load_sweep_file
 
