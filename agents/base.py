@@ -9,9 +9,20 @@ from typing import Any, ClassVar
 
 import yaml
 
-from agents.checks import check_bool, check_choice, check_int, check_int_list, check_number
+from agents.checks import (
+    MAX_EPISODES,
+    MAX_NET_WIDTH,
+    REPLAY_MEMORY_SHARE,
+    check_bool,
+    check_choice,
+    check_count,
+    check_int,
+    check_int_list,
+    check_number,
+    memory_bytes,
+)
 from agents.recorder import EpisodeRecorder
-from envs import LayerPruneEnv
+from envs import OBSERVATION_FEATURES, LayerPruneEnv
 from hwmodels import Registry
 
 EnvFactory = Callable[[], LayerPruneEnv]
@@ -82,8 +93,43 @@ def _unit_left_open(name: str, value: Any) -> float:
     return check_number(name, value, low=0.0, high=1.0, low_open=True, coerce=True)
 
 
-def _count(minimum: int) -> _Check:
-    return lambda name, value: check_int(name, value, minimum=minimum)
+def _count(minimum: int, maximum: int | None = None) -> _Check:
+    if maximum is None:
+        return lambda name, value: check_int(name, value, minimum=minimum)
+    return lambda name, value: check_count(name, value, minimum=minimum, maximum=maximum)
+
+
+#: Bytes of one transition in an SB3 replay buffer: the observation and the next one, the
+#: action, the reward, and the done and timeout flags, each float32.
+TRANSITION_BYTES = 4 * (2 * len(OBSERVATION_FEATURES) + 1 + 3)
+
+
+def replay_capacity() -> int:
+    """Most transitions a replay buffer (or one batch drawn from it) may hold here: a
+    ``REPLAY_MEMORY_SHARE`` of this machine's memory (``agents.checks.memory_bytes``)."""
+    return max(1, int(REPLAY_MEMORY_SHARE * memory_bytes()) // TRANSITION_BYTES)
+
+
+def _transitions(name: str, value: Any) -> int:
+    """A replay buffer or batch size: an int in [1, what this machine's memory holds]."""
+    return check_count(
+        name,
+        value,
+        minimum=1,
+        maximum=replay_capacity(),
+        why=f"transitions of {TRANSITION_BYTES} bytes in {REPLAY_MEMORY_SHARE:.0%} of this "
+        f"machine's {memory_bytes() / 2**30:.1f} GiB of memory",
+    )
+
+
+def _net_arch(name: str, value: Any) -> list[int]:
+    widths = check_int_list(name, value, minimum=1)
+    if any(w > MAX_NET_WIDTH for w in widths):
+        raise ValueError(
+            f"{name} must be a list of integers in [1, {MAX_NET_WIDTH}] (e.g. [64, 64]), "
+            f"got {value!r}"
+        )
+    return widths
 
 
 def _gradient_steps(name: str, value: Any) -> int:
@@ -125,12 +171,12 @@ HYPERPARAM_CHECKS: dict[str, _Check] = {
     "learning_rate": _positive,
     "critic_learning_rate": _positive,
     "actor_learning_rate": _positive,
-    "net_arch": lambda name, value: check_int_list(name, value, minimum=1),
+    "net_arch": _net_arch,
     "tau": _unit_left_open,
     "gamma": _unit,
-    "batch_size": _count(1),
-    "buffer_size": _count(1),
-    "warmup_episodes": _count(0),
+    "batch_size": _transitions,
+    "buffer_size": _transitions,
+    "warmup_episodes": _count(0, MAX_EPISODES),
     "noise_sigma": _non_negative,
     "noise_decay": _unit_left_open,
     "noise_min_sigma": _non_negative,
@@ -144,7 +190,7 @@ HYPERPARAM_CHECKS: dict[str, _Check] = {
     "reward_scale": _positive,
     "action_range": lambda name, value: check_choice(name, value, ACTION_RANGES),
     "refine_fraction": _unit_right_open,
-    "rollout_episodes": _count(1),
+    "rollout_episodes": _count(1, MAX_EPISODES),
     "n_epochs": _count(1),
     "gae_lambda": _unit,
     "clip_range": _positive,
@@ -177,6 +223,13 @@ def check_hyperparams(agent: str, params: dict[str, Any]) -> dict[str, Any]:
             out[key] = check(key, value)
         except ValueError as exc:
             raise ValueError(f"agent {agent!r} hyperparameter {exc}") from None
+    batch, buffer = out.get("batch_size"), out.get("buffer_size")
+    if "batch_size" in checks and isinstance(batch, int) and isinstance(buffer, int):
+        if batch > buffer:
+            raise ValueError(
+                f"agent {agent!r} hyperparameter batch_size {batch} must be <= buffer_size "
+                f"{buffer}: a batch is drawn from the replay buffer"
+            )
     return out
 
 

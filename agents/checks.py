@@ -14,6 +14,86 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+# --- upper bounds: what a machine can hold, or what makes sense -------------------------
+
+#: Most evaluated episodes of one search. Searches in the literature run hundreds (AMC:
+#: 400) and this product's defaults 300; each episode costs a journal line (~0.5 KB) and a
+#: point per episode metric in the store, so a million episodes is already ~0.5 GB of
+#: journal and days of evaluations. Anything larger is a typo, not a search.
+MAX_EPISODES = 1_000_000
+
+#: Most fine-tune SGD steps (``finetune_steps``, ``finetune --steps``). One epoch of
+#: CIFAR-10 or Fashion-MNIST at batch 64 is under 1,000 steps: a million steps is over a
+#: thousand epochs, beyond any recovery schedule in the pruning literature.
+MAX_FINETUNE_STEPS = 1_000_000
+
+#: Most fine-tune epochs (``finetune --epochs``): recovery schedules in the pruning
+#: literature run at most a few hundred epochs.
+MAX_FINETUNE_EPOCHS = 1_000
+
+#: Most budgets evaluated on a front (``--points``). Each point is a test evaluation and
+#: an exported pruned model (every format, logged to the run); 100 points already space
+#: budgets by under 0.01 of the range.
+MAX_FRONT_POINTS = 100
+
+#: Share of the machine's memory a replay buffer (``buffer_size``) or one sampled batch
+#: (``batch_size``) may take: the rest holds the workload, its data and the evaluations.
+REPLAY_MEMORY_SHARE = 0.5
+
+#: Widest hidden layer of an agent's networks (``net_arch``). AMC uses 300; two hidden
+#: layers of 16,384 are 1 GiB of float32 weights per network before the optimiser's state.
+MAX_NET_WIDTH = 16_384
+
+#: Parallel environments (``n_envs``) per CPU this process may use. Each is a process with
+#: its own copy of the task (network and data); beyond a few per CPU they only time-slice,
+#: and thousands exhaust memory and the process table.
+MAX_ENVS_PER_CPU = 4
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; else the machine's count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def memory_bytes() -> int:
+    """The memory this process may use: physical memory, or a lower cgroup limit."""
+    import os
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return int(total)
+
+
+def check_count(name: str, value: Any, *, minimum: int, maximum: int, why: str = "") -> int:
+    """``value`` as an int in ``[minimum, maximum]``; ``why`` says where the maximum
+    comes from (``"the CPUs this process may use"``) in the message of a value above it."""
+    n = check_int(name, value, minimum=minimum)
+    if n > maximum:
+        reason = f" ({why})" if why else ""
+        raise ValueError(
+            f"{name} must be an integer in [{minimum}, {maximum}]{reason}, got {value!r}"
+        )
+    return n
+
+
+def check_threads(name: str, value: Any) -> int:
+    """``value`` as a thread count: an int in [1, the CPUs this process may use]."""
+    return check_count(
+        name, value, minimum=1, maximum=usable_cpus(), why="the CPUs this process may use"
+    )
+
+
 # YAML 1.1 (PyYAML) reads ``1e-3`` as a string: a float needs a dot (``1.0e-3``).
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -252,3 +332,62 @@ def read_yaml_mapping(path: str | Path, where: str) -> dict[str, Any]:
             f"{type(settings).__name__})"
         )
     return settings
+
+
+def check_output_dir(path: str | Path, what: str, *, may_exist: bool = True) -> Path:
+    """``path`` if a directory can be written there; ``ValueError`` naming it otherwise.
+
+    Checked before any work, as the tracking store is: an output target that cannot be
+    written (``/proc/x``, a read-only folder, a path through a file) must not cost a
+    search first. ``path`` may exist (a directory written into) or not (created with its
+    parents later); either way a hidden probe directory is created and removed at once
+    where the first write will land, so a read-only file system, a pseudo-file system
+    and permissions are all caught, for root too. ``may_exist=False`` also refuses an
+    existing ``path`` (``FileExistsError``). ``what`` names the option (``--export``).
+    """
+    shown = repr(str(path))
+    target = Path(path).expanduser().absolute()
+    if target.exists() or target.is_symlink():
+        if not may_exist:
+            raise FileExistsError(f"{what} {shown} already exists")
+        if not target.is_dir():
+            raise ValueError(f"cannot write {what} {shown}: it is a file, not a directory")
+        where = target
+    else:
+        where = target.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise ValueError(f"cannot write {what} {shown}: {str(where)!r} is not a directory")
+    problem = unwritable(where)
+    if problem is not None:
+        raise ValueError(
+            f"cannot write {what} {shown}: directory {str(where)!r} is not writable ({problem})"
+        )
+    return target
+
+
+def unwritable(directory: str | Path) -> str | None:
+    """None if a new entry can be created in the existing ``directory``, else why not.
+
+    Probes by creating (and at once removing) a hidden directory there: ``os.access``
+    answers yes to root on ``/proc`` and says nothing of read-only file systems.
+    """
+    import os
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hwprune-write-check-", dir=directory))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def check_output_file(path: str | Path, what: str) -> Path:
+    """``path`` if a file can be written there (its directory is ``check_output_dir``'s,
+    and it is not a directory); ``ValueError`` naming it otherwise."""
+    target = Path(path).expanduser().absolute()
+    if target.is_dir():
+        raise ValueError(f"cannot write {what} {str(path)!r}: it is a directory")
+    check_output_dir(target.parent, what)
+    return target

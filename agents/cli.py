@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -222,7 +221,7 @@ def _run_and_report(
     from tqdm import tqdm
 
     from agents.search import SearchInterrupted, run_search
-    from tracking import StoreFailure
+    from tracking import JournalWriteError, StoreFailure
 
     done = 0 if resume is None else len(resume.records)
     # The bar appears with the first episode: checks, training and table building before
@@ -274,10 +273,9 @@ def _run_and_report(
     except (KeyError, ValueError, FileExistsError) as exc:
         close_bar()
         _fail(exc)
-    except StoreFailure as exc:
+    except (StoreFailure, JournalWriteError) as exc:  # a full disk, a lost server
         close_bar()
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(exc, code=1)
     close_bar()
     _print_summary(cfg, result)
 
@@ -365,7 +363,7 @@ def _search_front(
 
     from agents.frontier import run_frontier
     from agents.search import SearchInterrupted
-    from tracking import StoreFailure
+    from tracking import JournalWriteError, StoreFailure
 
     done = 0 if resume is None else len(resume.records)
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
@@ -379,10 +377,9 @@ def _search_front(
     except (KeyError, ValueError, FileExistsError) as exc:
         bar.close()
         _fail(exc)
-    except StoreFailure as exc:
+    except (StoreFailure, JournalWriteError) as exc:  # a full disk, a lost server
         bar.close()
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(exc, code=1)
     bar.close()
     tuned = f" (+{cfg.finetune_steps} ft)" if cfg.finetune_steps else ""
     table = Table(title=f"{cfg.agent} front: {cfg.task.scheme} on {cfg.task.hardware}")
@@ -466,6 +463,8 @@ def _check_export_target(out: Path, force: bool) -> None:
     ``--force`` replaces an earlier export (a directory holding a manifest) or an empty
     directory; never a file, a symbolic link, the current directory or one of its parents.
     """
+    from agents.checks import unwritable
+
     shown = repr(str(out))
     target = out.resolve()
     if out.exists() or out.is_symlink():
@@ -493,8 +492,11 @@ def _check_export_target(out: Path, force: bool) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise ValueError(f"cannot write {shown}: {str(ancestor)!r} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {shown}: directory {str(ancestor)!r} is not writable")
+    problem = unwritable(ancestor)
+    if problem is not None:
+        raise ValueError(
+            f"cannot write {shown}: directory {str(ancestor)!r} is not writable ({problem})"
+        )
 
 
 def _front_point(run_id: str, budget: float | None) -> str:

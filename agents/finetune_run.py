@@ -20,10 +20,17 @@ from typing import Any
 
 import torch
 
+from agents.checks import (
+    MAX_FINETUNE_EPOCHS,
+    MAX_FINETUNE_STEPS,
+    check_count,
+    check_output_dir,
+)
 from agents.finalize import log_pruned_model, recovery_recipe, test_accuracy
 from envs import TaskSpec, make_task
 from envs.evaluation import bn_calibration_batches, reestimate_batchnorm
 from envs.recovery import RecoveryRecipe, recover
+from envs.safe_load import load_torch_file, torch_load_reason
 from pruning import apply_masks, make_permanent
 from pruning.export import read_manifest
 from tracking import (
@@ -119,11 +126,11 @@ def run_finetune(
     ``FinetuneInterrupted`` after SIGINT/SIGTERM, the run KILLED with the last finished
     epoch's model.
     """
-    if steps is not None and steps < 1:
-        raise ValueError(f"steps must be an integer in [1, 10000000], got {steps!r}")
-    if steps is None and (epochs is None or epochs < 1):
-        raise ValueError(f"epochs must be an integer in [1, 1000], got {epochs!r}")
-    # Every range (epochs, steps, lr, seed) is checked here, before any download or load.
+    if steps is None:
+        check_count("epochs", epochs, minimum=1, maximum=MAX_FINETUNE_EPOCHS)
+    else:
+        check_count("steps", steps, minimum=1, maximum=MAX_FINETUNE_STEPS)
+    # The other ranges (lr, seed, ...) are the recipe's: checked before any download or load.
     RecoveryRecipe(
         epochs=1 if epochs is None else epochs,
         steps=steps,
@@ -132,12 +139,18 @@ def run_finetune(
         distill=distill,
         seed=seed,
     )
-    if export_dir is not None and Path(export_dir).exists():
-        raise FileExistsError(f"export directory {str(export_dir)!r} already exists")
+    if export_dir is not None:  # before the source is read or anything trains
+        check_output_dir(export_dir, "export directory", may_exist=False)
     with resolve_source(source) as (src, source_run):
         manifest = read_manifest(src)
         spec = _task_spec(manifest)
-        state = torch.load(src / "state_dict.pt", weights_only=True, map_location="cpu")
+        weights = src / "state_dict.pt"
+        try:
+            state = load_torch_file(weights)
+        except Exception as exc:  # a foreign or crafted file: refused, never run
+            raise ValueError(
+                f"cannot load {str(weights)!r} as a state_dict: {torch_load_reason(exc)}"
+            ) from exc
         if experiment is None:
             experiment = _source_experiment(source_run) or "hwprune"
         check_store()

@@ -22,8 +22,66 @@ class EpisodeLog(Protocol):
         """Make one episode record durable."""
 
 
-class ReplayDiverged(RuntimeError):
-    """A resumed search did not retrace the episodes it had recorded before."""
+class ReplayDiverged(ValueError):
+    """A resumed search did not retrace the episodes it had recorded before: its journal
+    holds a record that is not this search's. The run is left as it was (``search_run``
+    ends it with the status it had before the resume)."""
+
+    leaves_run_as_it_was = True
+
+
+#: Fields of a journal record and the types they hold (``EpisodeRecord``, as JSON).
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "episode": (int,),
+    "accuracy": (int, float),
+    "reward": (int, float),
+    "cost_ratio": (int, float),
+    "density": (int, float),
+    "budget": (int, float),
+    "within_budget": (bool,),
+    "densities": (dict,),
+    "choice": (list,),
+    "cost": (dict,),
+}
+
+
+def check_journal(records: Sequence[Any], where: str) -> None:
+    """``ValueError`` unless ``records`` are whole episode records numbered 0, 1, 2...
+
+    ``where`` names the journal (``"the journal of run 'abc' ('/path')"``). A record
+    copied from another journal, or a line that is not a record, is named by its line.
+    """
+    for i, rec in enumerate(records):
+        problem = None
+        if not isinstance(rec, dict):
+            problem = f"it is a {type(rec).__name__}, not an episode record"
+        else:
+            missing = [k for k in _RECORD_TYPES if k not in rec]
+            wrong = [
+                k
+                for k, kinds in _RECORD_TYPES.items()
+                if k in rec
+                and (
+                    not isinstance(rec[k], kinds)
+                    or (isinstance(rec[k], bool) and bool not in kinds)
+                )
+            ]
+            if missing:
+                problem = f"it lacks {', '.join(missing)}"
+            elif wrong:
+                problem = (
+                    f"its {', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} the wrong type"
+                )
+            elif rec["episode"] != i:
+                problem = f"it is episode {rec['episode']}, where episode {i} belongs"
+            elif not all(isinstance(c, int) and not isinstance(c, bool) for c in rec["choice"]):
+                problem = "its choice is not a list of integers"
+        if problem is not None:
+            raise ValueError(
+                f"{where} holds a record that is not this search's at line {i + 1} "
+                f"({problem}); the run is left as it was: remove line {i + 1} and those after "
+                "it to resume from there"
+            )
 
 
 @dataclass
@@ -101,7 +159,10 @@ class EpisodeRecorder:
             if list(past["choice"]) != rec.choice or float(past["budget"]) != rec.budget:
                 raise ReplayDiverged(
                     f"resumed search diverged at episode {rec.episode}: the journal has "
-                    f"choice {list(past['choice'])}, the replay chose {rec.choice}"
+                    f"choice {list(past['choice'])}, the replay chose {rec.choice}: the "
+                    f"journal's record of episode {rec.episode} is not this search's; the run "
+                    f"is left as it was (remove that record and those after it to resume "
+                    "from there)"
                 )
         elif self.journal is not None:
             self.journal.append(dataclasses.asdict(rec))

@@ -23,7 +23,7 @@ from agents.finalize import (
     recovery_recipe,
     test_accuracy,
 )
-from agents.recorder import EpisodeRecord, EpisodeRecorder
+from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
 from agents.shortlist import check_shortlist, rescore, shortlist
 from envs import (
     REWARD_FORMS,
@@ -39,7 +39,16 @@ from envs import (
 from envs.evaluation import DEVICES, resolve_device
 from envs.factory import least_cost_ratio_before_training
 from envs.recovery import MAX_EPOCHS
-from tracking import check_experiment, check_store, plots, run_state, search_run
+from tracking import (
+    EpisodeJournal,
+    check_experiment,
+    check_store,
+    plots,
+    run_state,
+    search_run,
+    state_dir,
+)
+from tracking.journal import JOURNAL_ARTIFACT
 
 
 def default_proxy(scheme: str) -> tuple[str, dict[str, Any]]:
@@ -151,7 +160,13 @@ class SearchConfig:
             )
         check_fields(TaskSpec, task, where=where)
         check_fields(cls, values, where=where)
-        return cls(task=TaskSpec(**task), **values)
+        if not where:
+            return cls(task=TaskSpec(**task), **values)
+        try:
+            return cls(task=TaskSpec(**task), **values)
+        except (KeyError, ValueError) as exc:  # ranges and names, named with the file
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise type(exc)(f"{where}{message}") from None
 
     def validate(self) -> None:
         """Fast checks of every name, type and range; raises before any long work.
@@ -159,7 +174,17 @@ class SearchConfig:
         ``KeyError`` / ``ValueError`` (``FileNotFoundError`` for a missing checkpoint)
         whose message names the bad value and the valid choices. Touches no MLflow store.
         """
-        from agents.checks import check_fields, check_int
+        from agents.checks import (
+            MAX_ENVS_PER_CPU,
+            MAX_EPISODES,
+            MAX_FINETUNE_STEPS,
+            MAX_FRONT_POINTS,
+            check_count,
+            check_fields,
+            check_int,
+            check_threads,
+            usable_cpus,
+        )
 
         if not isinstance(self.task, TaskSpec):
             raise ValueError(f"task must be a TaskSpec, got {self.task!r}")
@@ -189,7 +214,6 @@ class SearchConfig:
                 raise ValueError(
                     f"budgets {low:g}:{high:g} must satisfy 0 < LOW < HIGH <= 1 (e.g. 0.3:0.8)"
                 )
-            check_int("points", self.points, minimum=2)
             if self.shortlist:
                 raise ValueError(
                     f"shortlist {self.shortlist} applies to a fixed-budget search; a search "
@@ -200,9 +224,22 @@ class SearchConfig:
                 f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
             )
         check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)  # numpy's seed range
-        for name in ("episodes", "n_envs", "threads"):
-            check_int(name, getattr(self, name), minimum=1)
-        check_int("finetune_steps", self.finetune_steps, minimum=0)
+        check_count("points", self.points, minimum=2, maximum=MAX_FRONT_POINTS)
+        check_count("episodes", self.episodes, minimum=1, maximum=MAX_EPISODES)
+        if self.shortlist > self.episodes:
+            raise ValueError(
+                f"shortlist {self.shortlist} must be <= episodes {self.episodes}: it "
+                "re-scores the search's best distinct policies"
+            )
+        check_threads("threads", self.threads)
+        check_count(
+            "n_envs",
+            self.n_envs,
+            minimum=1,
+            maximum=MAX_ENVS_PER_CPU * usable_cpus(),
+            why=f"{MAX_ENVS_PER_CPU} per CPU this process may use",
+        )
+        check_count("finetune_steps", self.finetune_steps, minimum=0, maximum=MAX_FINETUNE_STEPS)
         check_int("finetune_epochs", self.finetune_epochs, minimum=0, maximum=MAX_EPOCHS)
         if self.finetune_epochs and self.finetune_steps:
             raise ValueError(
@@ -426,6 +463,11 @@ def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
     config = SearchConfig.from_dict(
         {k: v for k, v in stored.items() if k in known}, where=f"run {run_id!r} config: "
     )
+    local = EpisodeJournal.for_run(run_id).path
+    where = (
+        f"the journal of run {run_id!r} ({str(local) if local.exists() else JOURNAL_ARTIFACT!r})"
+    )
+    check_journal(records, where)
     if len(records) > config.episodes:
         raise ValueError(
             f"run {run_id!r}: its journal holds {len(records)} episodes, "
@@ -508,8 +550,7 @@ def run_kind(
     resume: ResumeState | None = None,
 ) -> Any:
     """The one search skeleton: check, build, start the run, search, finish (``kind``)."""
-    if kind.export_dir is not None and kind.export_dir.exists():
-        raise FileExistsError(f"export directory {str(kind.export_dir)!r} already exists")
+    check_outputs(kind.export_dir)
     check_store()  # unreachable, unwritable or corrupt: one clear error, before any work
     if resume is None:
         check_experiment(config.experiment)
@@ -537,6 +578,20 @@ def check_budget_before_training(config: SearchConfig) -> None:
             f"for {config.task.scheme!r} on {config.task.hardware!r} (from the architecture, "
             f"before training); use a budget of at least {least:.2f}"
         )
+
+
+def check_outputs(export_dir: str | Path | None) -> None:
+    """Before any work: every folder a search writes can be written, or ``ValueError``
+    (``FileExistsError`` for an existing export directory) naming it.
+
+    The folders are the export directory (it must not exist yet) and the episode
+    journals' state directory (``$HWPRUNE_STATE_DIR``); the store is ``check_store``'s.
+    """
+    from agents.checks import check_output_dir
+
+    if export_dir is not None:
+        check_output_dir(export_dir, "export directory", may_exist=False)
+    check_output_dir(state_dir(), "state directory (HWPRUNE_STATE_DIR) of the journals")
 
 
 @contextlib.contextmanager

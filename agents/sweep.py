@@ -20,6 +20,12 @@ A ``SweepSpec`` is a base of search settings (what every search shares) and a gr
 4. checks that every child run is FINISHED with every episode logged, and logs a table
    and a plot of accuracy against cost per (scheme, hardware) over the budgets into the
    parent run.
+
+A sweep whose driver stopped (``kill -9``, a lost machine) leaves its parent RUNNING and
+children SCHEDULED or part-way; ``resume_sweep`` (``hwprune sweep --resume RUN_ID``)
+continues it from its own ``sweep.yaml``: FINISHED children stay, the others run again in
+their own child runs (resuming from their journals), once the stopped driver's workers
+have stopped (the ``hwprune.driver`` and ``hwprune.worker`` tags say where they ran).
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from agents.search import SEARCH_FIELDS, SearchConfig
+from agents.search import SEARCH_FIELDS, SearchConfig, check_outputs
 from envs import TASK_FIELDS
 from tracking import run_status, sweep_runs
 from tracking.sweep_runs import PARENT_TAG as PARENT_TAG  # the child runs' tag, re-exported
@@ -147,7 +154,8 @@ class SweepSpec:
         ``ValueError`` naming the trial for a bad value; ``budgets`` (a front search)
         cannot be swept: its runs cannot resume. ``check_device=False`` checks a
         ``device: cuda`` trial with ``device: cpu`` here (a driver without a GPU sending
-        trials to GPU workers); its settings keep the device asked for.
+        trials to GPU workers), and its threads and environments without this machine's
+        CPU count (workers elsewhere check theirs); its settings keep what was asked for.
         """
         from agents.checks import check_int
 
@@ -178,7 +186,11 @@ class SweepSpec:
             device = settings.get("device", "cpu")
             if self.gpus > 0 and device == "cpu":
                 raise ValueError(f"trial {name}: gpus per trial need --device cuda (or auto)")
-            here = settings if check_device else {**settings, "device": "cpu"}
+            here = (
+                settings
+                if check_device
+                else {**settings, "device": "cpu", "threads": 1, "n_envs": 1}
+            )
             try:
                 config = SearchConfig.from_dict(here)
             except (KeyError, ValueError, FileNotFoundError) as exc:
@@ -257,6 +269,7 @@ def run_trial(
     tags = sweep_runs.read_run(trial.run_id).tags
     attempts = int(tags.get(TAG_ATTEMPTS, "0")) + 1 if attempt is None else attempt
     sweep_runs.set_tag(trial.run_id, TAG_ATTEMPTS, str(attempts))
+    sweep_runs.set_tag(trial.run_id, TAG_WORKER, _here())
     started = time.monotonic()
     store_failures = 0
     done = 0
@@ -426,6 +439,29 @@ def preflight(trials: Sequence[Trial]) -> None:
             )
 
 
+def check_local_resources(spec: SweepSpec, num_cpus: int | None) -> None:
+    """``ValueError`` unless a local Ray of ``num_cpus`` CPUs (default: this machine's) and
+    this machine's GPUs can run one trial: Ray would wait forever for a trial that asks
+    for more than the cluster has."""
+    from agents.checks import usable_cpus
+
+    cpus = usable_cpus() if num_cpus is None else int(num_cpus)
+    if spec.cpus > cpus:
+        raise ValueError(
+            f"cpus per trial {spec.cpus:g} is more than the local Ray's {cpus} CPUs: no trial "
+            f"could start; pass --cpus-per-trial <= {cpus}"
+        )
+    if spec.gpus > 0:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if spec.gpus > gpus:
+            raise ValueError(
+                f"gpus per trial {spec.gpus:g} is more than this machine's {gpus} GPU(s): no "
+                "trial could start"
+            )
+
+
 def check_sweep_store(address: str | None) -> str:
     """The tracking URI trials log to; ``ValueError`` if a cluster could not reach it."""
     from urllib.parse import urlparse
@@ -495,6 +531,7 @@ def run_sweep(
     ship_code: bool = False,
     on_update: Callable[[SweepState], None] | None = None,
     poll_s: float = 0.5,
+    on_start: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run every trial of ``spec`` on Ray, each as a child run of one sweep run.
 
@@ -502,118 +539,322 @@ def run_sweep(
     None starts a local Ray with ``num_cpus`` CPUs (default: all). When Ray is already
     initialised in this process, it is used as is. ``ship_code`` sends hwprune's
     packages to the workers (Ray ``py_modules``) for clusters without it installed.
-    ``on_update`` is called with the sweep's state every ``poll_s`` seconds.
+    ``on_update`` is called with the sweep's state every ``poll_s`` seconds, ``on_start``
+    with the sweep run's id once it exists.
 
     Bad settings, an unusable store and unachievable budgets raise ``ValueError``
-    before any run is created. Returns when every trial has finished or failed.
+    before any run is created. Returns when every trial has finished or failed. A
+    sweep whose driver died (``kill -9``) continues with ``resume_sweep``.
     """
-    from agents.extras import require_extra
-
-    require_extra("sweep", "a sweep")
-    import ray
-
     from tracking import check_experiment
 
     local = address in (None, "", "local")
+    if local:
+        check_local_resources(spec, num_cpus)
     trials = spec.trials(check_device=local)
     experiment = experiment or trials[0].config.experiment
     if any(t.config.experiment != experiment for t in trials):
         raise ValueError("every trial of a sweep logs to one experiment; do not sweep it")
     uri = check_sweep_store(address)
     check_experiment(experiment)
+    check_outputs(None)  # the journals' state directory, before any run or worker
     preflight(trials)
 
-    started_ray = False
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if ship_code:
-            kwargs["runtime_env"] = {"py_modules": _package_dirs()}
-        if local:
-            kwargs["num_cpus"] = num_cpus
-            kwargs["_node_ip_address"] = "127.0.0.1"  # a local Ray stays on loopback
-            kwargs["object_store_memory"] = 200 * 2**20  # trials pass small dicts only
-        else:
-            kwargs["address"] = address
-        ray.init(**kwargs)
-        started_ray = True
+    with _ray_session(address, num_cpus, ship_code) as ray:
+        # The driver logs to the sweep's store; the caller's store setting comes back after.
+        with sweep_runs.using_store(uri):
+            exp_id = prepare_experiment(experiment)
+            parent = sweep_runs.create_parent_run(
+                exp_id, f"sweep-{len(trials)}-trials", {TAG_KIND: "sweep", **_driver_tag()}
+            )
+            try:
+                _log_sweep_config(parent, spec, trials, address, command)
+                if on_start is not None:
+                    on_start(parent)
+            except BaseException:
+                sweep_runs.finish_run(parent, "KILLED")
+                raise
+            return _drive(ray, parent, exp_id, spec, trials, {}, uri, command, on_update, poll_s)
 
-    # The driver logs to the sweep's store; the caller's store setting comes back after.
+
+#: Tag of a sweep run: where its driver runs (``host:pid``), so that a resume can tell
+#: a sweep whose driver died from one that is still running.
+TAG_DRIVER = "hwprune.driver"
+
+
+#: Tag of a sweep's child run: the process running its trial (``host:pid``).
+TAG_WORKER = "hwprune.worker"
+#: Seconds a resume waits for a stopped driver's workers to stop: Ray ends the tasks of a
+#: dead driver a few seconds after it notices, and two processes must never write one run.
+WORKER_EXIT_WAIT_S = 60.0
+
+
+def _driver_tag() -> dict[str, str]:
+    return {TAG_DRIVER: _here()}
+
+
+def _here() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(tag: str | None, marker: bytes) -> int | None:
+    """The pid ``tag`` (``host:pid``) names if that process is alive on this host and its
+    command line holds ``marker`` (a reused pid is not taken for it); else None."""
+    import socket
+
+    host, _, pid_text = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return None
+    pid = int(pid_text)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+    return pid if state != "Z" and marker in cmdline else None
+
+
+def _wait_for_workers(children: Mapping[str, str], timeout: float) -> None:
+    """Return once no child run (trial name -> run id) is still being run by a worker of
+    this host; ``ValueError`` naming one after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [
+            (name, pid)
+            for name, run_id in children.items()
+            if (pid := _alive(sweep_runs.read_run(run_id).tags.get(TAG_WORKER), b"trial_task"))
+        ]
+        if not busy:
+            return
+        if time.monotonic() >= deadline:
+            name, pid = busy[0]
+            raise ValueError(
+                f"trial {name} is still running in process {pid} (a worker of the stopped "
+                f"driver); resume once it has stopped"
+            )
+        time.sleep(0.5)
+
+
+def resume_sweep(
+    run_id: str,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    command: str | None = None,
+    ship_code: bool = False,
+    on_update: Callable[[SweepState], None] | None = None,
+    poll_s: float = 0.5,
+    on_start: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Continue the sweep run ``run_id`` whose driver stopped before the end (``kill -9``,
+    a lost machine): its own ``sweep.yaml`` gives the grid.
+
+    Child runs FINISHED stay as they are (each grid point keeps one run); the others are
+    run again in their own child runs: one that started resumes from its journal
+    (``run_trial``), one still SCHEDULED starts, and a grid point without a child run (the
+    driver died while creating them) gets one. The sweep run ends FINISHED when every
+    child is. ``KeyError`` for an unknown run, ``ValueError`` for a run that is not an
+    unfinished sweep or whose driver is still alive; nothing is changed then.
+    """
+    from tracking import check_experiment
+
+    uri = check_sweep_store(address)
     with sweep_runs.using_store(uri):
-        exp_id = prepare_experiment(experiment)
-        started = time.monotonic()
-        parent = sweep_runs.create_parent_run(
-            exp_id, f"sweep-{len(trials)}-trials", {TAG_KIND: "sweep"}
-        )
-        state = SweepState(
-            total=len(trials), episodes_total=sum(t.config.episodes for t in trials), progress={}
-        )
-        pending: dict[Any, TrialSpec] = {}
-        specs: list[TrialSpec] = []
         try:
-            _log_sweep_config(parent, spec, trials, address, command)
-            for name, _, settings in trials:
-                child = sweep_runs.create_child_run(
-                    exp_id, parent, name, {TAG_TRIAL: name, TAG_KIND: "search"}
-                )
-                specs.append(
-                    TrialSpec(
-                        name=name,
-                        config=settings,
-                        run_id=child,
-                        parent_run_id=parent,
-                        tracking_uri=uri,
-                        store_retries=spec.store_retries,
-                        state_dir=os.environ.get("HWPRUNE_STATE_DIR"),
-                        command=f"{command or 'hwprune sweep'}  # trial {name}",
-                    )
-                )
-            Progress, trial_task = _remote_functions(ray)
-            progress = Progress.remote()
-            pending = {
-                trial_task.options(
-                    num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=spec.max_retries
-                ).remote(t, progress): t
-                for t in specs
-            }
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll_s)
-                for ref in done:
-                    t = pending.pop(ref)
-                    try:
-                        state.results[t.name] = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - a trial's failure, recorded
-                        state.failures[t.name] = _short_error(exc)
-                        _mark_failed(t.run_id, exc)
-                try:
-                    state.progress = ray.get(progress.snapshot.remote(), timeout=10)
-                except Exception:  # noqa: BLE001 - progress is best effort
-                    pass
-                if on_update is not None:
-                    on_update(state)
-        except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            sweep_runs.finish_run(parent, "KILLED")
-            raise
-        finally:
-            if started_ray:
-                ray.shutdown()
+            parent = sweep_runs.read_run(run_id)
+        except Exception as exc:  # MLflow's "run not found"
+            raise KeyError(f"no MLflow run {run_id!r} in the tracking store {uri!r}") from exc
+        if parent.tags.get(TAG_KIND) != "sweep":
+            raise ValueError(
+                f"run {run_id!r} is not a sweep run; a search resumes with "
+                f"`hwprune search --resume {run_id}`"
+            )
+        if parent.status == "FINISHED":
+            raise ValueError(f"sweep run {run_id!r} is FINISHED: nothing to resume")
+        pid = _alive(parent.tags.get(TAG_DRIVER), b"sweep")
+        if pid is not None:
+            raise ValueError(
+                f"sweep run {run_id!r} is still being driven by process {pid} on this "
+                "machine; stop it first (it resumes from where it stops)"
+            )
+        spec = SweepSpec.from_dict(
+            sweep_runs.read_yaml_artifact(run_id, "sweep.yaml"), where=f"sweep run {run_id!r}: "
+        )
+        exp_id = sweep_runs.experiment_of(run_id)
+        children = sweep_runs.child_runs(exp_id, run_id, TAG_TRIAL)
+        existing = {name: _pick_child(runs) for name, runs in children.items()}
+        _wait_for_workers(
+            {n: r for n, r in existing.items() if run_status(r) != "FINISHED"},
+            WORKER_EXIT_WAIT_S,
+        )
+    local = address in (None, "", "local")
+    if local:
+        check_local_resources(spec, num_cpus)
+    trials = spec.trials(check_device=local)
+    check_experiment(sweep_runs.experiment_name(exp_id, uri))
+    check_outputs(None)
+    with _ray_session(address, num_cpus, ship_code) as ray:
+        with sweep_runs.using_store(uri):
+            sweep_runs.set_status(run_id, "RUNNING")
+            for key, value in _driver_tag().items():
+                sweep_runs.set_tag(run_id, key, value)
+            if command:
+                stamp = time.strftime("%Y%m%dT%H%M%S")
+                sweep_runs.log_text(run_id, command + "\n", f"resumed/command-{stamp}.txt")
+            if on_start is not None:
+                on_start(run_id)
+            return _drive(
+                ray, run_id, exp_id, spec, trials, existing, uri, command, on_update, poll_s
+            )
 
-        rows = []
-        for t in specs:
-            if t.name in state.results:
-                rows.append(state.results[t.name])
+
+def _pick_child(runs: Sequence[tuple[str, str]]) -> str:
+    """The child run a grid point continues in: its FINISHED one, else its first."""
+    finished = [run_id for run_id, status in runs if status == "FINISHED"]
+    return (finished or [run_id for run_id, _ in runs])[0]
+
+
+class _ray_session:  # noqa: N801 - used like a function
+    """``ray`` initialised for a sweep (a local Ray, or a cluster at ``address``), shut
+    down after the block if this started it; an already initialised Ray is used as is."""
+
+    def __init__(self, address: str | None, num_cpus: int | None, ship_code: bool) -> None:
+        self.address, self.num_cpus, self.ship_code = address, num_cpus, ship_code
+        self.started = False
+
+    def __enter__(self) -> Any:
+        from agents.extras import require_extra
+
+        require_extra("sweep", "a sweep")
+        import ray
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.ship_code:
+                kwargs["runtime_env"] = {"py_modules": _package_dirs()}
+            if self.address in (None, "", "local"):
+                kwargs["num_cpus"] = self.num_cpus
+                kwargs["_node_ip_address"] = "127.0.0.1"  # a local Ray stays on loopback
+                kwargs["object_store_memory"] = 200 * 2**20  # trials pass small dicts only
             else:
-                config = SearchConfig.from_dict({**t.config, "device": "cpu"})
-                row = trial_summary(t.run_id, config)
-                row.update(name=t.name, error=state.failures.get(t.name, ""))
-                rows.append(row)
-        wall = time.monotonic() - started
-        table = group_table(rows)
-        _log_results(parent, rows, table, wall, state)
-        result = SweepResult(parent, rows, table, dict(state.failures), wall)
-        sweep_runs.finish_run(parent, "FINISHED" if result.ok else "FAILED")
-        return result
+                kwargs["address"] = self.address
+            ray.init(**kwargs)
+            self.started = True
+        return ray
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+
+
+def _drive(
+    ray: Any,
+    parent: str,
+    exp_id: str,
+    spec: SweepSpec,
+    trials: Sequence[Trial],
+    existing: Mapping[str, str],
+    uri: str,
+    command: str | None,
+    on_update: Callable[[SweepState], None] | None,
+    poll_s: float,
+) -> SweepResult:
+    """Run the trials of a sweep (those not FINISHED in ``existing``: trial name -> child
+    run id) as Ray tasks in their child runs, then log the results into ``parent``."""
+    started = time.monotonic()
+    state = SweepState(
+        total=len(trials), episodes_total=sum(t.config.episodes for t in trials), progress={}
+    )
+    pending: dict[Any, TrialSpec] = {}
+    specs: list[TrialSpec] = []
+    try:
+        for name, _, settings in trials:
+            child = existing.get(name) or sweep_runs.create_child_run(
+                exp_id, parent, name, {TAG_TRIAL: name, TAG_KIND: "search"}
+            )
+            specs.append(
+                TrialSpec(
+                    name=name,
+                    config=settings,
+                    run_id=child,
+                    parent_run_id=parent,
+                    tracking_uri=uri,
+                    store_retries=spec.store_retries,
+                    state_dir=os.environ.get("HWPRUNE_STATE_DIR"),
+                    command=f"{command or 'hwprune sweep'}  # trial {name}",
+                )
+            )
+        todo = []
+        for t in specs:
+            if t.name in existing and run_status(t.run_id) == "FINISHED":
+                state.results[t.name] = _finished_row(t)  # done before the driver stopped
+            else:
+                todo.append(t)
+        Progress, trial_task = _remote_functions(ray)
+        progress = Progress.remote()
+        pending = {
+            trial_task.options(
+                num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=spec.max_retries
+            ).remote(t, progress): t
+            for t in todo
+        }
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=poll_s)
+            for ref in done:
+                t = pending.pop(ref)
+                try:
+                    state.results[t.name] = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a trial's failure, recorded
+                    state.failures[t.name] = _short_error(exc)
+                    _mark_failed(t.run_id, exc)
+            try:
+                state.progress = {
+                    **{k: {"episodes": r["episodes"]} for k, r in state.results.items()},
+                    **ray.get(progress.snapshot.remote(), timeout=10),
+                }
+            except Exception:  # noqa: BLE001 - progress is best effort
+                pass
+            if on_update is not None:
+                on_update(state)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        sweep_runs.finish_run(parent, "KILLED")
+        raise
+
+    rows = []
+    for t in specs:
+        if t.name in state.results:
+            rows.append(state.results[t.name])
+        else:
+            config = SearchConfig.from_dict({**t.config, "device": "cpu"})
+            row = trial_summary(t.run_id, config)
+            row.update(name=t.name, error=state.failures.get(t.name, ""))
+            rows.append(row)
+    wall = time.monotonic() - started
+    table = group_table(rows)
+    _log_results(parent, rows, table, wall, state)
+    result = SweepResult(parent, rows, table, dict(state.failures), wall)
+    sweep_runs.finish_run(parent, "FINISHED" if result.ok else "FAILED")
+    return result
+
+
+def _finished_row(trial: TrialSpec) -> dict[str, Any]:
+    """The row of a trial whose child run finished before the sweep was resumed."""
+    config = SearchConfig.from_dict({**trial.config, "device": "cpu"})
+    row = trial_summary(trial.run_id, config)
+    tags = sweep_runs.read_run(trial.run_id).tags
+    row.update(
+        name=trial.name,
+        attempts=int(tags.get(TAG_ATTEMPTS, "1")),
+        store_failures=0,
+        wall_s=0.0,
+    )
+    return row
 
 
 def _package_dirs() -> list[str]:

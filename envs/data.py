@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -497,9 +496,41 @@ def load_idx_splits(
     )
 
 
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+#: Pixels of one CIFAR-10 image (3 x 32 x 32), the length of a row of a batch's ``data``.
+CIFAR10_IMAGE_BYTES = 3 * 32 * 32
+
+
+def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (N, 3, 32, 32) uint8, labels (N,) int64)`` of one CIFAR-10 python batch.
+
+    The batch is read with ``envs.safe_load.DataUnpickler``: a file that asks for anything
+    but plain data (a crafted pickle that would run code) raises ``UnsafePickleError``,
+    and nothing in it runs. ``ValueError`` naming the file if it is not a CIFAR-10 batch.
+    """
+    from envs.safe_load import load_data_pickle
+
+    where = f"CIFAR-10 batch {str(path)!r}"
+    d = load_data_pickle(path, what="CIFAR-10 batch")
+    if isinstance(d, dict):  # Python 2 batches may carry bytes keys
+        d = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+    if not isinstance(d, dict) or "data" not in d or "labels" not in d:
+        raise ValueError(f"{where} is not a CIFAR-10 batch: expected a dict with data and labels")
+    data, labels = d["data"], d["labels"]
+    try:
+        if not isinstance(data, np.ndarray) or data.dtype.kind not in "ui":
+            raise ValueError("data is not an integer array")
+        images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+        targets = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{where} is not a CIFAR-10 batch: data must be N x {CIFAR10_IMAGE_BYTES} bytes "
+            f"and labels N integers ({exc})"
+        ) from None
+    if len(images) != len(targets):
+        raise ValueError(
+            f"{where}: {len(images)} images but {len(targets)} labels; not a CIFAR-10 batch"
+        )
+    return images, targets
 
 
 def is_cifar10_dir(path: Path) -> bool:
@@ -517,8 +548,8 @@ def load_cifar10_splits(
 
     ``data_batch_*`` are the training data (``holdout_size`` of them, stratified, form the
     search holdout; default 5,000 as in AMC, at most a tenth of the training data);
-    ``test_batch`` is the test split. The pickles are
-    the official distribution; only load files you trust (pickle can run code).
+    ``test_batch`` is the test split. The batches are read with a restricted unpickler
+    (``read_cifar10_batch``): one that would run code is refused, not run.
     """
     root = Path(path)
     if not root.is_dir():
@@ -532,9 +563,9 @@ def load_cifar10_splits(
     def load(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for f in files:
-            d = _unpickle(f)
-            xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d["labels"], dtype=np.int64))
+            images, labels = read_cifar10_batch(f)
+            xs.append(images)
+            ys.append(labels)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     x, y = load(sorted(root.glob("data_batch_*")))
@@ -557,6 +588,107 @@ def load_cifar10_splits(
     )
 
 
+#: Files in an image folder that are not images, after which its scan stops. A data folder
+#: may hold a few stray files (a README, labels.csv, .DS_Store in each class); ten thousand
+#: means it is not an image folder (``/proc``, a home directory), whose walk would never end.
+MAX_STRAY_FILES = 10_000
+#: Directories an image folder's scan visits at most: ImageFolder wants one per class (1,000
+#: for ImageNet, 10,000 for iNaturalist), and a million is beyond any labelled image set.
+MAX_SCAN_DIRS = 1_000_000
+#: What a ``--data`` directory should be, for messages.
+DATA_DIR_KINDS = (
+    "one sub-directory per class holding images (ImageFolder, optionally under train/ and "
+    "test/ or val/), the four (Fashion-)MNIST idx files, or CIFAR-10 python batches "
+    "(data_batch_1..5, test_batch)"
+)
+
+
+def scan_image_folder(
+    directory: str | Path,
+    class_to_idx: dict[str, int],
+    extensions: tuple[str, ...],
+    *,
+    max_stray: int = MAX_STRAY_FILES,
+    max_dirs: int = MAX_SCAN_DIRS,
+) -> list[tuple[str, int]]:
+    """``(path, class index)`` of every image under each class folder, as torchvision's
+    ``make_dataset`` lists them (symbolic links followed, sorted), but bounded.
+
+    ``ValueError`` saying what a data folder should hold once ``max_stray`` files that are
+    not images or ``max_dirs`` directories have been seen; a directory reached again
+    through a symbolic link (a cycle) is not walked twice.
+    """
+    root = str(directory)
+    instances: list[tuple[str, int]] = []
+    stray = dirs = 0
+    example = ""
+
+    def refuse(what: str) -> ValueError:
+        return ValueError(
+            f"data folder {root!r} does not look like an image folder: its scan stopped "
+            f"after {what} (e.g. {example!r}); expected {DATA_DIR_KINDS}"
+        )
+
+    for target_class in sorted(class_to_idx):
+        target_dir = os.path.join(root, target_class)
+        if not os.path.isdir(target_dir):
+            continue
+        seen: set[tuple[int, int]] = set()
+        walked: list[tuple[str, list[str]]] = []
+        for here, subdirs, fnames in os.walk(target_dir, followlinks=True):
+            try:
+                st = os.stat(here)
+            except OSError:
+                subdirs[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                subdirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirs += 1
+            if dirs > max_dirs:
+                example = here
+                raise refuse(f"{max_dirs} directories")
+            for fname in fnames:
+                if not fname.lower().endswith(extensions):
+                    stray += 1
+                    example = os.path.join(here, fname)
+                    if stray > max_stray:
+                        raise refuse(f"{max_stray} files that are not images")
+            walked.append((here, fnames))
+        for here, fnames in sorted(walked):
+            for fname in sorted(fnames):
+                if fname.lower().endswith(extensions):
+                    instances.append((os.path.join(here, fname), class_to_idx[target_class]))
+    found = {i for _, i in instances}
+    empty = sorted(c for c, i in class_to_idx.items() if i not in found)
+    if empty:
+        raise FileNotFoundError(
+            f"Found no valid file for the classes {', '.join(empty)}. "
+            f"Supported extensions are: {', '.join(extensions)}"
+        )
+    return instances
+
+
+def _image_folder(root: str, transform: Any) -> Any:
+    """torchvision's ``ImageFolder`` of ``root`` whose scan is ``scan_image_folder``'s."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    class BoundedImageFolder(ImageFolder):
+        @staticmethod
+        def make_dataset(
+            directory: Any,
+            class_to_idx: dict[str, int],
+            extensions: Any = None,
+            is_valid_file: Any = None,
+            allow_empty: bool = False,
+        ) -> list[tuple[str, int]]:
+            return scan_image_folder(directory, class_to_idx, tuple(extensions or IMG_EXTENSIONS))
+
+    return BoundedImageFolder(root, transform=transform)
+
+
 def load_imagefolder_splits(
     path: str | Path,
     *,
@@ -573,7 +705,6 @@ def load_imagefolder_splits(
     ImageNet constants; they are read from disk on access.
     """
     from torchvision import transforms
-    from torchvision.datasets import ImageFolder
 
     root = Path(path)
     if not root.is_dir():
@@ -589,15 +720,15 @@ def load_imagefolder_splits(
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     try:
         if (root / "train").is_dir() and test_dir is not None:
-            full = ImageFolder(str(root / "train"), transform=tf)
-            test: Dataset = ImageFolder(str(test_dir), transform=tf)
+            full = _image_folder(str(root / "train"), tf)
+            test: Dataset = _image_folder(str(test_dir), tf)
             if test.classes != full.classes:
                 raise ValueError(
                     f"train and {test_dir.name} folders of {str(root)!r} have different classes"
                 )
             trainval = np.arange(len(full))
         else:
-            full = ImageFolder(str(root), transform=tf)
+            full = _image_folder(str(root), tf)
             rest, te = stratified_split(np.asarray(full.targets), size=test_size)
             test = Subset(full, te.tolist())
             trainval = rest

@@ -25,10 +25,12 @@ from envs.evaluation import (
     reestimate_batchnorm,
 )
 
-#: The most recovery epochs a command accepts (a week of 2-core time on fashion-vgg).
+#: The most recovery epochs a recipe accepts (days of 2-core time on fashion-vgg); the
+#: CLI's bound is ``agents.checks.MAX_FINETUNE_EPOCHS``, the same (a test holds them equal).
 MAX_EPOCHS = 1000
-#: The most optimiser steps a recovery takes (a bound against typos such as 1e15).
-MAX_STEPS = 10_000_000
+#: The most optimiser steps a recovery takes (a bound against typos such as 1e15); the
+#: CLI's is ``agents.checks.MAX_FINETUNE_STEPS``, the same.
+MAX_STEPS = 1_000_000
 
 
 @dataclass(frozen=True)

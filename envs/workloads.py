@@ -69,6 +69,7 @@ from envs.models import (
     build_torchvision,
     torchvision_models,
 )
+from envs.safe_load import load_torch_file, torch_load_reason
 from envs.workload import WORKLOADS, Workload
 from pruning.inspect import inspect_model
 
@@ -259,9 +260,11 @@ def load_checkpoint(model: nn.Module, checkpoint: str | Path) -> nn.Module:
     if not path.is_file():
         raise ValueError(f"checkpoint file {str(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path)
     except Exception as exc:  # pickle errors, unsafe globals, truncated files
-        raise ValueError(f"cannot load checkpoint {str(path)!r} as a state_dict: {exc}") from exc
+        raise ValueError(
+            f"cannot load checkpoint {str(path)!r} as a state_dict: {torch_load_reason(exc)}"
+        ) from exc
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), dict):
@@ -507,7 +510,7 @@ def _trained_weights(
         return load_shipped(model, shipped)
     if path.is_file() and not retrain:
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
+            blob = load_torch_file(path)
             model.load_state_dict(blob["state_dict"])
             return {**blob["meta"], "cache_file": str(path), "from_cache": True}
         except Exception as exc:  # a corrupt or foreign file: retrain and overwrite it

@@ -260,3 +260,207 @@ def test_real_fashion_mnist_files() -> None:
     assert torch.bincount(s.holdout.labels).tolist() == [500] * 10
     x, _ = dataset_tensors(s.train, limit=2000)
     assert abs(float(x.mean())) < 0.1 and 0.8 < float(x.std()) < 1.2
+
+
+# --- CIFAR-10 batches are user input: a restricted unpickler (issue 26, item 1) ----------
+
+
+class _Payload:
+    """A pickle that runs ``touch MARKER`` when plain ``pickle.load`` reads it."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _cifar_batch(n: int = 20) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return {
+        "batch_label": "training batch 1 of 5",
+        "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        "labels": [i % 10 for i in range(n)],
+        "filenames": [f"img_{i}.png" for i in range(n)],
+    }
+
+
+def _write_cifar_dir(root, *, evil_marker=None, protocol: int = 2) -> None:
+    import pickle
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("data_batch_1", "data_batch_2", "test_batch"):
+        blob = _cifar_batch()
+        if evil_marker is not None and name == "data_batch_1":
+            blob["labels"] = _Payload(evil_marker)
+        (root / name).write_bytes(pickle.dumps(blob, protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batches_of_plain_data_load(tmp_path, protocol: int) -> None:
+    from envs.data import load_cifar10_splits
+
+    _write_cifar_dir(tmp_path / "c", protocol=protocol)
+    s = load_cifar10_splits(tmp_path / "c", holdout_size=10)
+    assert (len(s.train), len(s.holdout), len(s.test)) == (30, 10, 20)
+    assert s.input_shape == (3, 32, 32)
+
+
+def test_cifar_batch_written_by_python2_numpy_loads(tmp_path) -> None:
+    """The official batches name ``numpy.core.multiarray`` (numpy 1), not ``numpy._core``."""
+    import pickle
+
+    import numpy as np
+
+    from envs.data import read_cifar10_batch
+
+    blob = pickle.dumps(_cifar_batch(4), protocol=2).replace(b"numpy._core.", b"numpy.core.")
+    assert b"numpy.core.multiarray\n_reconstruct" in blob
+    (tmp_path / "data_batch_1").write_bytes(blob)
+    images, labels = read_cifar10_batch(tmp_path / "data_batch_1")
+    assert images.shape == (4, 3, 32, 32) and images.dtype == np.uint8
+    assert labels.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_cifar_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_path, protocol) -> None:
+    import pickle
+
+    from envs.data import load_cifar10_splits
+    from envs.safe_load import UnsafePickleError
+
+    marker = tmp_path / "pwned"
+    _write_cifar_dir(tmp_path / "c", evil_marker=marker, protocol=protocol)
+    with pytest.raises(UnsafePickleError, match=r"data_batch_1' is refused: it asks to load posix"):
+        load_cifar10_splits(tmp_path / "c")
+    assert not marker.exists()
+    # The file is a working exploit: plain pickle does run it.
+    pickle.loads((tmp_path / "c" / "data_batch_1").read_bytes())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"data": [1, 2]}, "expected a dict with data and labels"),
+        ({"data": b"x" * 3072, "labels": [0]}, "data must be N x 3072 bytes"),
+        ({"data": "text", "labels": [0]}, "data must be N x 3072 bytes"),
+        ([1, 2, 3], "expected a dict with data and labels"),
+    ],
+)
+def test_a_cifar_batch_that_is_not_one_is_one_clear_error(tmp_path, content, message) -> None:
+    import pickle
+
+    from envs.data import read_cifar10_batch
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(content, protocol=2))
+    with pytest.raises(ValueError, match=message):
+        read_cifar10_batch(path)
+    path.write_bytes(b"\x80\x02garbage")
+    with pytest.raises(ValueError, match="is not a readable pickle"):
+        read_cifar10_batch(path)
+
+
+def test_search_on_a_crafted_cifar_folder_exits_2_and_creates_nothing(tmp_path) -> None:
+    import mlflow
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    marker = tmp_path / "pwned"
+    _write_cifar_dir(tmp_path / "c", evil_marker=marker)
+    before = len(mlflow.search_runs(search_all_experiments=True))
+    res = CliRunner().invoke(
+        app,
+        ["search", "--model", "resnet20", "--data", str(tmp_path / "c"), "--episodes", "2",
+         "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: CIFAR-10 batch") and "is refused" in lines[-1], lines
+    assert not marker.exists()
+    assert len(mlflow.search_runs(search_all_experiments=True)) == before
+
+
+# --- the scan of a data folder is bounded (issue 26, item 7) -----------------------------
+
+
+def _image_tree(root, layout: dict[str, list[str]]) -> None:
+    from PIL import Image
+
+    for rel_dir, names in layout.items():
+        d = root / rel_dir
+        d.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if name.endswith(".png"):
+                Image.new("RGB", (4, 4)).save(d / name)
+            else:
+                (d / name).write_text("not an image")
+
+
+def test_image_folder_scan_lists_what_torchvision_lists(tmp_path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    from envs.data import scan_image_folder
+
+    _image_tree(
+        tmp_path,
+        {"cat": ["b.png", "a.png", "notes.txt"], "cat/sub": ["c.PNG", "d.png"],
+         "dog": ["z.png", "README"], "dog/x/y": ["e.png"]},
+    )  # fmt: skip
+    _, class_to_idx = find_classes(tmp_path)
+    assert scan_image_folder(tmp_path, class_to_idx, IMG_EXTENSIONS) == make_dataset(
+        tmp_path, class_to_idx, IMG_EXTENSIONS
+    )
+
+
+def test_image_folder_scan_stops_at_stray_files_and_directories(tmp_path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from envs.data import scan_image_folder
+
+    _image_tree(tmp_path, {"a": ["1.png", "x1", "x2", "x3", "x4"], "b": ["2.png"], "b/c/d": []})
+    classes = {"a": 0, "b": 1}
+    assert len(scan_image_folder(tmp_path, classes, IMG_EXTENSIONS, max_stray=4)) == 2
+    with pytest.raises(ValueError, match="after 3 files that are not images .*expected one sub-"):
+        scan_image_folder(tmp_path, classes, IMG_EXTENSIONS, max_stray=3)
+    with pytest.raises(ValueError, match="after 3 directories"):
+        scan_image_folder(tmp_path, classes, IMG_EXTENSIONS, max_dirs=3)
+
+
+def test_image_folder_scan_does_not_loop_through_symlink_cycles(tmp_path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from envs.data import scan_image_folder
+
+    _image_tree(tmp_path, {"a": ["1.png"], "a/deep": ["2.png"]})
+    (tmp_path / "a" / "deep" / "loop").symlink_to(tmp_path / "a")  # a cycle
+    found = scan_image_folder(tmp_path, {"a": 0}, IMG_EXTENSIONS)
+    assert sorted(p.rsplit("/", 1)[1] for p, _ in found) == ["1.png", "2.png"]
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="no /proc here")
+def test_data_proc_is_refused_quickly_saying_what_was_expected() -> None:
+    import time
+
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    t0 = time.monotonic()
+    res = CliRunner().invoke(
+        app, ["search", "--model", "resnet20", "--data", "/proc", "--episodes", "2",
+              "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    last = [line for line in res.output.splitlines() if line.strip()][-1]
+    assert last.startswith("error: data folder '/proc' does not look like an image folder"), last
+    assert "CIFAR-10 python batches" in last
+    assert time.monotonic() - t0 < 120

@@ -82,10 +82,10 @@ def test_finetune_of_an_export_directory(searched, tmp_path):
     [
         (["0123abcd"], "no MLflow run '0123abcd'"),
         (["0123abcd", "--lr", "-1"], "lr must be"),
-        (["0123abcd", "--steps", "0"], "steps must be an integer in [1, 10000000]"),
-        (["0123abcd", "--epochs", "-1"], "epochs must be an integer in [1, 1000]"),
-        (["0123abcd", "--epochs", "5000"], "epochs must be an integer in [0, 1000]"),
-        (["0123abcd", "--steps", "99999999999"], "steps must be an integer in [0, 10000000]"),
+        (["0123abcd", "--steps", "0"], "steps must be an integer >= 1"),
+        (["0123abcd", "--epochs", "-1"], "epochs must be an integer >= 1"),
+        (["0123abcd", "--epochs", "5000"], "epochs must be an integer in [1, 1000]"),
+        (["0123abcd", "--steps", "99999999999"], "steps must be an integer in [1, 1000000]"),
     ],
 )
 def test_finetune_bad_input_is_one_error_line(args, message):
@@ -142,3 +142,11 @@ def test_interrupted_recovery_message_says_how_to_continue(capsys):
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "keeps the model of epoch 1" in out
     assert "continue with: hwprune finetune abc123 --epochs 2" in out
+
+
+def test_recovery_bounds_are_the_cli_bounds():
+    """The recipe's own bounds and the CLI's are one figure each, stated twice."""
+    from agents.checks import MAX_FINETUNE_EPOCHS, MAX_FINETUNE_STEPS
+    from envs.recovery import MAX_EPOCHS, MAX_STEPS
+
+    assert (MAX_EPOCHS, MAX_STEPS) == (MAX_FINETUNE_EPOCHS, MAX_FINETUNE_STEPS)

@@ -106,3 +106,47 @@ def test_cost_policy_takes_the_scheme_and_hardware_from_the_file(stub_cost_workl
     assert result["hardware"]["name"] == "accel-kang-8"
     res = runner.invoke(app, ["cost", "--policy", str(policy), "--hardware", "flops", "--json"])
     assert json.loads(res.output)["hardware"]["name"] == "flops"  # a flag still wins
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "0"], "batch must be an integer >= 1, got 0"),
+        (["--batch", "100000"], "batch must be an integer in [1, 4096]"),
+        (["--out", "/proc/x/table.json"], "cannot write --out"),
+    ],
+)
+def test_profile_gpu_refuses_bad_input_before_timing_and_writes_nothing(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from agents.cli import _register_optional_commands, app
+
+    _register_optional_commands()
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(app, ["profile-gpu", "--device", "cpu", "--out", str(out), *args])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--threads", "100000"], "threads must be an integer in [1, "),
+        (["--batch", "100000"], "batch must be an integer in [1, 4096]"),
+        (["--out", "/proc/x/table.json"], "cannot write --out"),
+    ],
+)
+def test_profile_cpu_refuses_bad_input_before_timing(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from agents.cli import _register_optional_commands, app
+
+    _register_optional_commands()
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(app, ["profile-cpu", "--engine", "torch", "--out", str(out), *args])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not out.exists()

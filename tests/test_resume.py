@@ -274,3 +274,324 @@ def test_parallel_workers_die_with_a_killed_parent_and_the_search_resumes(tmp_pa
         os.environ["HWPRUNE_STATE_DIR"] = saved
     assert result.episodes == 20
     assert [s for s, _ in _episode_metrics(run_id)] == list(range(20))
+
+
+# --- issue 26: a foreign record in a journal is one error line; the run is left as it was ----
+
+
+def _killed_run(experiment: str, *, stop_after: int = 4, episodes: int = 8) -> str:
+    """A random search stopped (as by SIGTERM) after ``stop_after`` episodes: KILLED."""
+    from agents.search import SearchInterrupted
+
+    seen = {"n": 0}
+
+    def stop(n: int) -> None:
+        seen["n"] += n
+        if seen["n"] >= stop_after:
+            raise SearchInterrupted(signal.SIGTERM)
+
+    config = SearchConfig(agent="random", episodes=episodes, seed=3, experiment=experiment)
+    with pytest.raises(SearchInterrupted) as err:
+        run_search(config, progress=stop)
+    run_id = err.value.run_id
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    return run_id
+
+
+def _rewrite_journal(run_id: str, edit) -> None:
+    path = state_dir() / run_id / "journal.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in edit(records)))
+
+
+def _resume_is_refused_leaving_the_run(run_id: str, *fragments: str) -> None:
+    before = _episode_metrics(run_id)
+    res = runner.invoke(app, ["search", "--resume", run_id, "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], res.output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    assert mlflow.get_run(run_id).info.status == "KILLED"  # as it was
+    assert _episode_metrics(run_id) == before
+
+
+def test_a_foreign_record_met_in_the_replay_leaves_the_run_as_it_was():
+    run_id = _killed_run("resume-foreign-replay")
+
+    def swap_choice(records):
+        records[2]["choice"] = [0 if c else 1 for c in records[2]["choice"]]
+        return records
+
+    _rewrite_journal(run_id, swap_choice)
+    _resume_is_refused_leaving_the_run(
+        run_id, "diverged at episode 2", "is not this search's", "left as it was"
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragments"),
+    [
+        (lambda rs: [*rs[:3], rs[1], *rs[3:]], ["at line 4 (it is episode 1, where episode 3"]),
+        (lambda rs: [*rs, {"hello": 1}], ["at line 5 (it lacks episode, accuracy"]),
+        (lambda rs: [*rs, [1, 2]], ["at line 5 (it is a list, not an episode record)"]),
+        (
+            lambda rs: [*rs[:4], {**rs[3], "episode": 4, "choice": "x"}],
+            ["at line 5 (its choice has the wrong type)"],
+        ),
+    ],
+)
+def test_a_journal_line_that_is_no_record_of_this_run_is_refused_before_resuming(edit, fragments):
+    run_id = _killed_run("resume-foreign-line")
+    _rewrite_journal(run_id, edit)
+    _resume_is_refused_leaving_the_run(
+        run_id, "holds a record that is not this search's", *fragments
+    )
+
+
+# --- issue 26: a full disk under the journal or the store ---------------------------------------
+
+
+def _full_disk_after(monkeypatch, lines: int, *, torn: bool = True) -> None:
+    """The journal's disk fills after ``lines`` more whole lines; the next write lands
+    half a line (``torn``) and then fails with ENOSPC, as a real full disk does."""
+    import errno
+
+    import tracking.journal
+
+    real_write = tracking.journal._write
+    state = {"left": lines, "torn": torn}
+
+    def write(fd, data):
+        if state["left"] > 0:
+            state["left"] -= 1
+            return real_write(fd, data)
+        if state["torn"] and len(data) > 1:
+            state["torn"] = False
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tracking.journal, "_write", write)
+
+
+def test_a_journal_write_that_fails_is_undone_and_named(tmp_path, monkeypatch):
+    from tracking import JournalWriteError
+
+    journal = EpisodeJournal(tmp_path / "run" / "journal.jsonl", run_id="abc123")
+    for i in range(3):
+        journal.append({"episode": i})
+    _full_disk_after(monkeypatch, 1)
+    journal.append({"episode": 3})
+    with pytest.raises(JournalWriteError, match="No space left on device") as err:
+        journal.append({"episode": 4, "pad": "x" * 100})
+    message = str(err.value)
+    assert f"cannot write the episode journal {str(journal.path)!r}" in message
+    assert "the disk mounted at '/" in message and "HWPRUNE_STATE_DIR" in message
+    assert "run abc123 stops with its 4 episodes kept" in message
+    assert "hwprune search --resume abc123" in message
+    # No torn half line: the file is cut back to its last whole episode.
+    assert journal.path.read_bytes().endswith(b"\n")
+    assert [r["episode"] for r in read_records(journal.path)] == [0, 1, 2, 3]
+    journal.close()  # never raises
+    monkeypatch.undo()
+    journal.append({"episode": 4})  # room again: appends go on where they stopped
+    assert [r["episode"] for r in read_records(journal.path)] == [0, 1, 2, 3, 4]
+
+
+def test_a_full_disk_under_the_journal_ends_the_search_resumably(monkeypatch):
+    """The journal's disk fills mid-search: one error line naming the disk, the run FAILED
+    (never FINISHED), and --resume completes it with every episode logged once."""
+    args = ["search", "--agent", "random", "--episodes", "12", "--seed", "5",
+            "--experiment", "journal-enospc", "--no-progress"]  # fmt: skip
+    _full_disk_after(monkeypatch, 7)
+    res = runner.invoke(app, args)
+    monkeypatch.undo()
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], res.output
+    assert "cannot write the episode journal" in lines[-1]
+    assert "No space left on device (the disk mounted at" in lines[-1]
+    run_id = lines[-1].split("hwprune search --resume ")[1].rstrip("`")
+    assert mlflow.get_run(run_id).info.status == "FAILED"
+    assert [s for s, _ in _episode_metrics(run_id)] == list(range(7))
+    res = runner.invoke(app, ["search", "--resume", run_id, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+    assert [s for s, _ in _episode_metrics(run_id)] == list(range(12))
+    journal = list(read_records(state_dir() / run_id / "journal.jsonl"))
+    assert [r["episode"] for r in journal] == list(range(12))
+
+
+def test_a_store_failing_after_the_last_episode_is_one_line_and_resumable(monkeypatch):
+    """The SQLite store fills while the summary is logged: MLflow's error (a SQLAlchemy
+    one inside) becomes the one-line StoreFailure, and the run is not FINISHED."""
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    real_log_metrics = mlflow.log_metrics
+
+    def full(metrics, *args, **kwargs):
+        if any(k.startswith("best/") for k in metrics):
+            cause = sqlalchemy.exc.OperationalError(
+                "INSERT", {}, sqlite3.OperationalError("database or disk is full")
+            )
+            raise mlflow.exceptions.MlflowException(str(cause)) from cause
+        return real_log_metrics(metrics, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_metrics", full)
+    res = runner.invoke(
+        app, ["search", "--agent", "random", "--episodes", "6", "--experiment", "store-full",
+              "--no-progress"],
+    )  # fmt: skip
+    monkeypatch.undo()
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], res.output
+    assert lines[-1].startswith("error: the tracking store"), res.output
+    assert "database or disk is full" in lines[-1]
+    assert "on the full disk mounted at '/" in lines[-1]
+    run_id = lines[-1].split("hwprune search --resume ")[1].split("`")[0]
+    assert mlflow.get_run(run_id).info.status == "FAILED"
+    res = runner.invoke(app, ["search", "--resume", run_id, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+    assert [s for s, _ in _episode_metrics(run_id)] == list(range(6))
+
+
+def test_mlflows_store_traceback_is_kept_off_the_terminal(capsys):
+    """MLflow logs a store's SQL error with its whole traceback before raising it (86
+    lines for a full SQLite disk); the CLI reports it in one line instead."""
+    import logging
+
+    from agents.commands.errors import configure_logging
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    configure_logging(debug=False)
+    try:
+        assert not logger.isEnabledFor(logging.ERROR)
+        configure_logging(debug=True)  # --debug shows everything
+        assert logger.isEnabledFor(logging.ERROR)
+    finally:
+        configure_logging(debug=False)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(size)`` mounts a tmpfs of ``size`` (e.g. ``"48k"``) and returns it;
+    ``resize(path, size)`` changes its size. Skipped where mounting is not permitted."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (root in a privileged place): {done.stderr}")
+        mounted.append(where)
+        return where
+
+    def resize(where: Path, size: str) -> None:
+        subprocess.run(
+            ["mount", "-o", f"remount,size={size}", str(where)], check=True, capture_output=True
+        )
+
+    mount.resize = resize  # type: ignore[attr-defined]
+    yield mount
+    for where in mounted:  # lazily if this process still holds a file there open
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The CLI of this checkout in a subprocess (output: stdout and stderr together)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        env={**os.environ, "PYTHONPATH": path, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=900,
+    )
+
+
+def _every_episode_once(run_id: str, n: int) -> None:
+    client = mlflow.tracking.MlflowClient()
+    for key in ("episode/reward", "episode/accuracy", "episode/cost_ratio"):
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == list(range(n)), (key, len(steps))
+
+
+@pytest.mark.slow
+def test_a_200_episode_search_with_its_journal_on_a_full_tmpfs(tmpfs):
+    """HWPRUNE_STATE_DIR on a 48 KB tmpfs: the search stops with one error line and a run
+    that is not FINISHED; once the tmpfs is enlarged, --resume completes episodes 0..199,
+    each recorded once."""
+    state = tmpfs("48k")
+    out = _cli(
+        "search", "--agent", "random", "--episodes", "200", "--experiment", "tmpfs-journal",
+        "--no-progress", HWPRUNE_STATE_DIR=str(state),
+    )  # fmt: skip
+    assert out.returncode != 0, out.stdout
+    assert "Traceback" not in out.stdout
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stdout
+    assert lines[0].startswith("error: cannot write the episode journal"), lines
+    assert f"No space left on device (the disk mounted at {str(state)!r}" in lines[0]
+    (run_id,) = [p.name for p in state.iterdir()]
+    assert mlflow.get_run(run_id).info.status != "FINISHED"
+    kept = list(read_records(state / run_id / "journal.jsonl"))
+    assert 0 < len(kept) < 200
+    tmpfs.resize(state, "4m")
+    out = _cli("search", "--resume", run_id, "--no-progress", HWPRUNE_STATE_DIR=str(state))
+    assert out.returncode == 0, out.stdout
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
+    _every_episode_once(run_id, 200)
+    journal = list(read_records(state / run_id / "journal.jsonl"))
+    assert [r["episode"] for r in journal] == list(range(200))
+    assert journal[: len(kept)] == kept
+
+
+@pytest.mark.slow
+def test_a_search_whose_sqlite_store_fills_up_is_one_line_and_resumes(tmpfs, tmp_path):
+    """The SQLite store on a tmpfs with almost no room left: one error line (not MLflow's
+    SQLAlchemy traceback), a run not FINISHED, and --resume completes it once there is room."""
+    from tracking import check_store
+
+    disk = tmpfs("4m")
+    uri = f"sqlite:///{disk}/mlflow.db"
+    check_store(uri)
+    used_kb = sum(p.stat().st_size for p in disk.iterdir()) // 1024
+    tmpfs.resize(disk, f"{used_kb + 64}k")
+    env = {"MLFLOW_TRACKING_URI": uri, "HWPRUNE_STATE_DIR": str(tmp_path / "state")}
+    out = _cli(
+        "search", "--agent", "random", "--episodes", "200", "--experiment", "tmpfs-store",
+        "--no-progress", **env,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout
+    assert "Traceback" not in out.stdout and "sqlalche.me" not in out.stdout
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: the tracking store"), out.stdout
+    assert "database or disk is full" in lines[0]
+    assert f"on the full disk mounted at {str(disk)!r}" in lines[0]
+    run_id = lines[0].split("hwprune search --resume ")[1].split("`")[0]
+    tmpfs.resize(disk, "64m")
+    client = mlflow.tracking.MlflowClient(uri)
+    assert client.get_run(run_id).info.status != "FINISHED"
+    out = _cli("search", "--resume", run_id, "--no-progress", **env)
+    assert out.returncode == 0, out.stdout
+    assert client.get_run(run_id).info.status == "FINISHED"
+    for key in ("episode/reward", "episode/accuracy"):
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == list(range(200)), (key, len(steps))

@@ -64,11 +64,14 @@ def test_compare_puts_runs_side_by_side_by_id_prefix(two_runs):
         (["runs", "--sort", "best/acc"], "Did you mean 'best/test_accuracy'?"),
         (["runs", "--limit", "-1"], "--limit must be an integer >= 1, got -1"),
         (["compare", "ffffffff"], "compare needs two or more run ids, got 1"),
+        (["runs", "--limit", "0"], "--limit must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_input_is_one_error_line(args, message):
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], res.output
 
 
 def _comparable(runs):

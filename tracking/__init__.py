@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "EpisodeJournal": "tracking.journal",
+    "JournalWriteError": "tracking.journal",
     "state_dir": "tracking.journal",
     "TrackingError": "tracking.query",
     "experiment_name_of": "tracking.query",
@@ -39,3 +40,4 @@ def __getattr__(name: str) -> Any:
     if name in _MODULES:
         return importlib.import_module(f"tracking.{name}")
     raise AttributeError(f"module 'tracking' has no attribute {name!r}")
+

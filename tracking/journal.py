@@ -20,6 +20,9 @@ from typing import Any
 #: Artifact path of the journal inside a run.
 JOURNAL_ARTIFACT = "state/journal.jsonl"
 
+#: The journal's one writing call (tests put a full disk here).
+_write = os.write
+
 
 def state_dir() -> Path:
     """Root of the local per-run state (``$HWPRUNE_STATE_DIR`` or ``~/.cache/hwprune/runs``)."""
@@ -27,31 +30,97 @@ def state_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "hwprune" / "runs"
 
 
+def mount_point(path: str | os.PathLike[str]) -> Path:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+class JournalWriteError(RuntimeError):
+    """The episode journal could not be written (a full disk, say); the search stops.
+
+    Nothing is half-written: the journal is cut back to its last whole episode, so
+    ``hwprune search --resume RUN_ID`` continues from there once the disk has room. The
+    message names the journal, the file system holding it and what to do.
+    """
+
+    def __init__(self, journal: EpisodeJournal, cause: OSError) -> None:
+        self.path = journal.path
+        self.run_id = journal.run_id
+        try:
+            self.episodes = len(journal.records())
+        except (OSError, ValueError):
+            self.episodes = 0
+        self.errno = cause.errno
+        disk = mount_point(journal.path)
+        resume = (
+            f"run {self.run_id} stops with its {self.episodes} episodes kept: free space "
+            f"there, then `hwprune search --resume {self.run_id}`"
+            if self.run_id
+            else f"its {self.episodes} episodes are kept"
+        )
+        super().__init__(
+            f"cannot write the episode journal {str(journal.path)!r}: "
+            f"{cause.strerror or cause} (the disk mounted at {str(disk)!r}, which holds "
+            f"HWPRUNE_STATE_DIR); {resume}"
+        )
+
+
 class EpisodeJournal:
     """Append-only JSON-lines file of episode records, durable line by line.
 
     A torn last line (the process died mid-write) is dropped on reading, so a reader
-    only ever sees whole episodes.
+    only ever sees whole episodes. A write that fails (``ENOSPC``...) is undone (the file
+    is cut back to its last whole line) and raises ``JournalWriteError``; ``close`` never
+    raises.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, run_id: str | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = None
+        self.run_id = run_id
+        self._fd: int | None = None
 
     @classmethod
     def for_run(cls, run_id: str) -> EpisodeJournal:
         """The local journal of an MLflow run."""
-        return cls(state_dir() / run_id / "journal.jsonl")
+        return cls(state_dir() / run_id / "journal.jsonl", run_id=run_id)
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Write one episode and make it durable before returning."""
-        if self._fh is None:
-            self._repair()
-            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-        self._fh.write(json.dumps(dict(record), separators=(",", ":")) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Write one episode and make it durable before returning.
+
+        ``JournalWriteError`` if it cannot be written; the journal then holds exactly
+        the episodes before it.
+        """
+        line = (json.dumps(dict(record), separators=(",", ":")) + "\n").encode("utf-8")
+        start = None
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._repair()
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            start = os.fstat(self._fd).st_size
+            view = memoryview(line)
+            while view:
+                view = view[_write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._undo(start)
+            raise JournalWriteError(self, exc) from exc
+
+    def _undo(self, size: int | None) -> None:
+        """Cut a failed append back to ``size`` bytes and close the file (best effort)."""
+        if self._fd is None:
+            return
+        try:
+            if size is not None:
+                os.ftruncate(self._fd, size)
+        except OSError:
+            pass  # a torn last line is dropped on reading and cut before the next append
+        self.close()
 
     def _repair(self) -> None:
         """Cut a torn last line, so that appends start on a line of their own."""
@@ -68,10 +137,13 @@ class EpisodeJournal:
         return list(read_records(self.path))
 
     def close(self) -> None:
-        """Close the file (appends reopen it)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Close the file (appends reopen it); never raises (nothing is buffered)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:

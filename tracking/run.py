@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from typing import Any
 import mlflow
 import yaml
 
-from tracking.journal import JOURNAL_ARTIFACT, EpisodeJournal, read_records
+from tracking.journal import JOURNAL_ARTIFACT, EpisodeJournal, JournalWriteError, read_records
 
 # Downloads of a run's small files (config, journal) would each draw a progress bar.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -47,13 +48,41 @@ class StoreFailure(RuntimeError):
     def __init__(self, run: SearchRun, cause: BaseException) -> None:
         self.run_id = run.run_id
         self.journal = run.journal.path
+        uri = mlflow.get_tracking_uri()
         super().__init__(
-            f"the tracking store {mlflow.get_tracking_uri()!r} failed during run "
+            f"the tracking store {uri!r}{_full_disk(uri, cause)} failed during run "
             f"{run.run_id} ({type(cause).__name__}: {str(cause).splitlines()[0][:200]}); "
             f"every finished episode is kept in {str(run.journal.path)!r}. When the store "
             f"is back, `hwprune search --resume {run.run_id}` uploads them and finishes "
             "the search."
         )
+
+
+def _full_disk(uri: str, cause: BaseException) -> str:
+    """`` on the full disk mounted at '/x'`` when ``cause`` says a local store's disk is
+    full; else ``""``."""
+    from tracking.journal import mount_point
+
+    text, link, seen = "", cause, set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        text += f" {link}"
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            text += " disk is full"
+        link = link.__cause__ or link.__context__
+    if "disk is full" not in text and "No space left" not in text:
+        return ""
+    local = None
+    if uri.startswith("sqlite:"):
+        from tracking.store import _sqlite_path
+
+        try:
+            local = _sqlite_path(uri)
+        except ValueError:
+            local = None
+    elif uri.startswith("file:") or "://" not in uri:
+        local = Path(uri.removeprefix("file://"))
+    return "" if local is None else f" on the full disk mounted at {str(mount_point(local))!r}"
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
@@ -69,6 +98,39 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 
 #: What a failing tracking store raises (HTTP errors are OSErrors).
 STORE_ERRORS = _store_errors()
+
+#: ``errno`` values that mean the disk under a store cannot take more.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is the tracking store failing: a
+    database error (SQLAlchemy, sqlite3: "database or disk is full"), a full or read-only
+    disk, or a lost connection to a server; not a bug or a refused value."""
+    import sqlite3
+
+    try:
+        import sqlalchemy.exc
+
+        database: tuple[type[BaseException], ...] = (sqlalchemy.exc.SQLAlchemyError,)
+    except ImportError:  # pragma: no cover - sqlalchemy comes with mlflow
+        database = ()
+    try:
+        import requests
+
+        database += (requests.ConnectionError, requests.Timeout)
+    except ImportError:  # pragma: no cover
+        pass
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, (*database, sqlite3.Error)):
+            return True
+        if isinstance(link, OSError) and link.errno in _DISK_ERRNOS:
+            return True
+        link = link.__cause__ or link.__context__
+    return False
 
 
 class SearchRun:
@@ -244,14 +306,18 @@ def search_run(
     ``resume_run_id`` reopens that run instead. The run ends FINISHED when the block
     completes, KILLED when it is interrupted (``KeyboardInterrupt``, which SIGTERM
     raises too during a search) and FAILED on any other error, so no half-written run
-    looks done and none stays RUNNING.
+    looks done and none stays RUNNING; a resume stopped by an error whose
+    ``leaves_run_as_it_was`` is true (``agents.recorder.ReplayDiverged``) ends with the
+    status the run had before.
     """
+    previous = None
     if resume_run_id is None:
         open_experiment(experiment)
         active = mlflow.start_run(run_name=run_name, tags=dict(tags or {}))
     else:
         # start_run refuses a run outside the process's active experiment.
         run = mlflow.tracking.MlflowClient().get_run(resume_run_id)
+        previous = run.info.status
         mlflow.set_experiment(experiment_id=run.info.experiment_id)
         active = mlflow.start_run(run_id=resume_run_id)
     handle = SearchRun(active)
@@ -262,6 +328,18 @@ def search_run(
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except Exception as exc:
+        # A resume refused by what it found (a journal that is not this search's) changes
+        # nothing: the run keeps the status it had.
+        if previous is not None and getattr(exc, "leaves_run_as_it_was", False):
+            status = previous
+            raise
+        if isinstance(exc, (StoreFailure, JournalWriteError)) or not is_store_failure(exc):
+            raise
+        # The store failed outside a batch of episodes (a summary metric, an artifact):
+        # the same one-line failure, with the journal keeping every episode.
+        handle.store_error = StoreFailure(handle, exc)
+        raise handle.store_error from exc
     finally:
         handle.journal.close()
         try:

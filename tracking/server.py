@@ -159,12 +159,21 @@ def _load(root: Path) -> ServerInfo | None:
     return ServerInfo(**json.loads(path.read_text()))
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to a new file ``path`` readable by its owner only, from its creation
+    (mode 600 at ``open``, never wider, whatever the umask; an earlier file there is
+    removed first, so its mode cannot carry over; a symbolic link there is not followed).
+    """
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def _save(info: ServerInfo) -> None:
     path = Path(info.root) / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the password
-    with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(info), fh, indent=2)
+    write_secret(tmp, json.dumps(asdict(info), indent=2))  # holds the password
     tmp.replace(path)
 
 
@@ -174,8 +183,7 @@ def _init_postgres(info: ServerInfo, bin_dir: Path) -> None:
     pg_root.mkdir(parents=True, exist_ok=True)
     user = _pg_user()
     pwfile = pg_root / "pwfile"
-    pwfile.write_text(info.password + "\n")
-    os.chmod(pwfile, 0o600)
+    write_secret(pwfile, info.password + "\n")
     if user is not None:
         shutil.chown(pg_root, user)
         shutil.chown(pwfile, user)

@@ -3,15 +3,18 @@
 ``check_store()`` fails fast, with one clear message naming the URI, where MLflow would
 otherwise fail late (a corrupt or read-only SQLite file after a long search) or slowly (an
 unreachable server, retried for minutes). It also makes the first use of a fresh SQLite
-store safe for processes that start together: the MLflow tables are created under an
-exclusive lock on ``<db>.lock``. ``check_experiment()`` catches a soft-deleted experiment,
-which MLflow refuses to log to.
+store safe for processes that start together, and for one killed meanwhile: the store is
+created in a hidden file beside it and renamed into place, under an exclusive lock on
+``<db>.lock``. A store an interrupted schema upgrade left with an ``_alembic_tmp_*``
+table is repaired (one ``hwprune.store`` warning says what was done). ``check_experiment()``
+catches a soft-deleted experiment, which MLflow refuses to log to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import math
 import os
 import sqlite3
@@ -23,6 +26,9 @@ import mlflow
 
 __all__ = ["StoreError", "check_experiment", "check_store"]
 
+#: Where the store says what it repaired (the CLI prints it as a ``note:`` line).
+_logger = logging.getLogger("hwprune.store")
+
 
 class StoreError(ValueError):
     """The MLflow tracking store cannot be used; the message names the URI and why."""
@@ -33,7 +39,9 @@ def check_store(uri: str | None = None, *, writable: bool = True, timeout: float
 
     - ``sqlite:`` opens (or creates) the database, checks that it is an SQLite file, and
       with ``writable`` that it can be written; the MLflow tables are created under an
-      exclusive ``fcntl.flock`` on ``<db>.lock``, so concurrent first uses do not race.
+      exclusive ``fcntl.flock`` on ``<db>.lock``, so concurrent first uses do not race, in
+      a hidden file renamed into place, so a killed first use leaves no half-made store;
+      an ``_alembic_tmp_*`` table left by a killed schema upgrade is dropped.
     - ``http(s):`` probes the server's ``/health`` (else its REST API) once, within
       ``timeout`` seconds and without MLflow's retries.
     - ``file:`` or a plain path: the directory is (or can be created) writable.
@@ -108,18 +116,117 @@ def _check_sqlite(uri: str, *, writable: bool, timeout: float) -> None:
         raise StoreError(
             f"MLflow tracking store {uri!r}: directory {str(path.parent)!r} does not exist"
         )
-    if path.exists():
-        _probe_sqlite(uri, path, writable=writable, timeout=timeout)
-    elif writable and not os.access(path.parent, os.W_OK):
-        raise StoreError(
-            f"MLflow tracking store {uri!r} cannot be created: directory "
-            f"{str(path.parent)!r} is not writable"
-        )
-    if writable or not path.exists():
-        with _locked(path.with_name(path.name + ".lock")):
+    lock = path.with_name(path.name + ".lock")
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK):
+            raise StoreError(
+                f"MLflow tracking store {uri!r} cannot be created: directory "
+                f"{str(path.parent)!r} is not writable"
+            )
+        with _locked(lock):
+            if not path.exists():  # else another process created it meanwhile
+                _create_sqlite(uri, path)
+    _probe_sqlite(uri, path, writable=writable, timeout=timeout)
+    if _alembic_leftovers(path):
+        with _locked(lock):
+            _repair_alembic_leftovers(uri, path, timeout=timeout)
+    if writable:
+        with _locked(lock):
             _init_tables(uri)
     else:
         _init_tables(uri)
+
+
+#: Prefix of the tables Alembic's batch mode copies a SQLite table through.
+_ALEMBIC_TMP = "_alembic_tmp_"
+
+
+def _create_sqlite(uri: str, path: Path) -> None:
+    """Create a fresh SQLite store at ``path`` whole or not at all.
+
+    MLflow's tables are created (every migration run) in a hidden file beside ``path``,
+    which is then renamed onto ``path``: a process killed meanwhile leaves no half-made
+    store behind, only that file, which the next creation removes.
+    """
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    for stale in path.parent.glob(f".{path.name}.creating-*"):  # killed earlier creations
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+    try:
+        _initialize_tables(engine)
+    except Exception as exc:  # a full disk, a read-only directory: nothing is left behind
+        raise StoreError(
+            f"MLflow tracking store {uri!r} cannot be created: {_reason(exc)}"
+        ) from exc
+    finally:
+        engine.dispose()
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _alembic_leftovers(path: Path) -> list[str]:
+    """Tables an interrupted MLflow schema migration left behind (``_alembic_tmp_*``)."""
+    try:
+        con = sqlite3.connect(str(path), timeout=5.0)
+    except sqlite3.Error:
+        return []
+    try:
+        rows = con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+            (len(_ALEMBIC_TMP), _ALEMBIC_TMP),
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        return []
+    finally:
+        con.close()
+    return sorted(name for (name,) in rows)
+
+
+def _repair_alembic_leftovers(uri: str, path: Path, *, timeout: float) -> None:
+    """Drop each ``_alembic_tmp_<table>`` whose ``<table>`` exists, and say so in one line.
+
+    Alembic's batch mode changes a SQLite table by creating ``_alembic_tmp_<table>``,
+    copying the rows into it, dropping ``<table>`` and renaming the copy. Killed before
+    the drop, the copy is an unfinished duplicate (every row is still in ``<table>``), and
+    it stops every later migration ("table _alembic_tmp_... already exists"): dropping it
+    lets the migration run again from its start. Killed after the drop, the copy holds
+    the only rows: that store is refused (``StoreError``), never guessed at.
+    """
+    con = sqlite3.connect(str(path), timeout=timeout)
+    try:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master")}
+        dropped = []
+        for leftover in _alembic_leftovers(path):
+            table = leftover[len(_ALEMBIC_TMP) :]
+            if table not in tables:
+                raise StoreError(
+                    f"MLflow tracking store {uri!r} was stopped in the middle of a schema "
+                    f"upgrade: table {table} exists only as {leftover}; restore the store "
+                    "from a backup (it cannot be repaired safely)"
+                )
+            con.execute(f'DROP TABLE "{leftover}"')
+            dropped.append(leftover)
+        con.commit()
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"MLflow tracking store {uri!r} holds {', '.join(_alembic_leftovers(path))} from "
+            f"an interrupted schema upgrade and cannot be repaired: {exc}"
+        ) from exc
+    finally:
+        con.close()
+    if dropped:
+        _logger.warning(
+            "repaired MLflow tracking store %r: dropped %s, left by a schema upgrade that "
+            "was killed (its rows are all in %s)",
+            uri,
+            ", ".join(dropped),
+            ", ".join(d[len(_ALEMBIC_TMP) :] for d in dropped),
+        )
 
 
 def _probe_sqlite(uri: str, path: Path, *, writable: bool, timeout: float) -> None:

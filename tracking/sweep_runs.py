@@ -180,3 +180,52 @@ def finish_run(run_id: str, status: str) -> None:
     """End a run that is not active in this process with ``status`` (``FINISHED``,
     ``FAILED``, ``KILLED``)."""
     _client().set_terminated(run_id, status)
+
+
+def set_status(run_id: str, status: str) -> None:
+    """Set a run's status without ending it (``RUNNING`` again, for a resumed sweep)."""
+    _client().update_run(run_id, status=status)
+
+
+def experiment_of(run_id: str) -> str:
+    """The id of the experiment a run belongs to."""
+    return str(_client().get_run(run_id).info.experiment_id)
+
+
+def experiment_name(experiment_id: str, uri: str | None = None) -> str:
+    """The name of experiment ``experiment_id``."""
+    return str(mlflow.tracking.MlflowClient(uri).get_experiment(experiment_id).name)
+
+
+def read_yaml_artifact(run_id: str, path: str) -> Any:
+    """A run's YAML artifact at ``path``, parsed; ``ValueError`` if it has none."""
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = _client().download_artifacts(run_id, path, tmp)
+            return yaml.safe_load(Path(local).read_text())
+    except (mlflow.exceptions.MlflowException, OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"run {run_id!r} has no readable {path} ({type(exc).__name__})") from exc
+
+
+def child_runs(
+    experiment_id: str, parent_run_id: str, name_tag: str
+) -> dict[str, list[tuple[str, str]]]:
+    """The runs nested under ``parent_run_id``, by their ``name_tag`` tag: name ->
+    [(run id, status)], oldest first."""
+    runs = _client().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=50000,
+        order_by=["attributes.start_time ASC"],
+    )
+    out: dict[str, list[tuple[str, str]]] = {}
+    for run in runs:
+        name = run.data.tags.get(name_tag)
+        if name is not None:
+            out.setdefault(name, []).append((run.info.run_id, run.info.status))
+    return out

@@ -6,6 +6,7 @@ full traceback shows.
 
 from __future__ import annotations
 
+import logging
 from typing import NoReturn
 
 import typer
@@ -25,9 +26,40 @@ _ClickException: type[Exception] = next(
 
 
 def set_debug(enabled: bool) -> None:
-    """Set by the global ``--debug`` option for the command being run."""
+    """Set by the global ``--debug`` option for the command being run; also sets up what
+    library logs the terminal shows (``configure_logging``)."""
     global _debug
     _debug = bool(enabled)
+    configure_logging(_debug)
+
+
+class _NoteHandler(logging.Handler):
+    """hwprune's own warnings (``hwprune.*`` loggers: a store repaired) as ``note:`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err_console.print(
+                f"note: {escape(record.getMessage())}", soft_wrap=True, highlight=False
+            )
+        except Exception:  # noqa: BLE001 - a note must never break a command
+            self.handleError(record)
+
+
+#: MLflow loggers that print a whole traceback for an error the CLI reports in one line
+#: (a SQLite store on a full disk: an 86-line SQLAlchemy traceback before the error line).
+QUIET_LOGGERS = ("mlflow.store.db.utils",)
+
+
+def configure_logging(debug: bool) -> None:
+    """``hwprune.*`` warnings print as ``note:`` lines; the loggers of ``QUIET_LOGGERS``
+    stay quiet, unless ``debug`` (then everything shows, tracebacks included)."""
+    ours = logging.getLogger("hwprune")
+    if not any(isinstance(h, _NoteHandler) for h in ours.handlers):
+        ours.addHandler(_NoteHandler(logging.INFO))
+    ours.propagate = False
+    ours.setLevel(logging.INFO)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.CRITICAL + 1)
 
 
 def debug_enabled() -> bool:
@@ -42,8 +74,9 @@ def error_message(exc: BaseException) -> str:
     return one_line or type(exc).__name__
 
 
-def fail(exc: BaseException) -> NoReturn:
-    """Print ``error: <message>`` on one line and exit with code 2 (``--debug``: re-raise)."""
+def fail(exc: BaseException, code: int = 2) -> NoReturn:
+    """Print ``error: <message>`` on one line and exit with ``code`` (2: the user's input;
+    1: the machine's, e.g. a full disk) (``--debug``: re-raise)."""
     if _debug:
         if isinstance(exc, typer.BadParameter):  # the CLI would print it without a traceback
             raise RuntimeError(error_message(exc)) from exc
@@ -51,7 +84,7 @@ def fail(exc: BaseException) -> NoReturn:
     err_console.print(
         f"[bold red]error:[/] {escape(error_message(exc))}", soft_wrap=True, highlight=False
     )
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 class OneLineUsageErrors(TyperGroup):

@@ -210,6 +210,13 @@ def profile_cpu(
         raise ValueError(
             "repeats and threads must be >= 1, channel_step and warmup >= 0, min_round_s > 0"
         )
+    from agents.checks import check_count, check_output_file, check_threads
+    from agents.commands.profile_gpu import MAX_PROFILE_BATCH
+
+    for b in batches:
+        check_count("batch", b, minimum=1, maximum=MAX_PROFILE_BATCH)
+    check_threads("threads", threads)
+    check_output_file(out, "--out")  # before minutes of timing
     channel_step = channel_step or vector_channels()
     if engine == "onnxruntime":
         from agents.extras import require_extra

@@ -114,6 +114,7 @@ def _check_flag_names(
 
 
 def sweep_command(
+    ctx: typer.Context,
     config: Path = typer.Option(
         None, help="YAML file: search settings, grid: {key: [values]}, pairs:, resources:."
     ),
@@ -145,6 +146,13 @@ def sweep_command(
         False, help="Send hwprune's packages to the workers (clusters without it installed)."
     ),
     progress: bool = typer.Option(True, help="Show progress while it runs."),
+    resume: str = typer.Option(
+        None,
+        metavar="SWEEP_RUN_ID",
+        help="Continue a sweep whose driver stopped (kill -9, a lost machine) with its own "
+        "grid: unfinished grid points run again, started ones resume from their journals "
+        "(--address, --num-cpus, --ship-code and --progress apply).",
+    ),
 ) -> None:
     """Run a grid of searches on Ray; each search is a child run of one sweep run."""
     try:  # names first, from the light table: a typo costs no import of torch, Ray, MLflow
@@ -159,6 +167,10 @@ def sweep_command(
         fail(exc)
     from agents.sweep import run_sweep
     from tracking import StoreError
+
+    if resume is not None:
+        _resume(ctx, resume, address, num_cpus, ship_code, progress)
+        return
 
     flags = {
         "model": model,
@@ -179,8 +191,7 @@ def sweep_command(
         "max_retries": max_retries,
     }
     try:
-        if num_cpus is not None and num_cpus < 1:
-            raise ValueError(f"--num-cpus must be >= 1, got {num_cpus}")
+        _check_num_cpus(num_cpus)
         settings = load_sweep_file(config) if config is not None else {}
         where = f"sweep file {str(config)!r}: " if config is not None else ""
         spec = build_spec(settings, flags, where=where)
@@ -196,6 +207,7 @@ def sweep_command(
             command=command,
             ship_code=ship_code,
             on_update=bar.update if bar is not None else None,
+            on_start=_announce,
         )
     except (KeyError, ValueError, FileNotFoundError, StoreError) as exc:
         if bar is not None:
@@ -205,8 +217,85 @@ def sweep_command(
         if bar is not None:
             bar.close()
         console.print(
-            "sweep interrupted: its runs are KILLED; resume a search with "
-            "`hwprune search --resume RUN_ID`"
+            "sweep interrupted: its runs are KILLED; continue it with "
+            "`hwprune sweep --resume SWEEP_RUN_ID`"
+        )
+        raise typer.Exit(130) from None
+    if bar is not None:
+        bar.close()
+    _print_result(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _announce(run_id: str) -> None:
+    """The sweep run's id as soon as it exists: what `sweep --resume` needs if the driver
+    is killed."""
+    console.print(
+        f"sweep run id: [bold]{run_id}[/] (if this driver stops: hwprune sweep --resume {run_id})",
+        soft_wrap=True,
+    )
+
+
+def _check_num_cpus(num_cpus: int | None) -> None:
+    from agents.checks import usable_cpus
+
+    if num_cpus is not None and not 1 <= num_cpus <= usable_cpus():
+        raise ValueError(
+            f"--num-cpus must be in [1, {usable_cpus()}] (the CPUs this process may use), "
+            f"got {num_cpus}"
+        )
+
+
+def _resume(
+    ctx: typer.Context,
+    run_id: str,
+    address: str | None,
+    num_cpus: int | None,
+    ship_code: bool,
+    progress: bool,
+) -> None:
+    """``sweep --resume SWEEP_RUN_ID``: the sweep's own grid, its unfinished points run."""
+    from agents.sweep import resume_sweep
+    from tracking import StoreError
+
+    allowed = {"resume", "address", "num_cpus", "ship_code", "progress"}
+    given = sorted(
+        name
+        for name in ctx.params
+        if name not in allowed
+        and ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+    )
+    try:
+        if given:
+            raise ValueError(
+                "--resume continues a sweep with its own grid and settings; drop "
+                + ", ".join("--" + g.replace("_", "-") for g in given)
+            )
+        _check_num_cpus(num_cpus)
+    except ValueError as exc:
+        fail(exc)
+    command = " ".join(shlex.quote(a) for a in ["hwprune", *sys.argv[1:]])
+    bar = _progress_bar(0) if progress else None
+    try:
+        result = resume_sweep(
+            run_id,
+            address=address,
+            num_cpus=num_cpus,
+            command=command,
+            ship_code=ship_code,
+            on_update=bar.update if bar is not None else None,
+            on_start=_announce,
+        )
+    except (KeyError, ValueError, FileNotFoundError, StoreError) as exc:
+        if bar is not None:
+            bar.close()
+        fail(exc)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        console.print(
+            f"sweep interrupted again: continue it with `hwprune sweep --resume {run_id}`"
         )
         raise typer.Exit(130) from None
     if bar is not None:
