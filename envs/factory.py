@@ -78,8 +78,12 @@ def least_cost_ratio_before_training(spec: TaskSpec) -> float:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
+        # A checkpoint is loaded (quick, and a bad one is named first); nothing is trained.
         workload = get_workload(
-            spec.model, data=None if spec.data is None else str(spec.data), train=False
+            spec.model,
+            data=None if spec.data is None else str(spec.data),
+            checkpoint=None if spec.checkpoint is None else str(spec.checkpoint),
+            train=False,
         )
     hw, sch = _hardware_and_scheme(
         spec.hardware, spec.scheme, dict(spec.hardware_params), dict(spec.scheme_params)

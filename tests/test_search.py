@@ -263,6 +263,10 @@ def test_register_puts_the_model_in_the_registry_with_its_figures():
     assert float(version.tags["test_accuracy"]) == pytest.approx(
         result.best_test_accuracy, abs=1e-4
     )
+    assert version.tags["fine_tuned"] == "no: BatchNorm re-estimated only"
+    assert version.description.startswith("digits-cnn pruned by balanced for accel-kang-16: ")
+    assert f"test accuracy {version.tags['test_accuracy']}" in version.description
+    assert "Fine-tuned: no" in version.description
     model = mlflow.pyfunc.load_model("models:/test-digits-balanced/1")
     assert model.predict(get_workload("digits-cnn").test.raw(4)).shape == (4,)
 

@@ -40,4 +40,3 @@ def __getattr__(name: str) -> Any:
     if name in _MODULES:
         return importlib.import_module(f"tracking.{name}")
     raise AttributeError(f"module 'tracking' has no attribute {name!r}")
-

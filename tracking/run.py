@@ -133,6 +133,35 @@ def is_store_failure(exc: BaseException) -> bool:
     return False
 
 
+def version_description(tags: Mapping[str, Any]) -> str:
+    """A registered version's description from its tags: what was pruned, for which
+    hardware, at what cost and accuracy, and whether and how it was fine-tuned."""
+    what = " ".join(
+        part
+        for part in (
+            str(tags.get("model", "a model")),
+            f"pruned by {tags['scheme']}" if "scheme" in tags else "",
+            f"for {tags['hardware']}" if "hardware" in tags else "",
+        )
+        if part
+    )
+    figures = [
+        f"{label} {tags[key]}"
+        for key, label in (
+            ("cost_ratio", "cost ratio"),
+            ("density", "density"),
+            ("test_accuracy", "test accuracy"),
+        )
+        if key in tags
+    ]
+    tuned = tags.get("fine_tuned")
+    return (
+        what
+        + (": " + ", ".join(figures) if figures else "")
+        + (f". Fine-tuned: {tuned}." if tuned else ".")
+    )
+
+
 class SearchRun:
     """A thin shell over an active MLflow run; also an ``EpisodeSink``.
 
@@ -261,6 +290,9 @@ class SearchRun:
         info = self._log_pyfunc(example, signature, export_dir, name, tags)
         if register_as is not None:
             version = mlflow.register_model(info.model_uri, register_as, tags=dict(tags or {}))
+            mlflow.tracking.MlflowClient().update_model_version(
+                register_as, version.version, description=version_description(tags or {})
+            )
             self.registered = (register_as, version.version)
         return info.model_uri
 

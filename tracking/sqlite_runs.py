@@ -121,6 +121,14 @@ class SqliteRuns:
             return False
         try:
             with self._connect() as con:
+                # A schema upgrade killed half-way leaves _alembic_tmp_* tables: the MLflow
+                # path repairs them (tracking.store) and says so; this reader must not hide it.
+                leftover = con.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                    "AND name LIKE '\\_alembic\\_tmp\\_%' ESCAPE '\\'"
+                ).fetchone()
+                if leftover is not None:
+                    return False
                 for table, wanted in _COLUMNS.items():
                     have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
                     if not wanted <= have:

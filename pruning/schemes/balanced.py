@@ -60,8 +60,10 @@ class BalancedScheme(LeveledScheme):
             # setdefault keeps the smallest n realising a density (only when K < m).
             dens.setdefault(balanced_density(n, self.group_size, layer.fan_in), n)
         # A short last group rounds its quota up, so n's density can be a hair above n / m:
-        # a request of n / m still gets n.
-        floors = [min(d, n / self.group_size) for d, n in dens.items()]
+        # a request of n / m still gets n. Without a full group (K < m) there is no "n of
+        # m" to honour, and levels answer only requests at or above them.
+        full = layer.fan_in >= self.group_size
+        floors = [min(d, n / self.group_size) if full else d for d, n in dens.items()]
         return np.array(list(dens)), list(dens.values()), np.array(floors)
 
     def _masks(
