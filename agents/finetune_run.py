@@ -130,15 +130,16 @@ def run_finetune(
         check_count("epochs", epochs, minimum=1, maximum=MAX_FINETUNE_EPOCHS)
     else:
         check_count("steps", steps, minimum=1, maximum=MAX_FINETUNE_STEPS)
+    settings = {
+        "epochs": 1 if epochs is None else epochs,
+        "steps": steps,
+        "lr": lr,
+        "batch_size": BATCH_SIZE,
+        "distill": distill,
+        "seed": seed,
+    }
     # The other ranges (lr, seed, ...) are the recipe's: checked before any download or load.
-    RecoveryRecipe(
-        epochs=1 if epochs is None else epochs,
-        steps=steps,
-        lr=lr,
-        batch_size=BATCH_SIZE,
-        distill=distill,
-        seed=seed,
-    )
+    RecoveryRecipe(**settings)
     if export_dir is not None:  # before the source is read or anything trains
         check_output_dir(export_dir, "export directory", may_exist=False)
     with resolve_source(source) as (src, source_run):
@@ -156,15 +157,7 @@ def run_finetune(
         check_store()
         check_experiment(experiment)
         task = make_task(spec, seed=seed)
-        recipe = recovery_recipe(
-            task,
-            epochs=1 if epochs is None else epochs,
-            steps=steps,
-            lr=lr,
-            batch_size=BATCH_SIZE,
-            distill=distill,
-            seed=seed,
-        )
+        recipe = recovery_recipe(task, **settings)
         if on_total is not None:
             on_total(recipe.total_steps(len(task.workload.train)))
         return _finetune(

@@ -12,7 +12,8 @@ from torch import nn
 class DigitsCNN(nn.Module):
     """A small VGG-style CNN: pairs of 3x3 conv + BatchNorm + ReLU, then max-pooling.
 
-    Default widths ``(8, 8, 16, 16, 32, 32)``: six conv layers, three pooling stages,
+    Default widths ``(8, 8, 16, 16, 32, 32)`` and a pool after every pair (``pools``: the
+    indices of the convs a pool follows): six conv layers, three pooling stages,
     global average pooling and one linear classifier (about 18k parameters). On 16x16
     digits a forward pass of a few hundred images takes a few milliseconds on a CPU.
     """
@@ -23,15 +24,19 @@ class DigitsCNN(nn.Module):
         in_channels: int = 1,
         num_classes: int = 10,
         widths: Sequence[int] = (8, 8, 16, 16, 32, 32),
+        pools: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        if len(widths) % 2:
-            raise ValueError(f"widths must come in pairs (one pool per pair), got {widths}")
+        if pools is None:  # one pool after every pair of convs
+            if len(widths) % 2:
+                raise ValueError(f"widths must come in pairs (one pool per pair), got {widths}")
+            pools = range(1, len(widths), 2)
+        after = set(pools)
         layers: list[nn.Module] = []
         c = in_channels
         for i, w in enumerate(widths):
             layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-            if i % 2 == 1:
+            if i in after:
                 layers.append(nn.MaxPool2d(2))
             c = w
         self.features = nn.Sequential(*layers)
@@ -159,7 +164,7 @@ FASHION_VGG_WIDTHS = (16, 32, 64, 64, 128, 128, 256, 256)
 FASHION_VGG_POOLS = (0, 1, 3)
 
 
-class FashionVGG(nn.Module):
+class FashionVGG(DigitsCNN):
     """VGG-11 layout with BatchNorm for 28x28 inputs: an over-parameterised pruning workload.
 
     Eight 3x3 conv + BatchNorm + ReLU layers of widths :data:`FASHION_VGG_WIDTHS`, max-pooling
@@ -175,21 +180,9 @@ class FashionVGG(nn.Module):
         widths: Sequence[int] = FASHION_VGG_WIDTHS,
         pools: Sequence[int] = FASHION_VGG_POOLS,
     ) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for i, w in enumerate(widths):
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-            if i in pools:
-                layers.append(nn.MaxPool2d(2))
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``(N, num_classes)``."""
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        super().__init__(
+            in_channels=in_channels, num_classes=num_classes, widths=widths, pools=pools
+        )
 
 
 #: CIFAR-style architectures: name -> builder(in_channels, num_classes).
