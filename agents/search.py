@@ -127,6 +127,13 @@ class SearchConfig:
             object.__setattr__(self, "proxy", name)
             if isinstance(self.proxy_params, Mapping):
                 object.__setattr__(self, "proxy_params", {**params, **self.proxy_params})
+        # The defaults that choose an evaluation (holdout's precision) are stored too.
+        from envs.proxies import resolved_proxy_params
+
+        for name, key in ((self.proxy, "proxy_params"), (self.shortlist_proxy, "shortlist_params")):
+            params = getattr(self, key)
+            if isinstance(name, str) and isinstance(params, Mapping):
+                object.__setattr__(self, key, resolved_proxy_params(name, params))
         self.validate()
 
     @classmethod
