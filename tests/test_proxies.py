@@ -176,13 +176,17 @@ def test_racing_stops_scoring_a_clearly_worse_policy(
     assert fast.race == proxies.RACE_Z
     assert get_proxy("holdout", workload=digits, precision="fp32").race == 0.0
     n = int(fast._holdout_y.shape[0])
-    fast.evaluate({})  # the first evaluation has no best to race against: all images
-    assert fast.last_images == n
-    bad = uniform_masks(digits, 0.05)
+    # The dense network is no policy: scored in full, it sets no reference to race against.
+    fast.evaluate({})
+    assert fast.last_images == n and fast._best < 0
+    good, bad = uniform_masks(digits, 0.6), uniform_masks(digits, 0.05)
+    fast.evaluate(good)  # the first policy: no best to race against yet, all images
+    assert fast.last_images == n and fast._best > 0.5
     raced = fast.evaluate(bad)
     assert 128 <= fast.last_images < n
+    assert fast.evaluate(good) > fast._best - 0.05 and fast.last_images == n
     whole = get_proxy("holdout", workload=digits, race=0)
-    whole.evaluate({})
+    whole.evaluate(good)
     full_score = whole.evaluate(bad)
     assert whole.last_images == n
     assert abs(raced - full_score) <= 0.1  # the accuracy on the images seen
