@@ -27,7 +27,7 @@ import copy
 import functools
 import inspect
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -369,6 +369,12 @@ class HoldoutProxy(_WorkingCopyProxy):
         if race and seen == n:
             self._best = max(self._best, correct / n)
         return correct / seen
+
+    def note_scores(self, scores: Iterable[float]) -> None:
+        """Count scores this proxy returned before (a resumed search's journal) towards
+        racing's reference: the best of them, as if just measured (a raced score is below
+        the reference it raced against, so the best is always a full one)."""
+        self._best = max([self._best, *(float(s) for s in scores)])
 
     def _clearly_below(self, correct: int, seen: int, n: int) -> bool:
         """Racing: whether the accuracy on the first ``seen`` of ``n`` holdout images

@@ -192,3 +192,9 @@ def test_racing_stops_scoring_a_clearly_worse_policy(
     assert abs(raced - full_score) <= 0.1  # the accuracy on the images seen
     with pytest.raises(ValueError, match="race must be >= 0"):
         get_proxy("holdout", workload=digits, race=-1.0)
+    # Scores from before (a resumed search's journal) set the reference as if measured.
+    resumed = get_proxy("holdout", workload=digits)
+    resumed.note_scores([0.2, fast._best, 0.5])
+    assert resumed._best == fast._best
+    resumed.evaluate(bad)
+    assert resumed.last_images < n

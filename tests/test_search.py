@@ -284,3 +284,17 @@ def test_run_opens_as_model_training_with_its_summary_and_dense_reference(finish
         result.dense_holdout_accuracy
     )
     assert result.dense_holdout_accuracy >= result.best.accuracy - 0.05
+
+
+def test_a_run_stored_before_precision_existed_resumes_in_fp32(monkeypatch):
+    import agents.search as search
+
+    old = SearchConfig().as_dict()
+    old["proxy_params"] = {}  # what config.yaml held before holdout had a precision
+    monkeypatch.setattr(search, "check_store", lambda: None)
+    monkeypatch.setattr(search, "run_state", lambda run_id: ("KILLED", old, [], 0))
+    config, _ = search.load_resume("old-run")
+    assert config.proxy == "holdout" and config.proxy_params == {"precision": "fp32"}
+    new = SearchConfig().as_dict()
+    monkeypatch.setattr(search, "run_state", lambda run_id: ("KILLED", new, [], 0))
+    assert search.load_resume("new-run")[0].proxy_params == {"precision": "int8"}
