@@ -136,6 +136,13 @@ class SearchConfig:
             object.__setattr__(self, "proxy", name)
             if isinstance(self.proxy_params, Mapping):
                 object.__setattr__(self, "proxy_params", {**params, **self.proxy_params})
+        # The defaults that choose an evaluation (holdout's precision) are stored too.
+        from envs.proxies import resolved_proxy_params
+
+        for name, key in ((self.proxy, "proxy_params"), (self.shortlist_proxy, "shortlist_params")):
+            params = getattr(self, key)
+            if isinstance(name, str) and isinstance(params, Mapping):
+                object.__setattr__(self, key, resolved_proxy_params(name, params))
         self.validate()
 
     @classmethod
@@ -458,6 +465,11 @@ def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
         )
     if stored.get("budget_range") is not None:  # written before fronts were resumable
         raise ValueError(f"run {run_id!r} is an older --budgets search, which cannot resume")
+    # A run stored before holdout had a precision scored in fp32: it resumes so.
+    params = stored.get("proxy_params")
+    if stored.get("proxy") in ("holdout", "holdout-energy") and isinstance(params, Mapping):
+        if "precision" not in params:
+            stored = {**stored, "proxy_params": {**params, "precision": "fp32"}}
     # config.yaml also records what the settings resolved to (agent_hyperparams, ...).
     known = {*SEARCH_FIELDS, *TASK_FIELDS, "task"}
     config = SearchConfig.from_dict(
@@ -638,6 +650,10 @@ def _run(
     known = resume.known_scores if resume is not None else {}
     env = config.build_env(task, known_scores=known)  # checks the budget(s) against the task
     kind.prepare(config, task, env)
+    if known and hasattr(env.proxy, "note_scores"):
+        # A racing proxy stops policies clearly below its best score so far: the replayed
+        # episodes count, as they did before the interruption (this process's env only).
+        env.proxy.note_scores(known.values())
     resume_id = None if resume is None else resume.run_id
     with search_run(
         config.experiment, run_name=kind.run_name(config), resume_run_id=resume_id

@@ -13,9 +13,18 @@ Measures, on the 2-core development machine:
   the same evaluation can beat on this core;
 - episodes per second of random actions for 1 and 2 environments (SB3 DummyVecEnv and
   SubprocVecEnv, one torch thread per process) on digits-cnn, and for 1 environment on
-  fashion-cnn (skipped, with a note, where Fashion-MNIST is not installed).
+  fashion-cnn (skipped, with a note, where Fashion-MNIST is not installed);
+- the default (fast, ``int8``) ``holdout`` evaluation against the full ``fp32`` one on
+  fashion-cnn and fashion-vgg, side by side in this process on the same random feasible
+  policies (drawn as ``bench/proxy_fidelity.py`` draws them, at its budgets): the median
+  time of each and Kendall's tau between their scores, one line per workload:
+  ``WORKLOAD episode_ms=X fp32_ms=Y tau=Z``.
 
-Prints a table and writes JSON to bench/results/env_speed.json.
+The terminal-evaluation timings and GFLOP above are of the full ``fp32`` evaluation (the
+default before ``int8``); the episodes/s are of the default evaluation. No GPU is used.
+
+Prints a table and writes JSON to bench/results/env_speed.json (merged into what is there:
+sections this run does not produce are kept).
 Usage: python bench/env_speed.py [--quick]; ``--report`` prints that file's table, running nothing.
 """
 
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import platform
 import sys
@@ -74,13 +84,15 @@ def step_time_ms(model: str, scheme: str, hardware: str, episodes: int) -> dict:
 def terminal_eval_ms(
     repeats: int, model: str = "digits-cnn", data: str | None = None
 ) -> dict[str, float]:
-    """Median time (ms) of one ``holdout`` evaluation of ``model`` (distinct policies), as
-    the proxy runs it (``folded``: scored through the BatchNorm-folded twin) and with the
-    twin switched off (``unfolded``), alternating on the same policies so that both see
-    the same machine load."""
+    """Median time (ms) of one full ``fp32`` ``holdout`` evaluation of ``model`` (distinct
+    policies), as the proxy runs it (``folded``: scored through the BatchNorm-folded twin)
+    and with the twin switched off (``unfolded``), alternating on the same policies so
+    that both see the same machine load."""
     fields = {} if data is None else {"data": data}
     task = make_task(TaskSpec(model=model, scheme="balanced", hardware="accel-kang-16", **fields))
-    env = make_env(task, budget=0.5, proxy="holdout", cache_size=0)
+    env = make_env(
+        task, budget=0.5, proxy="holdout", proxy_params={"precision": "fp32"}, cache_size=0
+    )
     proxy = env.proxy
     twin = proxy._twin
     rng = np.random.default_rng(1)
@@ -104,7 +116,9 @@ def eval_gflop(model: str = "digits-cnn", data: str | None = None) -> float:
 
     fields = {} if data is None else {"data": data}
     task = make_task(TaskSpec(model=model, scheme="balanced", hardware="accel-kang-16", **fields))
-    proxy = make_env(task, budget=0.5, proxy="holdout", cache_size=0).proxy
+    proxy = make_env(
+        task, budget=0.5, proxy="holdout", proxy_params={"precision": "fp32"}, cache_size=0
+    ).proxy
     masks = task.masks(tuple(len(d.levels) // 2 for d in task.decisions))
     with FlopCounterMode(display=False) as counter:
         proxy.evaluate(masks)
@@ -151,6 +165,137 @@ def episodes_per_second(n_envs: int, episodes: int, model: str = "digits-cnn") -
         venv.close()
 
 
+#: Workloads of the fast-versus-full evaluation check (issue 27), and the random feasible
+#: policies it scores on each (full run, --quick).
+FAST_EVAL_WORKLOADS = ("fashion-cnn", "fashion-vgg")
+FAST_EVAL_POLICIES = {"full": 200, "quick": 60}
+#: Schemes the policies are drawn under (``bench/proxy_fidelity.py``'s default schemes).
+FAST_EVAL_SCHEMES = ("balanced", "unstructured")
+
+
+def _proxy_fidelity() -> object:
+    """``bench/proxy_fidelity.py`` as a module (this folder is off ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location("proxy_fidelity", _HERE / "proxy_fidelity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _budgets(model: str) -> list[float]:
+    """``bench/proxy_fidelity.py``'s budgets for ``model`` (fashion-cnn's where it has none:
+    fashion-vgg runs on the same data)."""
+    networks = _proxy_fidelity().NETWORKS
+    return list(networks.get(model, networks["fashion-cnn"])["budgets"])
+
+
+def random_feasible_masks(workload: object, n: int, seed: int = 0) -> list[dict]:
+    """``n`` random feasible policies' masks, drawn as ``bench/proxy_fidelity.py`` draws
+    them (its ``sample_policy`` and ``masks_for``, its per-cell seeding) at its budgets for
+    the workload (fashion-cnn's for a network it has none for: the same data), split
+    evenly over ``FAST_EVAL_SCHEMES`` and the budgets."""
+    from pruning import get_scheme, inspect_model
+
+    pf = _proxy_fidelity()
+    budgets = _budgets(workload.name)
+    layers = inspect_model(workload.model, workload.example_input)
+    sizes = np.asarray([spec.params for spec in layers], dtype=float)
+    cells = [(scheme, budget) for scheme in FAST_EVAL_SCHEMES for budget in budgets]
+    out = []
+    for i, (scheme_name, budget) in enumerate(cells):
+        scheme = get_scheme(scheme_name)
+        levels = [np.asarray(scheme.levels(spec), dtype=float) for spec in layers]
+        rng = np.random.default_rng([seed, int(budget * 1000)])
+        want = n // len(cells) + (i < n % len(cells))
+        drawn = 0
+        while drawn < want:
+            policy = pf.sample_policy(rng, levels, sizes, budget)
+            if policy is not None:
+                out.append(pf.masks_for(workload, scheme, layers, policy))
+                drawn += 1
+    return out
+
+
+def fast_vs_full(model: str, n_policies: int) -> dict:
+    """The default ``holdout`` evaluation against the full ``fp32`` one on ``model``.
+
+    Both proxies score the same ``n_policies`` random feasible policies in this process,
+    alternating which goes first, so that both see the same machine load. Returns the
+    median wall-clock time of each (ms), the median of the per-policy time ratios, the
+    same from thread CPU time (less sensitive to a busy machine), Kendall's tau between
+    the two scores and the largest score difference.
+    """
+    from scipy.stats import kendalltau
+
+    from envs.proxies import get_proxy
+    from envs.workloads import get_workload
+
+    workload = get_workload(model)
+    masks = random_feasible_masks(workload, n_policies)
+    fast = get_proxy("holdout", workload=workload)  # the default evaluation
+    full = get_proxy("holdout", workload=workload, precision="fp32")
+    for proxy in (fast, full):  # warm-up (first oneDNN primitive creation), not timed
+        proxy.evaluate({})
+    scores: dict[str, list[float]] = {"fast": [], "full": []}
+    wall: dict[str, list[float]] = {"fast": [], "full": []}
+    cpu: dict[str, list[float]] = {"fast": [], "full": []}
+    images: list[int] = []  # holdout images the default scored (fewer: stopped by racing)
+    for i, m in enumerate(masks):
+        order = (("fast", fast), ("full", full)) if i % 2 else (("full", full), ("fast", fast))
+        for kind, proxy in order:
+            t, c = time.perf_counter(), time.thread_time()
+            scores[kind].append(proxy.evaluate(m))
+            wall[kind].append(time.perf_counter() - t)
+            cpu[kind].append(time.thread_time() - c)
+            if kind == "fast":
+                images.append(fast.last_images)
+    tau = float(kendalltau(scores["fast"], scores["full"])[0])
+    return {
+        "policies": len(masks),
+        "schemes": list(FAST_EVAL_SCHEMES),
+        "budgets": _budgets(model),
+        "default": {
+            "precision": fast.precision,
+            "int8": fast._int8 is not None,
+            "bn_images": fast.bn_images,
+            "race": fast.race,
+        },
+        "holdout_images": int(full._holdout[1].shape[0]),
+        "images_per_eval_mean": float(np.mean(images)),
+        "raced_share": float(np.mean(np.asarray(images) < full._holdout[1].shape[0])),
+        "episode_ms": 1e3 * float(np.median(wall["fast"])),
+        "fp32_ms": 1e3 * float(np.median(wall["full"])),
+        "ratio_of_medians": float(np.median(wall["full"]) / np.median(wall["fast"])),
+        "median_ratio": float(np.median(np.asarray(wall["full"]) / np.asarray(wall["fast"]))),
+        "cpu_episode_ms": 1e3 * float(np.median(cpu["fast"])),
+        "cpu_fp32_ms": 1e3 * float(np.median(cpu["full"])),
+        "cpu_ratio_of_medians": float(np.median(cpu["full"]) / np.median(cpu["fast"])),
+        "tau": tau,
+        "max_abs_diff": float(np.max(np.abs(np.subtract(scores["fast"], scores["full"])))),
+        "scores": scores,
+    }
+
+
+def fast_eval_lines(fast: dict) -> list[str]:
+    """The ``WORKLOAD episode_ms=X fp32_ms=Y tau=Z`` lines, and one line of detail each."""
+    lines = [
+        "default (int8) vs full fp32 holdout evaluation, same run, same random feasible "
+        "policies (median ms; shared machine):"
+    ]
+    for model, r in fast["workloads"].items():
+        x, y, z = r["episode_ms"], r["fp32_ms"], r["tau"]
+        lines.append(f"{model} episode_ms={x:.1f} fp32_ms={y:.1f} tau={z:.3f}")
+        lines.append(
+            f"  ({r['policies']} policies; fp32/default {r['ratio_of_medians']:.2f}x (median of "
+            f"per-policy ratios {r['median_ratio']:.2f}x); CPU time {r['cpu_episode_ms']:.1f} vs "
+            f"{r['cpu_fp32_ms']:.1f} ms, {r['cpu_ratio_of_medians']:.2f}x; racing stopped "
+            f"{100 * r['raced_share']:.0f}% early, {r['images_per_eval_mean']:.0f} of "
+            f"{r['holdout_images']} images on average; largest score difference "
+            f"{r['max_abs_diff']:.3f})"
+        )
+    lines.append(f"GPU: {fast['gpu']}")
+    return lines
+
+
 def table(doc: dict) -> str:
     """The printed table of a results dict (``main``'s or ``env_speed.json``'s)."""
     lines = [
@@ -181,6 +326,9 @@ def table(doc: dict) -> str:
         lines.append("fashion-cnn skipped: Fashion-MNIST is not installed (make data)")
     else:
         lines.append(f"episodes/s with 1 env, fashion-cnn + holdout: {fashion_rate:.2f}")
+    if doc.get("fast_eval"):
+        lines.append("")
+        lines.extend(fast_eval_lines(doc["fast_eval"]))
     return "\n".join(lines)
 
 
@@ -224,6 +372,17 @@ def main() -> None:
         episodes_per_second(1, 10 if args.quick else 50, "fashion-cnn") if fashion else None
     )
 
+    fast = None
+    if fashion:
+        print("timing the default against the full fp32 evaluation...", file=sys.stderr, flush=True)
+        n = FAST_EVAL_POLICIES["quick" if args.quick else "full"]
+        fast = {
+            "gpu": "none: no device machine was lent to this task (issue 27); CPU only",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "quick": bool(args.quick),
+            "workloads": {m: fast_vs_full(m, n) for m in FAST_EVAL_WORKLOADS},
+        }
+
     doc = {
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
         "steps": steps,
@@ -232,11 +391,14 @@ def main() -> None:
         "matmul_gflops_one_thread": peak,
         "episodes_per_s": {str(k): v for k, v in eps_rate.items()},
         "fashion_cnn_episodes_per_s": fashion_rate,
+        **({"fast_eval": fast} if fast is not None else {}),
     }
     print(table(doc))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "env_speed.json"
-    out.write_text(json.dumps(doc, indent=2))
+    # Merge: keep the sections of the stored file this run does not produce.
+    stored = json.loads(out.read_text()) if out.is_file() else {}
+    out.write_text(json.dumps({**stored, **doc}, indent=2))
     print(f"\nwrote {out}")
 
 

@@ -86,7 +86,7 @@ def test_untraceable_or_bn_free_networks_get_no_twin() -> None:
 
 @pytest.mark.parametrize("name", ["holdout", "finetune"])
 def test_proxy_scores_with_and_without_the_twin_agree(digits: Workload, name: str) -> None:
-    kwargs = {"steps": 3} if name == "finetune" else {}
+    kwargs = {"steps": 3} if name == "finetune" else {"precision": "fp32"}
     folded = get_proxy(name, workload=digits, **kwargs)
     plain = get_proxy(name, workload=digits, **kwargs)
     assert folded._twin is not None

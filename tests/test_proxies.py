@@ -114,3 +114,87 @@ def test_holdout_energy_blends_its_two_scores(digits: Workload) -> None:
     assert only_holdout.evaluate(task_masks) == pytest.approx(h)
     with pytest.raises(ValueError, match="energy_weight must be >= 0"):
         get_proxy("holdout-energy", workload=digits, energy_weight=-1.0)
+
+
+def test_fast_evaluation_is_the_default_and_fp32_can_be_chosen(digits: Workload) -> None:
+    from envs.proxies import DEFAULT_PRECISION, FAST_BN_IMAGES
+
+    fast = get_proxy("holdout", workload=digits)
+    full = get_proxy("holdout", workload=digits, precision="fp32")
+    assert DEFAULT_PRECISION == "int8"
+    assert fast.precision == "int8" and fast._int8 is not None
+    assert fast.bn_images == FAST_BN_IMAGES
+    assert full.precision == "fp32" and full._int8 is None
+    assert full.bn_images == sum(b.shape[0] for b in full._bn)  # all calibration images
+    with pytest.raises(ValueError, match="precision 'fp16'.*int8, fp32"):
+        get_proxy("holdout", workload=digits, precision="fp16")
+    # On the tiny model the two agree closely, policy by policy and in rank.
+    from scipy.stats import kendalltau
+
+    fast_scores, full_scores = [], []
+    for density in (1.0, 0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05):
+        masks = uniform_masks(digits, density) if density < 1 else {}
+        fast_scores.append(fast.evaluate(masks))
+        full_scores.append(full.evaluate(masks))
+    assert max(abs(a - b) for a, b in zip(fast_scores, full_scores, strict=True)) <= 0.03
+    assert kendalltau(fast_scores, full_scores)[0] >= 0.85
+    # The full evaluation is exactly the one before int8 existed.
+    assert full.evaluate({}) == get_proxy("holdout", workload=digits, precision="fp32").evaluate({})
+
+
+def test_int8_falls_back_to_fp32_where_it_has_no_path(
+    tiny_workload: Workload, residual_workload: Workload
+) -> None:
+    # A convolution without BatchNorm (tiny) and a residual add: scored in fp32.
+    for w in (tiny_workload, residual_workload):
+        proxy = get_proxy("holdout", workload=w)
+        assert proxy.precision == "int8" and proxy._int8 is None
+        full = get_proxy("holdout", workload=w, precision="fp32")
+        assert proxy.evaluate({}) == pytest.approx(full.evaluate({}), abs=0.05)
+
+
+def test_the_resolved_precision_is_recorded_in_the_search_config() -> None:
+    from agents.search import SearchConfig
+
+    config = SearchConfig()
+    assert config.proxy == "holdout" and config.proxy_params == {"precision": "int8"}
+    assert SearchConfig.from_dict(config.as_dict()).proxy_params == {"precision": "int8"}
+    chosen = SearchConfig(proxy_params={"precision": "fp32"})
+    assert chosen.proxy_params == {"precision": "fp32"}
+    with pytest.raises(ValueError, match="unknown precision"):
+        SearchConfig(proxy_params={"precision": "bf16"})
+
+
+def test_racing_stops_scoring_a_clearly_worse_policy(
+    digits: Workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import envs.proxies as proxies
+
+    # digits scores 300 holdout images: race after 128 of them here.
+    monkeypatch.setattr(proxies, "RACE_MIN_IMAGES", 128)
+    fast = get_proxy("holdout", workload=digits)
+    assert fast.race == proxies.RACE_Z
+    assert get_proxy("holdout", workload=digits, precision="fp32").race == 0.0
+    n = int(fast._holdout_y.shape[0])
+    # The dense network is no policy: scored in full, it sets no reference to race against.
+    fast.evaluate({})
+    assert fast.last_images == n and fast._best < 0
+    good, bad = uniform_masks(digits, 0.6), uniform_masks(digits, 0.05)
+    fast.evaluate(good)  # the first policy: no best to race against yet, all images
+    assert fast.last_images == n and fast._best > 0.5
+    raced = fast.evaluate(bad)
+    assert 128 <= fast.last_images < n
+    assert fast.evaluate(good) > fast._best - 0.05 and fast.last_images == n
+    whole = get_proxy("holdout", workload=digits, race=0)
+    whole.evaluate(good)
+    full_score = whole.evaluate(bad)
+    assert whole.last_images == n
+    assert abs(raced - full_score) <= 0.1  # the accuracy on the images seen
+    with pytest.raises(ValueError, match="race must be >= 0"):
+        get_proxy("holdout", workload=digits, race=-1.0)
+    # Scores from before (a resumed search's journal) set the reference as if measured.
+    resumed = get_proxy("holdout", workload=digits)
+    resumed.note_scores([0.2, fast._best, 0.5])
+    assert resumed._best == fast._best
+    resumed.evaluate(bad)
+    assert resumed.last_images < n

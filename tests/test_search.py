@@ -182,8 +182,11 @@ def test_an_unnamed_proxy_is_the_schemes_and_the_config_holds_it(scheme):
     from envs import TaskSpec
 
     hardware = {"channel": "gpu-jetson-tx2", "crossbar": "reram-128"}.get(scheme, "accel-kang-16")
+    from envs.proxies import resolved_proxy_params
+
     config = SearchConfig(task=TaskSpec(scheme=scheme, hardware=hardware))
     name, params = default_proxy(scheme)
+    params = resolved_proxy_params(name, params)  # holdout's precision is recorded too
     assert (config.proxy, config.proxy_params) == (name, params)
     assert name == ("finetune" if scheme == "channel" else "holdout")
     # The stored config names it, so a resumed or re-read search scores the same way.
@@ -195,7 +198,7 @@ def test_a_named_proxy_or_parameter_wins_over_the_schemes():
     from envs import TaskSpec
 
     channel = TaskSpec(scheme="channel", hardware="gpu-jetson-tx2")
-    assert SearchConfig(task=channel, proxy="holdout").proxy_params == {}
+    assert SearchConfig(task=channel, proxy="holdout").proxy_params == {"precision": "int8"}
     tuned = SearchConfig(task=channel, proxy_params={"steps": 9})
     assert tuned.proxy == "finetune"
     assert tuned.proxy_params == {"steps": 9, "batch_size": 32}
@@ -210,7 +213,8 @@ def test_final_model_is_the_network_the_proxy_scored():
     from envs import get_proxy, make_task
 
     task = make_task()
-    proxy = get_proxy("holdout", workload=task.workload)
+    # The full evaluation: the default int8 one scores the same network within rounding.
+    proxy = get_proxy("holdout", workload=task.workload, precision="fp32")
     for choice in ([0] * len(task.decisions), [len(d.levels) // 2 for d in task.decisions]):
         model = pruned_model(task, choice)
         # Same masks, same BatchNorm batches: the exported model scores what the search saw.
@@ -284,3 +288,17 @@ def test_run_opens_as_model_training_with_its_summary_and_dense_reference(finish
         result.dense_holdout_accuracy
     )
     assert result.dense_holdout_accuracy >= result.best.accuracy - 0.05
+
+
+def test_a_run_stored_before_precision_existed_resumes_in_fp32(monkeypatch):
+    import agents.search as search
+
+    old = SearchConfig().as_dict()
+    old["proxy_params"] = {}  # what config.yaml held before holdout had a precision
+    monkeypatch.setattr(search, "check_store", lambda: None)
+    monkeypatch.setattr(search, "run_state", lambda run_id: ("KILLED", old, [], 0))
+    config, _ = search.load_resume("old-run")
+    assert config.proxy == "holdout" and config.proxy_params == {"precision": "fp32"}
+    new = SearchConfig().as_dict()
+    monkeypatch.setattr(search, "run_state", lambda run_id: ("KILLED", new, [], 0))
+    assert search.load_resume("new-run")[0].proxy_params == {"precision": "int8"}
