@@ -167,13 +167,18 @@ class PruningTask:
         return tuple(len(d.levels) - 1 for d in self.decisions)
 
     def choice_for_densities(self, densities: dict[str, float]) -> list[int]:
-        """Level indices realising per-layer ``densities`` (rounded down to a level)."""
+        """Level indices realising per-layer ``densities``: each the highest level whose
+        floor (``PruningScheme.floors``) is at or below the request, as ``snap`` does, so
+        that a uniform 0.1 gets the grid's 0.1 level even where its count lies a hair above."""
         choice = []
         for d in self.decisions:
             want = densities.get(d.name)
             if want is None:
                 raise KeyError(f"policy has no density for layer {d.name!r}")
-            idx = int(np.searchsorted(d.levels, float(want) + 1e-9, side="right")) - 1
+            floors = self.scheme.floors(d.layers[0])
+            if len(floors) != len(d.levels):  # a coupled group's own levels: no floors
+                floors = d.levels
+            idx = int(np.searchsorted(floors, float(want) + 1e-9, side="right")) - 1
             choice.append(max(idx, 0))
         return choice
 

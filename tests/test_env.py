@@ -246,3 +246,23 @@ def test_channel_density_counts_the_inputs_removed_downstream(tiny_workload):
     nonzero = sum(int((pruned.get_submodule(layer.name).weight != 0).sum()) for layer in layers)
     assert task.overall_density(choice) == pytest.approx(nonzero / total)
     assert task.overall_density(choice) < by_levels  # inputs of removed channels go too
+
+
+@pytest.mark.parametrize("scheme_name", list_schemes())
+def test_uniform_densities_get_the_level_snap_gives(tiny_workload, scheme_name):
+    """A uniform policy's request (the baselines' and benchmarks' ``uniform``) gets the
+    level a mask at that density gets, never a whole level below (0.1 on the 4,608-weight
+    conv once kept 5%)."""
+    hw = get_hardware("accel-kang-16")
+    scheme = get_scheme(scheme_name, hardware=hw)
+    try:
+        task = build_task(tiny_workload, scheme, hw)
+    except ValueError as exc:  # a scheme may leave this tiny net entirely dense
+        assert "nothing to search" in str(exc)
+        return
+    for want in (0.1, 0.25, 0.3, 0.5, 0.7):
+        choice = task.choice_for_densities({d.name: want for d in task.decisions})
+        for d, idx in zip(task.decisions, choice, strict=True):
+            if len(scheme.floors(d.layers[0])) != len(d.levels):
+                continue  # a coupled group's own levels
+            assert d.levels[idx] == pytest.approx(scheme.snap(want, d.layers[0])), (d.name, want)
