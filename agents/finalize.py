@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -106,15 +107,16 @@ def log_pruned_model(
     spec: TaskSpec | None = None,
     extra: dict[str, Any] | None = None,
     artifact_path: str = "pruned_model",
-    model_name: str | None = "model",
+    log_model: bool = True,
 ) -> Path | None:
     """Export ``model`` in every format into the run (``pruned_model/``), log it as an
-    MLflow pyfunc model (``model``) when its data says how raw images are prepared, copy
+    MLflow pyfunc model (named ``logged_model_name``: workload-scheme-hardware) when its
+    data says how raw images are prepared and ``log_model`` is on, copy
     the export to ``export_dir`` and register the model as ``register``.
 
     ``spec`` (the task's settings) goes into the manifest, so that the export alone
     rebuilds its task (``hwprune finetune DIR``); ``extra`` adds manifest entries. The
-    export goes to the run's ``artifact_path``; ``model_name=None`` logs no MLflow model.
+    export goes to the run's ``artifact_path``.
     Returns the copy's path (None without ``export_dir``).
     """
     test = task.workload.test
@@ -145,11 +147,11 @@ def log_pruned_model(
             manifest=manifest,
         )
         run.log_dir(exported, artifact_path)
-        if preprocessing is not None and model_name is not None:
+        if preprocessing is not None and log_model:
             run.log_model(
                 exported,
                 input_example=test.raw(2),
-                name=model_name,
+                name=logged_model_name(task),
                 register_as=register,
                 tags=tags,
             )
@@ -163,6 +165,22 @@ def log_pruned_model(
         return final_dir
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def logged_model_name(task: PruningTask) -> str:
+    """The MLflow model's name in its run: ``WORKLOAD-SCHEME-HARDWARE`` (e.g.
+    ``fashion-vgg-pattern-accel-kang-16``), so ``runs:/RUN_ID/NAME`` says what it is."""
+    raw = f"{task.workload.name}-{task.scheme.name}-{task.hardware.name}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw)
+
+
+def logged_model_uri(run_id: str, task: PruningTask) -> str | None:
+    """``runs:/RUN_ID/NAME`` of the model ``log_pruned_model`` logs for ``task``; None
+    where its data cannot say how raw images are prepared (no model is logged)."""
+    test = task.workload.test
+    if getattr(test, "preprocessing", lambda: None)() is None:
+        return None
+    return f"runs:/{run_id}/{logged_model_name(task)}"
 
 
 def _plain(v: Any) -> bool:

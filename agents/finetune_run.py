@@ -26,7 +26,7 @@ from agents.checks import (
     check_count,
     check_output_dir,
 )
-from agents.finalize import log_pruned_model, recovery_recipe, test_accuracy
+from agents.finalize import log_pruned_model, logged_model_uri, recovery_recipe, test_accuracy
 from envs import TaskSpec, make_task
 from envs.evaluation import bn_calibration_batches, reestimate_batchnorm
 from envs.recovery import RecoveryRecipe, recover
@@ -56,6 +56,8 @@ class FinetuneResult:
     per_epoch: list[float]
     steps: int
     export_dir: Path | None
+    model_uri: str | None = None
+    """The logged MLflow model of the fine-tuned network (``runs:/RUN_ID/NAME``)."""
 
 
 class FinetuneInterrupted(KeyboardInterrupt):
@@ -241,7 +243,7 @@ def _finetune(
                 log_pruned_model(
                     run, task, model, policy=policy,
                     finetune_steps=int(manifest.get("finetune_steps") or 0) + kept["step"],
-                    spec=spec, extra={"finetuned_from": source}, model_name=None,
+                    spec=spec, extra={"finetuned_from": source}, log_model=False,
                 )  # fmt: skip
             raise FinetuneInterrupted(
                 exc.signum, run.run_id, int(kept.get("epoch", 0)), epochs
@@ -284,4 +286,5 @@ def _finetune(
             per_epoch=per_epoch_acc,
             steps=total,
             export_dir=final,
+            model_uri=logged_model_uri(run.run_id, task),
         )

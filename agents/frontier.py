@@ -224,7 +224,7 @@ class Front(SearchKind):
                 else self.export_dir / f"b{p.budget:.3f}",
                 spec=config.task,
                 artifact_path=f"{p.artifact_path}/pruned_model",
-                model_name=None,
+                log_model=False,
             )
             metrics = {
                 "front/budget": p.budget,

@@ -18,6 +18,8 @@ from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.finalize import (
     log_pruned_model,
+    logged_model_name,
+    logged_model_uri,
     pruned_model,
     recovered_model,
     recovery_recipe,
@@ -341,6 +343,9 @@ class SearchResult:
     best_test_before_recovery: float = float("nan")
     uniform_test_before_recovery: float = float("nan")
     proxy: str = "holdout"
+    model_uri: str | None = None
+    """The logged MLflow model (``runs:/RUN_ID/WORKLOAD-SCHEME-HARDWARE``); None where the
+    data cannot say how raw images are prepared (no model is logged)."""
 
     def summary(self) -> dict[str, float]:
         """The headline figures: best versus uniform at the same budget."""
@@ -453,6 +458,8 @@ class ResumeState:
 
 #: Run statuses a search can be resumed from (RUNNING: the process was killed hard).
 RESUMABLE = ("RUNNING", "KILLED", "FAILED")
+#: The search's full summary (every policy's holdout, test, cost ratio and density).
+SUMMARY = "summary.md"
 
 
 def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
@@ -660,6 +667,7 @@ def _run(
     ) as run:
         if resume is None:
             run.log_config(run_params(config, task), command=command)
+            _log_data(run, task.workload)
             kind.log_start(run, config, task)
         elif command:
             run.log_text(command + "\n", f"resumed/command-{len(resume.records)}.txt")
@@ -854,8 +862,11 @@ def _finish(
         best_test_before_recovery=before["best"],
         uniform_test_before_recovery=before["uniform"],
         proxy=str(config.proxy),
+        model_uri=logged_model_uri(run.run_id, task),
     )
-    run.set_description(summary_markdown(config, result))
+    summary = summary_markdown(config, result, model_name=logged_model_name(task))
+    run.log_text(summary + "\n", SUMMARY)
+    run.set_description(run_description(config, result, summary))
     return result
 
 
@@ -899,8 +910,10 @@ def _shortlist_pick(
     return pick.record
 
 
-def summary_markdown(config: SearchConfig, result: SearchResult) -> str:
-    """The run's description in the MLflow UI: what was searched and what it found."""
+def summary_markdown(config: SearchConfig, result: SearchResult, *, model_name: str) -> str:
+    """The search's summary (``SUMMARY`` artifact): a headline (best, dense and uniform
+    test accuracy, cost ratio), what was searched, every policy's figures and what it
+    found; ``model_name`` is the logged MLflow model's."""
     s = result.summary()
     tuned = f" after {result.finetune_steps} fine-tune steps" if result.finetune_steps else ""
     recovered = bool(result.finetune_epochs)
@@ -933,7 +946,16 @@ def summary_markdown(config: SearchConfig, result: SearchResult) -> str:
             "|---|---|---|---|---|",
             *(f"| {n} | {h:.4f} | {t:.4f} | {c:.4f} | {d:.4f} |" for n, h, t, c, d, _ in rows),
         ]
+    after = "recovered" if recovered else ("fine-tuned" if result.finetune_steps else "pruned")
+    headline = (
+        f"**Best: test {100 * s['best_test_accuracy']:.2f}% ({after}) at cost ratio "
+        f"{s['best_cost_ratio']:.3f}** ({result.metric}) · dense "
+        f"{100 * s['dense_test_accuracy']:.2f}% · uniform {100 * s['uniform_test_accuracy']:.2f}% "
+        f"at {s['uniform_cost_ratio']:.3f}"
+    )
     lines = [
+        headline,
+        "",
         f"**{config.task.scheme}** pruning of **{config.task.model}** for "
         f"**{config.task.hardware}**, {result.metric} budget **{config.budget:g}** of dense; "
         f"{config.agent}, {result.episodes} episodes, seed {config.seed}. "
@@ -953,9 +975,25 @@ def summary_markdown(config: SearchConfig, result: SearchResult) -> str:
             if result.refined_episodes
             else "."
         )
-        + " Plots: `plots/`; the pruned model: `model` (MLflow) and `pruned_model/` (export).",
+        + f" Plots: `plots/`; the pruned model: `{model_name}` (MLflow) and "
+        "`pruned_model/` (export).",
     ]
     return "\n".join(lines)
+
+
+def run_description(config: SearchConfig, result: SearchResult, summary: str) -> str:
+    """The run's description in the MLflow UI: the headline of ``summary`` (best, dense
+    and uniform test accuracy, cost ratio) over the compact search curve. The UI shows
+    about 100 px of a description and fades and folds the rest behind "Show more", so it
+    holds only what fits there; the full table is the ``SUMMARY`` artifact (the run's
+    name and parameters say what was searched)."""
+    curve = f"get-artifact?path={plots.COMPACT_CURVE}&run_uuid={result.run_id}"
+    return "\n".join(
+        [
+            f"{summary.split(chr(10), 1)[0]} · every policy: `{SUMMARY}`",
+            f"![holdout accuracy per episode, best so far, dense and uniform]({curve})",
+        ]
+    )
 
 
 def _save_interrupted(
@@ -1005,6 +1043,24 @@ def fine_tune_label(config: SearchConfig) -> str:
     return "no: BatchNorm re-estimated only"
 
 
+#: Images of each split logged as a dataset input (MLflow digests the first 10,000 rows).
+DATASET_ROWS = 10_000
+
+
+def _log_data(run: Any, workload: Any) -> None:
+    """The holdout (the search scores on it) and test (the final figures) splits as MLflow
+    dataset inputs, named after the data source."""
+    from envs.evaluation import dataset_tensors
+
+    provenance = str(workload.meta.get("data", workload.name))
+    name = provenance.split(":")[0]
+    for context, split in (("holdout", workload.holdout), ("test", workload.test)):
+        x, y = dataset_tensors(split, limit=DATASET_ROWS)
+        run.log_dataset(
+            x.numpy(), y.numpy(), name=f"{name}-{context}", context=context, provenance=provenance
+        )
+
+
 def _log_plots(
     run: Any,
     recorder: EpisodeRecorder,
@@ -1034,6 +1090,16 @@ def _log_plots(
         refine_from=len(acc) - refined if refined else None,
     )
     run.log_figure(fig, "plots/search_curve.png")
+    plots.close(fig)
+    fig = plots.compact_curve(
+        acc,
+        running,
+        references={
+            "dense": float(uniform_info["dense_holdout"]),
+            "uniform": float(uniform_info["accuracy"]),
+        },
+    )
+    run.log_figure(fig, plots.COMPACT_CURVE)
     plots.close(fig)
     fig = plots.policy_bars(
         {"best": best.densities, "uniform": uniform_info["densities"]}, title=title

@@ -59,7 +59,9 @@ def test_finetune_of_a_run_keeps_the_structure_and_logs_before_and_after(searche
             assert not bool(((weight == 0) & (tuned[name] != 0)).any()), name
             changed += int(not torch.equal(tuned[name], weight))
     assert changed > 0  # it did train
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    uri = res.output.split("MLflow model:")[1].split()[0]
+    assert uri == f"runs:/{run_id}/digits-cnn-balanced-accel-kang-16"  # says what it is
+    model = mlflow.pyfunc.load_model(uri)
     assert model.predict(torch.rand(3, 1, 8, 8).numpy()).shape == (3,)
 
 

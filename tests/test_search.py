@@ -244,7 +244,7 @@ def test_cli_search_from_a_config_file_with_a_flag_overriding_it(tmp_path):
 @pytest.mark.slow
 def test_logged_model_predicts_raw_images_at_the_recorded_accuracy(finished):
     _, result, _ = finished
-    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    model = mlflow.pyfunc.load_model(f"{result.model_uri}")
     test = get_workload("digits-cnn").test
     raw = test.raw(len(test))
     assert raw.shape[1:] == (1, 8, 8)  # the dataset's own images, not the 16x16 input
@@ -282,8 +282,16 @@ def test_run_opens_as_model_training_with_its_summary_and_dense_reference(finish
     experiment = mlflow.tracking.MlflowClient().get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.info.run_name.endswith(f"-s{config.seed}")
+    # The description is what the UI shows unfolded: headline figures and the curve.
     note = run.data.tags["mlflow.note.content"]
-    assert f"{result.best_test_accuracy:.4f}" in note and "| dense |" in note
+    assert note.startswith(f"**Best: test {100 * result.best_test_accuracy:.2f}% (pruned)")
+    assert f"dense {100 * result.dense_test_accuracy:.2f}%" in note
+    assert f"uniform {100 * result.uniform_test_accuracy:.2f}%" in note
+    assert f"get-artifact?path=plots/search_curve_small.png&run_uuid={result.run_id}" in note
+    assert len(note.splitlines()) == 2  # fits the UI's ~100 px before "Show more"
+    summary = mlflow.artifacts.load_text(f"runs:/{result.run_id}/summary.md")
+    assert f"{result.best_test_accuracy:.4f}" in summary and "| dense |" in summary
+    assert note.startswith(summary.splitlines()[0])
     assert run.data.metrics["dense/holdout_accuracy"] == pytest.approx(
         result.dense_holdout_accuracy
     )

@@ -10,6 +10,9 @@ matplotlib.use("Agg")  # headless: figures only go to files
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+#: Where a search logs ``compact_curve`` (its description shows it by this path).
+COMPACT_CURVE = "plots/search_curve_small.png"
+
 
 def search_curve(
     accuracy: Sequence[float],
@@ -46,6 +49,35 @@ def search_curve(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
+    return fig
+
+
+def compact_curve(
+    accuracy: Sequence[float],
+    best: Sequence[float],
+    *,
+    references: Mapping[str, float] | None = None,
+) -> Figure:
+    """The search curve at 512 x 60 pixels, for the run's description: the MLflow UI
+    shows a description's first 100 pixels before "Show more", so the headline and this
+    strip are what a person sees on opening the run."""
+    fig, ax = plt.subplots(figsize=(6.4, 0.75), dpi=80)
+    ax.plot(accuracy, ".", ms=2, alpha=0.4, color="tab:blue", label="episode")
+    ax.plot(best, "-", lw=1.8, color="tab:orange", label="best feasible")
+    styles = iter(("tab:green", "tab:red", "tab:purple", "tab:gray"))
+    for label, value in (references or {}).items():
+        ax.axhline(value, ls="--", lw=1, color=next(styles), label=f"{label} {value:.3f}")
+    shown = [v for v in best if v == v] + list((references or {}).values())
+    if shown and accuracy:
+        low = min(min(shown), sorted(accuracy)[len(accuracy) // 4])
+        high = max(max(shown), max(accuracy))
+        pad = max(0.005, 0.08 * (high - low))
+        ax.set_ylim(low - pad, min(1.0, high + pad) + pad / 4)
+    ax.tick_params(labelsize=7)
+    ax.set_ylabel("holdout", fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="lower right", ncol=4, frameon=False)
+    fig.tight_layout(pad=0.3)
     return fig
 
 

@@ -266,7 +266,7 @@ class SearchRun:
         export_dir: str | os.PathLike[str],
         *,
         input_example: Any,
-        name: str = "model",
+        name: str,
         register_as: str | None = None,
         tags: Mapping[str, Any] | None = None,
     ) -> str:
@@ -288,6 +288,10 @@ class SearchRun:
         )
 
         info = self._log_pyfunc(example, signature, export_dir, name, tags)
+        if tags:  # the UI's model pages show this tag as the model's description
+            mlflow.set_logged_model_tags(
+                info.model_id, {"mlflow.note.content": version_description(tags)}
+            )
         if register_as is not None:
             version = mlflow.register_model(info.model_uri, register_as, tags=dict(tags or {}))
             mlflow.tracking.MlflowClient().update_model_version(
@@ -315,6 +319,18 @@ class SearchRun:
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "mlflow"],
             metadata={"hwprune": dict(tags or {})},
         )
+
+    def log_dataset(
+        self, features: Any, targets: Any, *, name: str, context: str, provenance: str
+    ) -> None:
+        """One split as an MLflow dataset input (name, digest, shapes, ``context``: what
+        the run used it for); ``provenance`` (the data source string) is its source."""
+        import mlflow.data
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        source = CodeDatasetSource({"hwprune.data": provenance})
+        dataset = mlflow.data.from_numpy(features, targets=targets, source=source, name=name)
+        mlflow.log_input(dataset, context=context)
 
     def set_description(self, markdown: str) -> None:
         """The run's description (the MLflow UI shows it on the run's overview)."""

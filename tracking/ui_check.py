@@ -21,6 +21,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from tracking.plots import COMPACT_CURVE
+
 #: MLflow 3's UI shows an experiment as GenAI (traces, "Evaluation runs") or as model
 #: training by a UI-wide toggle kept in the browser (``mlflow.workflowType`` in local
 #: storage, GenAI by default); this URL parameter selects model training.
@@ -145,9 +147,30 @@ def check(store_uri: str, run_id: str, out_dir: Path) -> dict[str, object]:
             url = base + route.format(eid=eid, rid=run_id)
             report["screens"][name] = str(screenshot(url, out_dir / f"{name}.png"))
         dom = rendered_text(base + PAGES["run"].format(eid=eid, rid=run_id))
+        curve = base + f"get-artifact?path={COMPACT_CURVE}&run_uuid={run_id}"
+        with urllib.request.urlopen(curve, timeout=10) as resp:
+            report["curve_served"] = resp.read(8) == b"\x89PNG\r\n\x1a\n"
     report["missing_metrics"] = [m for m in KEY_METRICS if m not in dom]
-    report["shows_description"] = "uniform" in dom and "dense" in dom
+    report["first_screen"] = first_screen(dom, run_id)
+    models = client.search_logged_models(experiment_ids=[eid])
+    mine = [m for m in models if m.source_run_id == run_id]
+    report["logged_models"] = {m.name: m.tags.get("mlflow.note.content", "") for m in mine}
     return report
+
+
+def first_screen(dom: str, run_id: str) -> dict[str, bool]:
+    """What the run's overview shows unfolded (the description's first 150 px: MLflow
+    folds the rest behind "Show more"): the headline, the compact curve, no fold; and the
+    logged data sets."""
+    return {
+        "headline (best test, cost ratio, dense, uniform)": all(
+            part in dom for part in ("Best: test", "at cost ratio", "dense", "uniform")
+        ),
+        "search curve": f"{COMPACT_CURVE}&amp;run_uuid={run_id}" in dom
+        or f"{COMPACT_CURVE}&run_uuid={run_id}" in dom,
+        "description unfolded": "Show more" not in dom,
+        "data sets": "-holdout" in dom,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,13 +195,24 @@ def main(argv: list[str] | None = None) -> None:
     report = check(store, run_id, args.out.resolve() / "screens")
     for name, path in report["screens"].items():
         print(f"{name:<11} {path}")
+    for what, shown in report["first_screen"].items():
+        print(f"first screen shows {what}: {shown}")
+    print(f"description's curve served as PNG: {report['curve_served']}")
+    for name, description in report["logged_models"].items():
+        print(f"logged model {name}: {description or '(no description)'}")
     missing = report["missing_metrics"]
     print(
         f"run page shows {len(KEY_METRICS) - len(missing)}/{len(KEY_METRICS)} key metrics", end=""
     )
     print(f" (missing: {', '.join(missing)})" if missing else "")
-    print(f"run page shows the summary description: {report['shows_description']}")
-    if missing or not report["shows_description"]:
+    failed = (
+        missing
+        or not all(report["first_screen"].values())
+        or not report["curve_served"]
+        or not all(report["logged_models"].values())
+        or not report["logged_models"]
+    )
+    if failed:
         sys.exit(1)
 
 

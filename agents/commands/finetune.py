@@ -72,6 +72,8 @@ def finetune_command(
     table.add_row("after (BatchNorm re-estimated)", f"{result.after:.4f}")
     console.print(table)
     console.print(f"MLflow run id: [bold]{result.run_id}[/] (child of the search run)")
+    if result.model_uri is not None:
+        console.print(f"MLflow model: {result.model_uri}", markup=False)
     if result.export_dir is not None:
         console.print(f"exported fine-tuned model: {result.export_dir}")
 
