@@ -516,8 +516,9 @@ def run_search(
     ``resume`` (``load_resume``) continues a run: the agent replays the episodes of the
     run's journal from their recorded scores (same seed, same choices, no evaluation),
     then searches on; the result is the one the uninterrupted search would have given.
-    The best pruned model is logged as an MLflow pyfunc model (``runs:/RUN_ID/model``:
-    raw images in, classes out) and, with ``register``, registered under that name.
+    The best pruned model is logged as an MLflow pyfunc model
+    (``runs:/RUN_ID/WORKLOAD-SCHEME-HARDWARE``: raw images in, classes out) and, with
+    ``register``, registered under that name.
     """
     if config.budgets is not None:
         raise ValueError("a search over a budget range runs with agents.frontier.run_frontier")
