@@ -571,10 +571,11 @@ def run_kind(
 ) -> Any:
     """The one search skeleton: check, build, start the run, search, finish (``kind``)."""
     check_outputs(kind.export_dir)
+    if resume is None:  # before the store: a new store's creation takes seconds
+        check_budget_before_training(config)
     check_store()  # unreachable, unwritable or corrupt: one clear error, before any work
     if resume is None:
         check_experiment(config.experiment)
-        check_budget_before_training(config)
     with torch_threads(config.threads), signals_interrupt():
         return _run(config, kind, command=command, progress=progress, resume=resume)
 
