@@ -179,6 +179,13 @@ def table() -> dict[str, Any]:
         key, path = source_key(), table_path()
         _table = _read(path, key)
         if _table is None:
+            if sys.stderr.isatty():  # a person waits: say why (not in logs or pipes)
+                print(
+                    "indexing hwprune's models, schemes, hardware and agents (once per "
+                    "install or change of its modules; about 10 s) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
             _table = build_table()
             _write(path, key, _table)
     return _table
