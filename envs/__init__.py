@@ -6,10 +6,10 @@ hardware="accel-kang-16", budget=0.5)`` builds a ``LayerPruneEnv``.
 
 import gymnasium as gym
 
-from envs.factory import ENV_ID, make_env, make_proxy, make_task, validate_names
+from envs.factory import ENV_ID, make_env, make_proxy, make_task
 from envs.layer_prune_env import OBSERVATION_FEATURES, REWARD_FORMS, LayerPruneEnv
 from envs.proxy import PROXIES, AccuracyProxy
-from envs.spec import TASK_FIELDS, TaskSpec
+from envs.spec import TASK_FIELDS, TaskSpec, validate_names
 from envs.task import Decision, PruningTask, build_task
 from envs.workload import WORKLOADS, Workload
 

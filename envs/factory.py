@@ -7,12 +7,12 @@ from functools import lru_cache
 from typing import Any
 
 from envs.layer_prune_env import LayerPruneEnv
-from envs.proxy import PROXIES, AccuracyProxy
-from envs.spec import TASK_FIELDS, TaskSpec
+from envs.proxy import AccuracyProxy
+from envs.spec import TASK_FIELDS, TaskSpec, validate_names
 from envs.task import PruningTask, build_task
-from envs.workload import WORKLOADS, Workload
-from hwmodels import HARDWARE, get_hardware, resolve_metric
-from pruning import SCHEMES, get_scheme
+from envs.workload import Workload
+from hwmodels import get_hardware, resolve_metric
+from pruning import get_scheme
 
 ENV_ID = "hwprune/LayerPrune-v0"
 
@@ -28,30 +28,6 @@ def _frozen(d: dict[str, Any] | None) -> str:
 
 def _thawed(key: str) -> dict[str, Any]:
     return json.loads(key)
-
-
-def validate_names(
-    *,
-    model: str | None = None,
-    scheme: str | None = None,
-    hardware: str | None = None,
-    metric: str | None = None,
-    proxy: str | None = None,
-) -> None:
-    """Raise ``KeyError``/``ValueError`` naming the valid choices, before any long work."""
-    import envs.proxies  # noqa: F401  registers the proxies
-    import envs.workloads  # noqa: F401  registers the workloads
-
-    if model is not None:
-        WORKLOADS.check(model)
-    if scheme is not None:
-        SCHEMES.check(scheme)
-    if hardware is not None:
-        HARDWARE.check(hardware)
-    if metric is not None:
-        resolve_metric(metric)
-    if proxy is not None:
-        PROXIES.check(proxy)
 
 
 @lru_cache(maxsize=8)

@@ -43,7 +43,6 @@ class TaskSpec:
     def validate(self) -> None:
         """``KeyError``/``ValueError`` naming the bad value and the valid choices
         (``FileNotFoundError`` for a missing checkpoint); cheap: no model is built."""
-        from envs.factory import validate_names
         from hwmodels import get_hardware
         from pruning.base import check_scheme_params, get_scheme
 
@@ -67,3 +66,31 @@ class TaskSpec:
 
 #: Field names of ``TaskSpec`` (what ``gym.make`` keywords may carry for the task).
 TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TaskSpec))
+
+
+def validate_names(
+    *,
+    model: str | None = None,
+    scheme: str | None = None,
+    hardware: str | None = None,
+    metric: str | None = None,
+    proxy: str | None = None,
+) -> None:
+    """Raise ``KeyError``/``ValueError`` naming the valid choices, before any long work."""
+    import envs.proxies  # noqa: F401  registers the proxies
+    import envs.workloads  # noqa: F401  registers the workloads
+    from envs.proxy import PROXIES
+    from envs.workload import WORKLOADS
+    from hwmodels import HARDWARE, resolve_metric
+    from pruning import SCHEMES
+
+    if model is not None:
+        WORKLOADS.check(model)
+    if scheme is not None:
+        SCHEMES.check(scheme)
+    if hardware is not None:
+        HARDWARE.check(hardware)
+    if metric is not None:
+        resolve_metric(metric)
+    if proxy is not None:
+        PROXIES.check(proxy)
