@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -38,6 +38,10 @@ class SearchAgent(ABC):
     name: ClassVar[str] = "abstract"
     #: The extra (``agents.extras``) whose packages the agent needs; None: none.
     extra: ClassVar[str | None] = None
+    #: Key -> type and range check (``check(key, value)`` returns the normalised value
+    #: or raises ``ValueError``) of the hyperparameters this agent reads from its YAML
+    #: file and overrides; keys without one are checked by the agent's constructor.
+    hyperparam_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {}
 
     def __init__(self, **hyperparams: Any) -> None:
         if self.extra is not None:
@@ -141,32 +145,10 @@ def _gradient_steps(name: str, value: Any) -> int:
         raise ValueError(f"{name} must be an integer >= 1 or -1, got {value!r}") from None
 
 
-def _sac_ent_coef(name: str, value: Any) -> Any:
-    """SAC's entropy coefficient: ``auto``, ``auto_<initial>`` or a number > 0."""
-    try:
-        if isinstance(value, str) and (value == "auto" or value.startswith("auto_")):
-            if value != "auto":
-                _positive(name, value.removeprefix("auto_"))
-            return value
-        return _positive(name, value)
-    except ValueError:
-        raise ValueError(
-            f"{name} must be auto, auto_<initial value> or a number > 0, got {value!r}"
-        ) from None
-
-
-def _sac_target_entropy(name: str, value: Any) -> Any:
-    if value == "auto":
-        return value
-    try:
-        return check_number(name, value, coerce=True)
-    except ValueError:
-        raise ValueError(f"{name} must be auto or a number, got {value!r}") from None
-
-
-# Type and range of each hyperparameter of the YAML files (``agents/hyperparams``), as the
-# learners use them (``agents/learners.py``). Keys of the Optuna samplers (``tpe``,
-# ``cmaes``) are checked by their agents' constructors.
+# Type and range of each hyperparameter the learners read from their YAML files
+# (``agents/hyperparams``); an agent class names the checks of its keys in
+# ``SearchAgent.hyperparam_checks`` (the learners: these; the Optuna samplers: none, their
+# constructors check their own keys).
 HYPERPARAM_CHECKS: dict[str, _Check] = {
     "learning_rate": _positive,
     "critic_learning_rate": _positive,
@@ -199,10 +181,6 @@ HYPERPARAM_CHECKS: dict[str, _Check] = {
     "max_grad_norm": _positive,
     "log_std_init": lambda name, value: check_number(name, value, coerce=True),
 }
-# Where one agent reads a key differently from the others.
-AGENT_HYPERPARAM_CHECKS: dict[str, dict[str, _Check]] = {
-    "sac": {"ent_coef": _sac_ent_coef, "target_entropy": _sac_target_entropy},
-}
 
 
 def check_hyperparams(agent: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -211,9 +189,7 @@ def check_hyperparams(agent: str, params: dict[str, Any]) -> dict[str, Any]:
     Raises ``ValueError`` naming the agent, the key, the bad value and the valid range,
     e.g. ``agent 'ddpg' hyperparameter gamma must be in [0, 1], got 5``.
     """
-    checks = {**HYPERPARAM_CHECKS, **AGENT_HYPERPARAM_CHECKS.get(agent, {})}
-    if agent in ("tpe", "cmaes"):
-        checks = {}  # the samplers' own keys, checked by their agents
+    checks = AGENTS.factory(agent).hyperparam_checks
     out = dict(params)
     for key, value in params.items():
         check = checks.get(key)

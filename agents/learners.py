@@ -30,8 +30,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from agents.base import AGENTS, EnvFactory, SearchAgent
+from agents.base import ACTION_RANGES, AGENTS, HYPERPARAM_CHECKS, EnvFactory, SearchAgent
 from agents.callbacks import RecorderCallback
+from agents.checks import check_number
 from agents.noise import DecayingNormalNoise
 from agents.recorder import EpisodeRecorder
 from agents.refine import check_refine_fraction, refine, refine_episodes
@@ -39,8 +40,6 @@ from agents.wrappers import MovingAverageBaseline
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
 from tracking.run import current_run_id
 from tracking.sb3_writer import MLflowOutputFormat, last_logged_step
-
-ACTION_RANGES: tuple[str, ...] = ("wall", "layer")
 
 _LO = OBSERVATION_FEATURES.index("min_density")
 _HI = OBSERVATION_FEATURES.index("max_density")
@@ -161,6 +160,29 @@ def _noise(hp: dict[str, Any], seed: int) -> DecayingNormalNoise | None:
     )
 
 
+def _sac_ent_coef(name: str, value: Any) -> Any:
+    """SAC's entropy coefficient: ``auto``, ``auto_<initial>`` or a number > 0."""
+    try:
+        if isinstance(value, str) and (value == "auto" or value.startswith("auto_")):
+            if value != "auto":
+                check_number(name, value.removeprefix("auto_"), low=0.0, low_open=True, coerce=True)
+            return value
+        return check_number(name, value, low=0.0, low_open=True, coerce=True)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be auto, auto_<initial value> or a number > 0, got {value!r}"
+        ) from None
+
+
+def _sac_target_entropy(name: str, value: Any) -> Any:
+    if value == "auto":
+        return value
+    try:
+        return check_number(name, value, coerce=True)
+    except ValueError:
+        raise ValueError(f"{name} must be auto or a number, got {value!r}") from None
+
+
 class SB3Agent(SearchAgent):
     """Shared search loop of the SB3 agents: build, learn until N episodes are recorded.
 
@@ -168,6 +190,7 @@ class SB3Agent(SearchAgent):
     then plays its deterministic policy (no exploration noise) at a given budget.
     """
 
+    hyperparam_checks = HYPERPARAM_CHECKS
     model: BaseAlgorithm | None = None
 
     def __init__(self, **hyperparams: Any) -> None:
@@ -349,6 +372,12 @@ class SACAgent(SB3Agent):
     episode length carry the terminal reward to every step."""
 
     name = "sac"
+    # SAC reads ent_coef as auto or a number, and has a target entropy.
+    hyperparam_checks = {
+        **HYPERPARAM_CHECKS,
+        "ent_coef": _sac_ent_coef,
+        "target_entropy": _sac_target_entropy,
+    }
 
     def build(self, venv: VecEnv, n_steps: int, episodes: int, seed: int) -> BaseAlgorithm:
         """SAC on ``venv``."""

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.base import AGENTS, EnvFactory, SearchAgent
-from agents.learners import ACTION_RANGES, WallRangeAction
+from agents.base import ACTION_RANGES, AGENTS, EnvFactory, SearchAgent
+from agents.learners import WallRangeAction
 from agents.recorder import EpisodeRecorder
 
 

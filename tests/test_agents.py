@@ -284,3 +284,16 @@ def test_optuna_agents_exploit_what_they_learn(name: str, task: PruningTask) -> 
     acc = [r.accuracy for r in recorder.history]
     assert len(acc) == 60
     assert sum(acc[-20:]) / 20 > sum(acc[:20]) / 20
+
+
+def test_an_agents_hyperparameter_checks_live_on_its_class(monkeypatch):
+    """check_hyperparams asks the agent's class (no list of agent names in it)."""
+    from agents.base import check_hyperparams
+    from agents.learners import SACAgent
+
+    assert check_hyperparams("sac", {"ent_coef": "auto_0.1"}) == {"ent_coef": "auto_0.1"}
+    with pytest.raises(ValueError, match="agent 'ddpg' hyperparameter gamma"):
+        check_hyperparams("ddpg", {"gamma": 5})
+    assert check_hyperparams("tpe", {"gamma": 5}) == {"gamma": 5}  # its constructor checks
+    monkeypatch.setattr(SACAgent, "hyperparam_checks", {"gamma": lambda key, value: 0.25})
+    assert check_hyperparams("sac", {"gamma": 1.0}) == {"gamma": 0.25}
