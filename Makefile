@@ -7,7 +7,7 @@ EXPORT_DIR ?= exported/digits-cnn
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: search test lint bench clean data browser ui-check mlflow-server mlflow-server-stop validate
+.PHONY: search test test-fast lint bench clean data browser ui-check mlflow-server mlflow-server-stop validate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ ui-check: $(STAMP) browser
 test: $(STAMP) data browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The fast tier: tests/unit (pure functions, tiny generated networks; no training, store,
+# server, Ray, PostgreSQL or browser), under a minute on 2 cores. `make test` runs all.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -61,6 +61,7 @@ def test_front_settings_are_checked_when_the_config_is_built() -> None:
         run_frontier(SearchConfig())
 
 
+@pytest.mark.slow
 def test_run_frontier_logs_front(monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end through MLflow, with the tiny task standing in for a named workload."""
     task = tiny_task()
