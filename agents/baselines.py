@@ -9,6 +9,7 @@ import numpy as np
 from agents.base import AGENTS, EnvFactory, SearchAgent
 from agents.recorder import EpisodeRecorder
 from envs import PruningTask
+from hwmodels import within_budget
 
 
 def uniform_choice(task: PruningTask, budget: float) -> list[int] | None:
@@ -21,7 +22,7 @@ def uniform_choice(task: PruningTask, budget: float) -> list[int] | None:
     candidates = np.unique(np.concatenate([d.levels for d in task.decisions]))[::-1]
     for density in candidates:
         choice = task.choice_for_densities({d.name: float(density) for d in task.decisions})
-        if task.cost_ratio(choice) <= budget + 1e-9:
+        if within_budget(task.cost_ratio(choice), budget):
             return choice
     return None
 
@@ -152,7 +153,7 @@ class GreedyAgent(SearchAgent):
         info = evaluate(current)
         acc, ratio = info["accuracy"], info["cost_ratio"]
         # Descent; the last evaluation is kept for a feasible fallback if it runs short.
-        while ratio > budget + 1e-9 and used < episodes - 1:
+        while not within_budget(ratio, budget) and used < episodes - 1:
             movable = [i for i, j in enumerate(current) if j > 0]
             if not movable:
                 break
@@ -175,25 +176,25 @@ class GreedyAgent(SearchAgent):
                 break
             _, current, info = best
             acc, ratio = info["accuracy"], info["cost_ratio"]
-        if ratio > budget + 1e-9 and used < episodes:
+        if not within_budget(ratio, budget) and used < episodes:
             # Out of rounds above budget: cap every decision at the densest shared density
             # that fits, keeping the descent's lower levels (a uniform cut of its result).
             for density in np.unique(np.concatenate([d.levels for d in task.decisions]))[::-1]:
                 capped = task.choice_for_densities({d.name: float(density) for d in task.decisions})
                 cand = [min(a, b) for a, b in zip(current, capped, strict=True)]
-                if task.cost_ratio(cand) <= budget + 1e-9:
+                if within_budget(task.cost_ratio(cand), budget):
                     current, info = cand, evaluate(cand)
                     acc, ratio = info["accuracy"], info["cost_ratio"]
                     break
         # Fill-up of budget left unused by the last (possibly large) step.
-        while ratio <= budget + 1e-9 and used < episodes:
+        while within_budget(ratio, budget) and used < episodes:
             best = None
             for i, j in enumerate(current):
                 if j == len(task.decisions[i].levels) - 1 or used >= episodes:
                     continue
                 cand = list(current)
                 cand[i] = j + 1
-                if task.cost_ratio(cand) > budget + 1e-9:
+                if not within_budget(task.cost_ratio(cand), budget):
                     continue  # cheap check on the cost tables; no evaluation spent
                 cinfo = evaluate(cand)
                 if cinfo["accuracy"] > acc and (best is None or cinfo["accuracy"] > best[1]):

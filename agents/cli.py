@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.commands.errors import OneLineUsageErrors, fail, set_debug
+from hwmodels import within_budget
 
 app = typer.Typer(
     cls=OneLineUsageErrors,
@@ -525,7 +526,7 @@ def _pick_front_point(run_id: str, front: dict[str, Any], budget: float | None) 
     budgets = ", ".join(f"{p['budget']:.3f}" for p in points)
     if budget is None:
         raise ValueError(f"run {run_id!r} is a front: pass --budget B (its points: {budgets})")
-    within = [p for p in points if p["budget"] <= budget + 1e-9]
+    within = [p for p in points if within_budget(p["budget"], budget)]
     if not within:
         raise ValueError(f"no point of the front within budget {budget:g}; points: {budgets}")
     return max(within, key=lambda p: p["budget"])["artifact_path"] + "/pruned_model"

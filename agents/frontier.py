@@ -30,6 +30,7 @@ from agents.learners import SB3Agent
 from agents.recorder import EpisodeRecord, EpisodeRecorder
 from agents.search import ResumeState, SearchConfig, SearchKind, run_kind
 from envs import LayerPruneEnv, PruningTask
+from hwmodels import within_budget
 from tracking import plots
 
 
@@ -71,7 +72,7 @@ def _best_within(history: list[EpisodeRecord], budget: float) -> EpisodeRecord |
     """Most accurate recorded episode whose cost is within ``budget`` (cheaper breaks ties)."""
     best = None
     for rec in history:
-        if rec.cost_ratio <= budget + 1e-9 and (
+        if within_budget(rec.cost_ratio, budget) and (
             best is None or (rec.accuracy, -rec.cost_ratio) > (best.accuracy, -best.cost_ratio)
         ):
             best = rec
@@ -94,7 +95,7 @@ def frontier_points(
         policy = agent.policy_choice(env, budget=b) if isinstance(agent, SB3Agent) else None
         seen = _best_within(recorder.history, b)
         candidates = []
-        if policy is not None and policy["cost_ratio"] <= b + 1e-9:
+        if policy is not None and within_budget(policy["cost_ratio"], b):
             candidates.append(("policy", policy))
         if seen is not None:
             candidates.append(("episode", vars(seen)))

@@ -27,6 +27,7 @@ import numpy as np
 
 from agents.recorder import EpisodeRecorder
 from envs import LayerPruneEnv, PruningTask
+from hwmodels import BUDGET_TOLERANCE
 
 
 def check_refine_fraction(fraction: float) -> float:
@@ -51,7 +52,7 @@ def neighbours(
     base = [int(j) for j in choice]
     tops = task.dense_choice
     raisable = [i for i, j in enumerate(base) if j < tops[i]]
-    within = budget + 1e-9
+    within = budget + BUDGET_TOLERANCE
 
     for i in rng.permutation(raisable):
         cand = list(base)

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 from agents.search import SEARCH_FIELDS, SearchConfig, check_outputs
 from envs import TASK_FIELDS
+from hwmodels import within_budget
 from tracking import run_status, sweep_runs
 from tracking.sweep_runs import PARENT_TAG as PARENT_TAG  # the child runs' tag, re-exported
 from tracking.sweep_runs import prepare_experiment
@@ -431,7 +432,7 @@ def preflight(trials: Sequence[Trial]) -> None:
         key = json.dumps(config.task.as_dict(), sort_keys=True, default=str)
         if key not in least:
             least[key] = make_task(config.task, seed=config.seed).min_cost_ratio
-        if config.budget < least[key] - 1e-9:
+        if not within_budget(least[key], config.budget):
             raise ValueError(
                 f"trial {name}: budget {config.budget:g} is below the least achievable cost "
                 f"ratio {least[key]:.4f} for {config.task.scheme!r} on "

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from envs.proxy import AccuracyProxy
 from envs.task import PruningTask
+from hwmodels import BUDGET_TOLERANCE, within_budget
 
 REWARD_FORMS: tuple[str, ...] = ("accuracy", "accuracy-log-cost", "lagrangian")
 
@@ -142,7 +143,7 @@ class LayerPruneEnv(gym.Env):
         if not 0.0 < float(budget) <= 1.0:
             raise ValueError(f"budget {budget} is outside (0, 1]")
         least = self.task.min_cost_ratio
-        if budget < least - 1e-9:
+        if not within_budget(least, budget):
             raise ValueError(
                 f"budget {budget} is below the least achievable cost ratio {least:.4f} "
                 f"for {self.task.scheme.name!r} on {self.task.hardware.name!r} "
@@ -175,11 +176,11 @@ class LayerPruneEnv(gym.Env):
         charge, low, high = self._ledger.options(t, self._choice)
         if not self.budget_wall:
             return np.arange(len(charge)), charge
-        upper_ok = self._spent + charge + low <= self.budget + 1e-9
+        upper_ok = self._spent + charge + low <= self.budget + BUDGET_TOLERANCE
         allowed = np.flatnonzero(upper_ok)
         if allowed.size == 0:  # unreachable by construction; keep the cheapest level
             allowed = np.array([int(np.argmin(charge + low))])
-        lower_ok = self._spent + charge[allowed] + high[allowed] >= self.budget - 1e-9
+        lower_ok = self._spent + charge[allowed] + high[allowed] >= self.budget - BUDGET_TOLERANCE
         if lower_ok.any():
             allowed = allowed[lower_ok]
         return allowed, charge
@@ -292,6 +293,6 @@ class LayerPruneEnv(gym.Env):
             "choice": list(choice),
             "cost": cost.as_dict(),
             "budget": self.budget,
-            "within_budget": bool(ratio <= self.budget + 1e-9),
+            "within_budget": within_budget(ratio, self.budget),
             "reward": self._reward(acc, ratio),
         }

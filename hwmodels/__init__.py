@@ -5,7 +5,14 @@
 """
 
 from hwmodels.base import HARDWARE, INDEX_FORMATS, HardwareModel, get_hardware, list_hardware
-from hwmodels.cost import COST_METRICS, METRIC_ALIASES, Cost, resolve_metric
+from hwmodels.cost import (
+    BUDGET_TOLERANCE,
+    COST_METRICS,
+    METRIC_ALIASES,
+    Cost,
+    resolve_metric,
+    within_budget,
+)
 from hwmodels.layer import LayerSpec, unroll
 from hwmodels.registry import Registry
 
@@ -13,6 +20,8 @@ from hwmodels.registry import Registry
 from hwmodels import presets as _presets  # noqa: E402,F401  isort: skip
 
 __all__ = [
+    "BUDGET_TOLERANCE",
+    "within_budget",
     "COST_METRICS",
     "HARDWARE",
     "INDEX_FORMATS",

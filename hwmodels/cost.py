@@ -23,6 +23,17 @@ METRIC_ALIASES: dict[str, str] = {
 }
 
 
+#: Slack of every budget comparison: cost ratios are sums of float costs divided by the
+#: dense cost, so a policy exactly at its budget may sit a rounding error above it.
+BUDGET_TOLERANCE = 1e-9
+
+
+def within_budget(cost_ratio: float, budget: float) -> bool:
+    """Whether ``cost_ratio`` meets ``budget`` (up to ``BUDGET_TOLERANCE``): the one
+    budget test of the environment's wall, the agents, the baselines and the reports."""
+    return bool(cost_ratio <= budget + BUDGET_TOLERANCE)
+
+
 def resolve_metric(metric: str) -> str:
     """Map a metric name or alias to a ``Cost`` field; ``ValueError`` names the choices."""
     if metric in COST_METRICS:
