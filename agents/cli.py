@@ -368,21 +368,42 @@ def _search_front(
 
     done = 0 if resume is None else len(resume.records)
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
+    bars = [bar]
+
+    def recovery_bar(label: str, total: int) -> Any:
+        bars[-1].close()
+        bars.append(
+            tqdm(
+                total=total,
+                desc=f"recovery of {label} ({cfg.finetune_epochs} ep)",
+                unit="step",
+                disable=not progress,
+            )
+        )
+        return bars[-1].update
+
     try:
         result = run_frontier(
-            cfg, command=command, progress=bar.update, resume=resume, export_dir=export
+            cfg,
+            command=command,
+            progress=bar.update,
+            resume=resume,
+            export_dir=export,
+            recovery_progress=recovery_bar,
         )
     except SearchInterrupted as exc:
-        bar.close()
+        bars[-1].close()
         _report_interrupted(exc)
     except (KeyError, ValueError, FileExistsError) as exc:
-        bar.close()
+        bars[-1].close()
         _fail(exc)
     except (StoreFailure, JournalWriteError) as exc:  # a full disk, a lost server
-        bar.close()
+        bars[-1].close()
         fail(exc, code=1)
-    bar.close()
+    bars[-1].close()
     tuned = f" (+{cfg.finetune_steps} ft)" if cfg.finetune_steps else ""
+    if cfg.finetune_epochs:
+        tuned = f" (recovered {cfg.finetune_epochs} ep)"
     table = Table(title=f"{cfg.agent} front: {cfg.task.scheme} on {cfg.task.hardware}")
     for col in ("budget", "holdout", f"test{tuned}", "cost", "from", "uniform test", "u. cost"):
         table.add_column(col, justify="right")

@@ -6,7 +6,7 @@ import copy
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,38 @@ def recovered_model(
     recover(model, task.workload.train, recipe, teacher=task.workload.model, on_step=on_step)
     make_permanent(model).eval()
     return Recovered(model=model, before=before, after=test_accuracy(task, model))
+
+
+def delivered_models(
+    task: PruningTask,
+    choices: Mapping[str, Sequence[int]],
+    *,
+    finetune_steps: int = 0,
+    recipe: RecoveryRecipe | None = None,
+    seed: int = 0,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> dict[str, Recovered]:
+    """The model a search delivers for each labelled policy (``"best"``, ``"uniform"``,
+    a front point...): recovered by ``recipe`` when given (``before`` is its test accuracy
+    right after pruning; equal choices are recovered once), else pruned and fine-tuned
+    for ``finetune_steps`` (``before`` is NaN). ``after`` is the delivered model's test
+    accuracy. ``progress(label, total_steps)`` gives a per-step callback for recoveries."""
+    out: dict[str, Recovered] = {}
+    done: dict[tuple[int, ...], Recovered] = {}
+    for label, choice in choices.items():
+        key = tuple(int(c) for c in choice)
+        if key in done:
+            out[label] = done[key]
+            continue
+        if recipe is not None:
+            total = recipe.total_steps(len(task.workload.train))
+            step = None if progress is None else progress(label, total)
+            result = recovered_model(task, choice, recipe, on_step=step)
+        else:
+            model = pruned_model(task, choice, finetune_steps=finetune_steps, seed=seed)
+            result = Recovered(model, float("nan"), test_accuracy(task, model))
+        out[label] = done[key] = result
+    return out
 
 
 def test_accuracy(task: PruningTask, model: nn.Module) -> float:

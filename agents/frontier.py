@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from agents.baselines import uniform_choice
-from agents.finalize import log_pruned_model, pruned_model, test_accuracy
+from agents.finalize import delivered_models, log_pruned_model, recovery_recipe
 from agents.learners import SB3Agent
 from agents.recorder import EpisodeRecord, EpisodeRecorder
 from agents.search import ResumeState, SearchConfig, SearchKind, run_kind
@@ -133,6 +133,7 @@ def run_frontier(
     progress: Callable[[int], None] | None = None,
     resume: ResumeState | None = None,
     export_dir: str | Path | None = None,
+    recovery_progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> FrontierResult:
     """Train one budget-conditioned agent over ``config.budgets`` and log its front.
 
@@ -143,17 +144,20 @@ def run_frontier(
             ``config.episodes`` are the training episodes (budgets drawn uniformly from
             the range, one per episode), ``config.agent`` any registered agent (SB3
             agents add their deterministic policy to the front; baselines only their
-            episodes); ``config.finetune_steps`` fine-tune every point before its test.
+            episodes); ``config.finetune_steps`` fine-tune every point before its test,
+            ``config.finetune_epochs`` recover every point and its uniform policy.
         command: the command line, logged as ``command.txt``.
         progress: called with the number of episodes finished, as in ``run_search``.
         resume: continue an interrupted front run (``agents.search.load_resume``).
         export_dir: also write each point's pruned model to ``export_dir/b<budget>/``.
+        recovery_progress: as in ``run_search``; labels ``b<budget>`` and
+            ``b<budget> uniform``.
 
     Returns the MLflow run id, the front points and the number of training episodes.
     """
     if config.budgets is None:
         raise ValueError("run_frontier needs config.budgets (LOW, HIGH)")
-    kind = Front(export_dir=export_dir)
+    kind = Front(export_dir=export_dir, recovery_progress=recovery_progress)
     return run_kind(config, kind, command=command, progress=progress, resume=resume)
 
 
@@ -188,17 +192,29 @@ class Front(SearchKind):
         front = frontier_points(agent, env, recorder, grid)
         dense_test = float(task.workload.meta.get("test_accuracy", float("nan")))
         dense_holdout = env.score(task.dense_choice)
-        for i, p in enumerate(front):
-            model = pruned_model(
-                task, p.choice, finetune_steps=config.finetune_steps, seed=config.seed
+        recipe = None
+        if config.finetune_epochs:  # every point, and its uniform policy, recovered
+            recipe = recovery_recipe(
+                task, epochs=config.finetune_epochs, distill=config.distill, seed=config.seed
             )
-            p.test_accuracy = test_accuracy(task, model)
+            run.log_json(recipe.as_dict(), "recovery.json")
+        for i, p in enumerate(front):
             uni = uniform_choice(task, p.budget)
+            wanted = {f"b{p.budget:.3f}": p.choice}
             if uni is not None:
-                uniform_model = pruned_model(
-                    task, uni, finetune_steps=config.finetune_steps, seed=config.seed
-                )
-                p.uniform_test_accuracy = test_accuracy(task, uniform_model)
+                wanted[f"b{p.budget:.3f} uniform"] = uni
+            delivered = delivered_models(
+                task,
+                wanted,
+                finetune_steps=config.finetune_steps,
+                recipe=recipe,
+                seed=config.seed,
+                progress=self.recovery_progress,
+            )
+            point, *uniform = delivered.values()
+            model, p.test_accuracy = point.model, point.after
+            if uniform:
+                p.uniform_test_accuracy = uniform[0].after
             p.artifact_path = point_path(p.budget)
             policy = {
                 "model": config.task.model,
@@ -214,6 +230,9 @@ class Front(SearchKind):
                 "choice": p.choice,
                 "source": p.source,
             }
+            if recipe is not None:
+                policy["test_accuracy_before_recovery"] = point.before
+                policy["recovery_epochs"] = config.finetune_epochs
             log_pruned_model(
                 run,
                 task,
@@ -224,6 +243,7 @@ class Front(SearchKind):
                 if self.export_dir is None
                 else self.export_dir / f"b{p.budget:.3f}",
                 spec=config.task,
+                extra={"recovery": recipe.as_dict()} if recipe is not None else None,
                 artifact_path=f"{p.artifact_path}/pruned_model",
                 log_model=False,
             )
@@ -234,6 +254,8 @@ class Front(SearchKind):
                 "front/cost_ratio": p.cost_ratio,
                 "front/density": p.density,
             }
+            if recipe is not None:
+                metrics["front/test_accuracy_before_recovery"] = point.before
             if p.policy_accuracy is not None:
                 metrics["front/policy_accuracy"] = p.policy_accuracy
             if p.uniform_accuracy is not None:
@@ -256,6 +278,7 @@ class Front(SearchKind):
                 "budget_range": [low, high],
                 "episodes": recorder.episodes,
                 "finetune_steps": config.finetune_steps,
+                "recovery_epochs": config.finetune_epochs,
                 "points": [p.as_dict() for p in front],
             },
             "front.json",
@@ -268,6 +291,8 @@ def _log_front_plot(
     run: Any, config: SearchConfig, front: list[FrontPoint], dense_test: float
 ) -> None:
     tuned = f" after {config.finetune_steps} fine-tune steps" if config.finetune_steps else ""
+    if config.finetune_epochs:
+        tuned = f", recovered {config.finetune_epochs} epochs"
     series = {
         f"{config.agent} front (one agent)": (
             [p.cost_ratio for p in front],

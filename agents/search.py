@@ -17,13 +17,12 @@ import torch
 from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.finalize import (
+    delivered_models,
     log_pruned_model,
     logged_model_name,
     logged_model_uri,
     pruned_model,
-    recovered_model,
     recovery_recipe,
-    test_accuracy,
 )
 from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
 from agents.shortlist import check_shortlist, rescore, shortlist
@@ -257,12 +256,6 @@ class SearchConfig:
             )
         if self.distill and not self.finetune_epochs:
             raise ValueError("distill applies to recovery: pass finetune_epochs N (N >= 1)")
-        if self.finetune_epochs and self.budgets is not None:
-            raise ValueError(
-                f"finetune_epochs {self.finetune_epochs} recovers a fixed-budget search's "
-                "result; for a front (budgets LOW:HIGH) export a point and run "
-                "`hwprune finetune` on it"
-            )
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; valid choices: {', '.join(DEVICES)}")
         resolve_device(self.device)  # raises if CUDA is asked for but absent
@@ -533,8 +526,16 @@ class SearchKind(ABC):
     template methods of ``run_kind``, which owns everything they share (checks, the run,
     the config, the journal and recorder, the agent, interruption and resume)."""
 
-    def __init__(self, *, export_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        export_dir: str | Path | None = None,
+        recovery_progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    ) -> None:
         self.export_dir = None if export_dir is None else Path(export_dir)
+        #: ``recovery_progress(label, total_steps)``: a per-step callback for each
+        #: recovery (``config.finetune_epochs``), or None.
+        self.recovery_progress = recovery_progress
 
     @abstractmethod
     def run_name(self, config: SearchConfig) -> str:
@@ -707,9 +708,8 @@ class FixedBudget(SearchKind):
         register: str | None = None,
         recovery_progress: Callable[[str, int], Callable[[int], None]] | None = None,
     ) -> None:
-        super().__init__(export_dir=export_dir)
+        super().__init__(export_dir=export_dir, recovery_progress=recovery_progress)
         self.register = register
-        self.recovery_progress = recovery_progress
 
     def run_name(self, config: SearchConfig) -> str:
         """``ddpg-balanced-accel-kang-16-b0.5-s0``."""
@@ -783,34 +783,26 @@ def _finish(
     if config.shortlist:
         best = _shortlist_pick(run, task, recorder, config)
 
-    before = {"best": float("nan"), "uniform": float("nan")}
+    recipe = None
     if config.finetune_epochs:
         recipe = recovery_recipe(
             task, epochs=config.finetune_epochs, distill=config.distill, seed=config.seed
         )
         run.log_json(recipe.as_dict(), "recovery.json")
-        total = recipe.total_steps(len(task.workload.train))
-        models: dict[str, Any] = {}
-        for who, choice in (("best", best.choice), ("uniform", uniform)):
-            if who == "uniform" and list(uniform) == list(best.choice):
-                # The search's best is the uniform policy (a budget only it meets): the
-                # same network, recovered once.
-                models[who], before[who] = models["best"], before["best"]
-            else:
-                step = None if recovery_progress is None else recovery_progress(who, total)
-                rec = recovered_model(task, choice, recipe, on_step=step)
-                models[who], before[who] = rec.model, rec.before
-            run.log_metrics({f"{who}/test_accuracy_before_recovery": before[who]})
-        best_model, uniform_model = models["best"], models["uniform"]
-    else:
-        best_model = pruned_model(
-            task, best.choice, finetune_steps=config.finetune_steps, seed=config.seed
-        )
-        uniform_model = pruned_model(
-            task, uniform, finetune_steps=config.finetune_steps, seed=config.seed
-        )
-    best_test = test_accuracy(task, best_model)
-    uniform_test = test_accuracy(task, uniform_model)
+    # A best that is the uniform policy (a budget only it meets) is recovered once.
+    delivered = delivered_models(
+        task,
+        {"best": best.choice, "uniform": uniform},
+        finetune_steps=config.finetune_steps,
+        recipe=recipe,
+        seed=config.seed,
+        progress=recovery_progress,
+    )
+    before = {who: d.before for who, d in delivered.items()}
+    if recipe is not None:
+        run.log_metrics({f"{who}/test_accuracy_before_recovery": b for who, b in before.items()})
+    best_model = delivered["best"].model
+    best_test, uniform_test = delivered["best"].after, delivered["uniform"].after
     run.log_metrics(
         {
             "best/holdout_accuracy": best.accuracy,

@@ -118,6 +118,41 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
     assert "recovered: 2 epochs" in summary and "test acc, recovered (2 ep)" in summary
 
 
+@pytest.mark.slow
+def test_a_front_recovers_every_point_and_its_uniform_policy(tmp_path):
+    from agents.frontier import run_frontier
+
+    config = SearchConfig(
+        task=TaskSpec(scheme="unstructured", hardware="accel-kang-16"),
+        budgets=(0.3, 0.6),
+        points=2,
+        agent="random",
+        episodes=4,
+        finetune_epochs=1,
+        experiment="test-recovery",
+    )
+    calls = []
+
+    def progress_for(label: str, total: int):
+        calls.append(label)
+        return lambda _step: None
+
+    result = run_frontier(config, export_dir=tmp_path / "out", recovery_progress=progress_for)
+    assert set(calls) <= {"b0.300", "b0.300 uniform", "b0.600", "b0.600 uniform"}
+    assert {"b0.300", "b0.600"} <= set(calls)
+    front = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/front.json")
+    assert front["recovery_epochs"] == 1
+    history = mlflow.tracking.MlflowClient().get_metric_history(
+        result.run_id, "front/test_accuracy_before_recovery"
+    )
+    assert len(history) == 2
+    for p in result.points:
+        manifest = read_manifest(tmp_path / "out" / f"b{p.budget:.3f}")
+        assert manifest["recovery"]["epochs"] == 1
+        assert manifest["policy"]["test_accuracy"] == pytest.approx(p.test_accuracy)
+        assert manifest["policy"]["test_accuracy_before_recovery"] != p.test_accuracy
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -125,7 +160,6 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
         ({"finetune_epochs": 10**9}, "finetune_epochs must be an integer"),
         ({"distill": True}, "distill applies to recovery"),
         ({"finetune_epochs": 1, "finetune_steps": 5}, "pass one of them"),
-        ({"finetune_epochs": 1, "budgets": (0.3, 0.8)}, "for a front"),
     ],
 )
 def test_search_config_refuses_bad_recovery_settings(settings, message):
