@@ -11,7 +11,15 @@ import pytest
 
 from agents import SearchConfig, run_search
 from tracking.plots import COMPACT_CURVE
-from tracking.ui_check import KEY_METRICS, PAGES, chromium, first_screen, mlflow_ui, rendered_text
+from tracking.ui_check import (
+    KEY_METRICS,
+    PAGES,
+    chromium,
+    first_screen,
+    mlflow_ui,
+    rendered_text,
+    screenshot,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def test_server_serves_the_runs_figures_and_artifacts(served):
 
 @pytest.mark.slow
 @pytest.mark.skipif(chromium() is None, reason="no chromium (make ui-check installs it)")
-def test_browser_renders_the_run_page_with_its_key_metrics(served):
+def test_browser_renders_the_run_page_with_its_key_metrics(served, tmp_path):
     result, base = served
     run = _api(base, f"runs/get?run_id={result.run_id}")["run"]
     url = base + PAGES["run"].format(eid=run["info"]["experiment_id"], rid=result.run_id)
@@ -56,6 +64,8 @@ def test_browser_renders_the_run_page_with_its_key_metrics(served):
     for key in KEY_METRICS:
         assert key in dom
     assert "Model training" in dom and "uniform" in dom
+    shot = screenshot(url, tmp_path / "run.png")  # what a person sees on opening the link
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
     # The first screen: headline figures and the curve unfolded, the data sets, the model.
     shown = first_screen(dom, result.run_id)
     assert all(shown.values()), shown
