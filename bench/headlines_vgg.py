@@ -213,12 +213,26 @@ class Results:
         os.replace(tmp, self.path)
 
 
+def checkpoint_sha256() -> str | None:
+    """sha256 of the committed checkpoint the rows start from (None: a smoke workload
+    trained here)."""
+    from envs.workloads import CHECKPOINT_DIR, shipped_record
+
+    if not (CHECKPOINT_DIR / f"{WORKLOAD['model']}.json").is_file():
+        return None
+    return shipped_record(WORKLOAD["model"])["sha256"]
+
+
 def dense_control(res: Results, epochs: int) -> dict[str, Any]:
-    """The dense model fine-tuned for the same epochs (computed once, stored)."""
+    """The dense model fine-tuned for the same epochs (computed once per checkpoint)."""
     from agents.finalize import recovered_model, recovery_recipe
 
     stored = res.doc.get("dense")
-    if stored and stored.get("epochs") == epochs:
+    if (
+        stored
+        and stored.get("epochs") == epochs
+        and res.doc.get("checkpoint") == (checkpoint_sha256())
+    ):
         return stored
     task = _task(CLAIMS["pcnn"])
     t0 = time.perf_counter()
@@ -337,9 +351,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 1 <= args.epochs <= 50 or not 2 <= args.episodes <= 5000:
         p.error("--epochs must be in [1, 50] and --episodes in [2, 5000]")
-    for key, want in (("epochs", args.epochs), ("model", args.model)):
+    # Rows of another checkpoint (retrained) are not comparable: --redo measures anew.
+    current = (("epochs", args.epochs), ("model", args.model), ("checkpoint", checkpoint_sha256()))
+    for key, want in current:
         if res.doc.get(key, want) != want and not args.redo:
             p.error(f"{args.out} holds rows of {key} {res.doc[key]!r}: pass --redo or --out")
+    if res.doc.get("checkpoint") != checkpoint_sha256() and res.doc["rows"]:
+        # --redo on a new checkpoint: no row of the old one stays beside the new ones.
+        res.doc.update(rows=[], dense=None)
     import torch
 
     warnings.filterwarnings("ignore")
@@ -358,7 +377,13 @@ def main(argv: list[str] | None = None) -> int:
                 CLAIMS[name], dense, epochs=args.epochs, episodes=args.episodes, agent=args.agent
             )
         res.drop(name)
-        res.add(rows, epochs=args.epochs, model=WORKLOAD["model"], data=WORKLOAD["data"])
+        res.add(
+            rows,
+            epochs=args.epochs,
+            model=WORKLOAD["model"],
+            data=WORKLOAD["data"],
+            checkpoint=checkpoint_sha256(),
+        )
         print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print(table(res.doc))
     print(f"wrote {args.out}")
