@@ -306,10 +306,17 @@ def kang_claim(epochs: int) -> list[dict[str, Any]]:
 
 def table(doc: dict[str, Any]) -> str:
     """One line per row: the claim's figures against its target."""
-    dense = doc.get("dense", {})
+    dense = doc.get("dense") or {}
+    sha = doc.get("checkpoint")
+    if sha is None:
+        source = "a workload trained here"
+    elif sha == checkpoint_sha256():
+        source = f"the committed checkpoint (sha256 {sha[:12]})"
+    else:
+        source = f"a previous checkpoint (sha256 {sha[:12]}; --redo measures the committed one)"
     lines = [
-        f"{doc.get('model', '?')}, every network recovered {doc.get('epochs', '?')} epochs; "
-        "dense control "
+        f"{doc.get('model', '?')} from {source}, every network recovered "
+        f"{doc.get('epochs', '?')} epochs; dense control "
         f"{100 * dense.get('test', float('nan')):.2f}% (checkpoint "
         f"{100 * dense.get('checkpoint_test', float('nan')):.2f}%)",
         f"{'claim':6s} {'policy':9s} {'scheme':12s} {'weights':>8s} {'MACs':>6s} "
