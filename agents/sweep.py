@@ -44,7 +44,6 @@ from typing import Any, NamedTuple
 
 from agents.search import SEARCH_FIELDS, SearchConfig, check_outputs
 from envs import TASK_FIELDS
-from hwmodels import within_budget
 from tracking import run_status, sweep_runs
 from tracking.sweep_runs import PARENT_TAG as PARENT_TAG  # the child runs' tag, re-exported
 from tracking.sweep_runs import prepare_experiment
@@ -427,17 +426,15 @@ def preflight(trials: Sequence[Trial]) -> None:
     """
     from envs import make_task
 
-    least: dict[str, float] = {}
+    tasks: dict[str, Any] = {}
     for name, config, _ in trials:
         key = json.dumps(config.task.as_dict(), sort_keys=True, default=str)
-        if key not in least:
-            least[key] = make_task(config.task, seed=config.seed).min_cost_ratio
-        if not within_budget(least[key], config.budget):
-            raise ValueError(
-                f"trial {name}: budget {config.budget:g} is below the least achievable cost "
-                f"ratio {least[key]:.4f} for {config.task.scheme!r} on "
-                f"{config.task.hardware!r}; use a budget of at least {least[key]:.4f}"
-            )
+        if key not in tasks:
+            tasks[key] = make_task(config.task, seed=config.seed)
+        try:
+            tasks[key].check_budget(config.budget)
+        except ValueError as exc:
+            raise ValueError(f"trial {name}: {exc}") from None
 
 
 def check_local_resources(spec: SweepSpec, num_cpus: int | None) -> None:

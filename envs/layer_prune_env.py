@@ -140,15 +140,7 @@ class LayerPruneEnv(gym.Env):
 
     # -- validation ---------------------------------------------------------------------
     def _validate_budget(self, budget: float) -> None:
-        if not 0.0 < float(budget) <= 1.0:
-            raise ValueError(f"budget {budget} is outside (0, 1]")
-        least = self.task.min_cost_ratio
-        if not within_budget(least, budget):
-            raise ValueError(
-                f"budget {budget} is below the least achievable cost ratio {least:.4f} "
-                f"for {self.task.scheme.name!r} on {self.task.hardware.name!r} "
-                f"({self.task.metric}); use a budget of at least {least:.4f}"
-            )
+        self.task.check_budget(budget)
 
     # -- features -----------------------------------------------------------------------
     def _static_features(self) -> np.ndarray:

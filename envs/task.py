@@ -15,7 +15,7 @@ import torch
 
 from envs.ledger import CostLedger
 from envs.workload import Workload
-from hwmodels import Cost, HardwareModel, LayerSpec, resolve_metric
+from hwmodels import Cost, HardwareModel, LayerSpec, resolve_metric, within_budget
 from pruning import PruningScheme, inspect_model
 
 
@@ -165,6 +165,19 @@ class PruningTask:
     def dense_choice(self) -> tuple[int, ...]:
         """The choice that keeps every weight (each decision's last level, density 1)."""
         return tuple(len(d.levels) - 1 for d in self.decisions)
+
+    def check_budget(self, budget: float) -> None:
+        """``ValueError`` for a budget outside (0, 1] or below ``min_cost_ratio`` (the one
+        statement of that check: the environment and the sweep's preflight use it)."""
+        if not 0.0 < float(budget) <= 1.0:
+            raise ValueError(f"budget {budget} is outside (0, 1]")
+        least = self.min_cost_ratio
+        if not within_budget(least, budget):
+            raise ValueError(
+                f"budget {budget:g} is below the least achievable cost ratio {least:.4f} "
+                f"for {self.scheme.name!r} on {self.hardware.name!r} ({self.metric}); use "
+                f"a budget of at least {least:.4f}"
+            )
 
     def choice_for_densities(self, densities: dict[str, float]) -> list[int]:
         """Level indices realising per-layer ``densities``: each the highest level whose
