@@ -412,6 +412,8 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     }
     out["feasible_policies"], out["feasible_count"] = feasible_policies(task, cell["budget"])
     for method in cell["methods"]:
+        if hasattr(proxy, "new_search"):  # racing (int8 holdout): each search its own best
+            proxy.new_search()
         rec, secs = _search(
             task, proxy, method, budget=cell["budget"], episodes=cell["episodes"], seed=cell["seed"]
         )

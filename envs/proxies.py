@@ -370,6 +370,11 @@ class HoldoutProxy(_WorkingCopyProxy):
             self._best = max(self._best, correct / n)
         return correct / seen
 
+    def new_search(self) -> None:
+        """Forget racing's reference: a proxy reused for another search (a benchmark
+        scoring several methods with one proxy) races each against its own best only."""
+        self._best = -1.0
+
     def note_scores(self, scores: Iterable[float]) -> None:
         """Count scores this proxy returned before (a resumed search's journal) towards
         racing's reference: the best of them, as if just measured (a raced score is below

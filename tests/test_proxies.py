@@ -198,3 +198,7 @@ def test_racing_stops_scoring_a_clearly_worse_policy(
     assert resumed._best == fast._best
     resumed.evaluate(bad)
     assert resumed.last_images < n
+    # A new search on the same proxy (a benchmark's next method) races only against its own.
+    resumed.new_search()
+    resumed.evaluate(bad)
+    assert resumed.last_images == n
