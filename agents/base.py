@@ -22,8 +22,8 @@ from agents.checks import (
     memory_bytes,
 )
 from agents.recorder import EpisodeRecorder
+from core import Registry
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
-from hwmodels import Registry
 
 EnvFactory = Callable[[], LayerPruneEnv]
 

@@ -38,7 +38,7 @@ SECTIONS: Mapping[str, str] = {
     "agents": "agent",
 }
 #: The packages whose modules register names (the table's key covers every module).
-PACKAGES = ("agents", "envs", "hwmodels", "pruning")
+PACKAGES = ("agents", "core", "envs", "hwmodels", "pruning")
 #: Bump when the table's layout changes.
 FORMAT = 2
 #: The module whose import registers each section's entries, and how to reach the
@@ -210,23 +210,14 @@ def names(section: str) -> dict[str, str]:
     return table()["sections"][section]
 
 
-def _unknown(kind: str, name: str, choices: Iterable[str]) -> KeyError:
-    """``hwmodels.registry.unknown_name``'s message, word for word (tests/test_catalog.py
-    checks it), without importing ``hwmodels``, which loads numpy."""
-    import difflib
-
-    choices = list(choices)
-    close = difflib.get_close_matches(name, choices, n=3)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    return KeyError(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(choices)}")
-
-
 def check_name(section: str, name: str) -> str:
     """``name`` if ``section`` has it, else the registry's own ``KeyError`` (did you
     mean, valid choices)."""
     choices = names(section)
     if name not in choices:
-        raise _unknown(SECTIONS[section], name, choices)
+        from core.registry import unknown_name  # stdlib only: no numpy, no torch
+
+        raise unknown_name(SECTIONS[section], name, choices)
     return name
 
 

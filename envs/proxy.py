@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import torch
 
+from core import Registry
 from envs.workload import Workload
-from hwmodels import Registry
 
 
 class AccuracyProxy(ABC):

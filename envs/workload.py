@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from hwmodels import Registry
+from core import Registry
 
 
 @dataclass

@@ -14,7 +14,6 @@ from hwmodels.cost import (
     within_budget,
 )
 from hwmodels.layer import LayerSpec, unroll
-from hwmodels.registry import Registry
 
 # Importing the model modules registers their presets.
 from hwmodels import presets as _presets  # noqa: E402,F401  isort: skip
@@ -29,7 +28,6 @@ __all__ = [
     "Cost",
     "HardwareModel",
     "LayerSpec",
-    "Registry",
     "get_hardware",
     "list_hardware",
     "resolve_metric",

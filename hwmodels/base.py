@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from core.registry import Registry
 from hwmodels.cost import Cost
 from hwmodels.layer import LayerSpec
-from hwmodels.registry import Registry
 
 # How the non-zeros of a sparse layer are located; the hardware charges the metadata
 # bits of the format in storage, traffic and energy. A pruning scheme names the format

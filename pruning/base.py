@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwmodels import HardwareModel, LayerSpec, Registry
+from core import Registry
+from hwmodels import HardwareModel, LayerSpec
 
 
 class PruningScheme(ABC):

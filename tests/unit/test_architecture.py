@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("agents", "envs", "hwmodels", "pruning", "tracking")
+PACKAGES = ("agents", "core", "envs", "hwmodels", "pruning", "tracking")
 
 
 def _modules() -> dict[str, Path]:

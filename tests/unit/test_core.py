@@ -7,7 +7,8 @@ import torch
 import torchvision
 from torch import nn
 
-from hwmodels import Cost, LayerSpec, Registry, resolve_metric, unroll
+from core import Registry
+from hwmodels import Cost, LayerSpec, resolve_metric, unroll
 from pruning import MaskSwitcher, apply_masks, inspect_model, make_permanent
 from tests.conftest import tiny_cnn
 
