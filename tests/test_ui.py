@@ -10,8 +10,7 @@ import mlflow
 import pytest
 
 from agents import SearchConfig, run_search
-from tracking.plots import COMPACT_CURVE
-from tracking.ui_check import (
+from agents.ui_check import (
     KEY_METRICS,
     PAGES,
     chromium,
@@ -20,6 +19,7 @@ from tracking.ui_check import (
     rendered_text,
     screenshot,
 )
+from tracking.plots import COMPACT_CURVE
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """See a search the way a user does: the MLflow UI in a real (headless) browser.
 
-``make ui-check`` (``python -m tracking.ui_check``) runs a short search into a fresh store
+``make ui-check`` (``python -m agents.ui_check``) runs a short search into a fresh store
 under ``ui-check/`` (or takes ``--run RUN_ID`` from ``MLFLOW_TRACKING_URI``), starts
 ``mlflow ui`` on 127.0.0.1, opens the experiment, the run, its charts and its artifacts
 in Chromium, saves a screenshot of each under ``ui-check/screens/`` and checks that the
