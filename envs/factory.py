@@ -61,18 +61,19 @@ def least_cost_ratio_before_training(spec: TaskSpec) -> float:
             checkpoint=None if spec.checkpoint is None else str(spec.checkpoint),
             train=False,
         )
-    hw, sch = _hardware_and_scheme(
+    hw, sch = hardware_and_scheme(
         spec.hardware, spec.scheme, dict(spec.hardware_params), dict(spec.scheme_params)
     )
     metric = None if spec.metric is None else resolve_metric(spec.metric)
     return build_task(workload, sch, hw, metric=metric or hw.default_metric).min_cost_ratio
 
 
-def _hardware_and_scheme(
+def hardware_and_scheme(
     hardware: str, scheme: str, hw_params: dict[str, Any], sch_params: dict[str, Any]
 ) -> tuple[Any, Any]:
     """The hardware model and the scheme of a task: the scheme's structure defaults to the
-    hardware's, and the hardware charges the scheme's index format unless told one."""
+    hardware's, and the hardware charges the scheme's index format unless told one (the
+    one place that wiring is stated: tasks and ``hwprune cost`` use it)."""
     hw = get_hardware(hardware, **hw_params)
     sch = get_scheme(scheme, hardware=hw, **sch_params)
     if "index_format" in hw.describe() and "index_format" not in hw_params:
@@ -94,7 +95,7 @@ def _cached_task(
     hardware_params: str,
 ) -> PruningTask:
     workload = _cached_workload(model, data, checkpoint, seed, device)
-    hw, sch = _hardware_and_scheme(
+    hw, sch = hardware_and_scheme(
         hardware, scheme, _thawed(hardware_params), _thawed(scheme_params)
     )
     return build_task(workload, sch, hw, metric=metric or hw.default_metric)

@@ -14,7 +14,7 @@ from agents.checks import read_user_file
 from agents.commands.errors import fail
 
 if TYPE_CHECKING:
-    from hwmodels import HardwareModel, LayerSpec
+    from hwmodels import LayerSpec
 
 console = Console()
 
@@ -67,14 +67,6 @@ def _densities(data: Any, where: str) -> dict[str, float]:
     return out
 
 
-def _with_scheme_format(hw: HardwareModel, index_format: str) -> HardwareModel:
-    """The hardware charging the scheme's index format, where the model has one."""
-    try:
-        return hw.with_params(index_format=index_format)
-    except ValueError:
-        return hw  # this model charges no index metadata
-
-
 def compute_costs(
     *,
     model: str,
@@ -100,10 +92,12 @@ def compute_costs(
     if scheme is None and (density is not None or policy):
         raise ValueError("--density and --policy need a --scheme to build the masks")
     from envs import get_workload
-    from pruning import get_scheme, inspect_model
+    from envs.factory import hardware_and_scheme
+    from pruning import inspect_model
 
-    sch = get_scheme(scheme, hardware=hw) if scheme is not None else None
-    pruned_hw = _with_scheme_format(hw, sch.index_format) if sch is not None else hw
+    sch, pruned_hw = None, hw
+    if scheme is not None:  # the task's own wiring (structure and index format)
+        pruned_hw, sch = hardware_and_scheme(hardware, scheme, {}, {})
     workload = get_workload(model)
     layers = inspect_model(workload.model, workload.example_input)
     policy = dict(policy or {})
