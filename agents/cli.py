@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.commands.errors import OneLineUsageErrors, fail, set_debug
+from core import defaults
 from hwmodels import within_budget
 
 app = typer.Typer(
@@ -82,18 +83,20 @@ def _check_config_option(value: Path | None) -> Path | None:
 @app.command()
 def search(
     ctx: typer.Context,
-    model: str = typer.Option("digits-cnn", help="Workload (see `hwprune list`)."),
-    scheme: str = typer.Option("balanced", help="Pruning scheme."),
-    hardware: str = typer.Option("accel-kang-16", help="Hardware preset."),
+    model: str = typer.Option(defaults.MODEL, help="Workload (see `hwprune list`)."),
+    scheme: str = typer.Option(defaults.SCHEME, help="Pruning scheme."),
+    hardware: str = typer.Option(defaults.HARDWARE, help="Hardware preset."),
     metric: str = typer.Option(
         None,
         help="Budgeted cost: latency|energy|area|resources|memory|cycles (default: the "
         "hardware's own: latency; resources (crossbars) for reram-*; cycles (kept MACs) "
         "for flops).",
     ),
-    budget: float = typer.Option(0.5, help="Target cost ratio vs the dense network, in (0, 1]."),
-    agent: str = typer.Option("ddpg", help="Agent or baseline."),
-    episodes: int = typer.Option(300, help="Evaluated episodes."),
+    budget: float = typer.Option(
+        defaults.BUDGET, help="Target cost ratio vs the dense network, in (0, 1]."
+    ),
+    agent: str = typer.Option(defaults.AGENT, help="Agent or baseline."),
+    episodes: int = typer.Option(defaults.EPISODES, help="Evaluated episodes."),
     seed: int = typer.Option(0, help="Random seed (same seed, same search)."),
     experiment: str = typer.Option("hwprune", help="MLflow experiment."),
     proxy: str = typer.Option(

@@ -26,6 +26,7 @@ from agents.finalize import (
 )
 from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
 from agents.shortlist import check_shortlist, rescore, shortlist
+from core import defaults
 from envs import (
     REWARD_FORMS,
     TASK_FIELDS,
@@ -108,12 +109,12 @@ class SearchConfig:
     """
 
     task: TaskSpec = field(default_factory=TaskSpec)
-    budget: float = 0.5
+    budget: float = defaults.BUDGET
     budgets: tuple[float, float] | None = None
     points: int = 6
-    agent: str = "ddpg"
+    agent: str = defaults.AGENT
     agent_params: dict[str, Any] = field(default_factory=dict)
-    episodes: int = 300
+    episodes: int = defaults.EPISODES
     seed: int = 0
     proxy: str | None = None
     proxy_params: dict[str, Any] = field(default_factory=dict)

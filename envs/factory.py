@@ -6,6 +6,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from core import defaults
 from envs.layer_prune_env import LayerPruneEnv
 from envs.proxy import AccuracyProxy
 from envs.spec import TASK_FIELDS, TaskSpec, validate_names
@@ -135,7 +136,7 @@ def make_env(
     task: PruningTask | TaskSpec | None = None,
     *,
     proxy: str | AccuracyProxy = "holdout",
-    budget: float = 0.5,
+    budget: float = defaults.BUDGET,
     budget_range: tuple[float, float] | None = None,
     reward: str = "accuracy",
     seed: int = 0,

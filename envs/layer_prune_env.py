@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from core import defaults
 from envs.proxy import AccuracyProxy
 from envs.task import PruningTask
 from hwmodels import BUDGET_TOLERANCE, within_budget
@@ -99,7 +100,7 @@ class LayerPruneEnv(gym.Env):
         task: PruningTask,
         proxy: AccuracyProxy,
         *,
-        budget: float = 0.5,
+        budget: float = defaults.BUDGET,
         budget_range: tuple[float, float] | None = None,
         reward: str = "accuracy",
         penalty: float = 2.0,

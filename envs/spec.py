@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import defaults
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -28,9 +30,9 @@ class TaskSpec:
         scheme_params / hardware_params: overrides of the registry parameters.
     """
 
-    model: str = "digits-cnn"
-    scheme: str = "balanced"
-    hardware: str = "accel-kang-16"
+    model: str = defaults.MODEL
+    scheme: str = defaults.SCHEME
+    hardware: str = defaults.HARDWARE
     metric: str | None = None
     data: str | None = None
     checkpoint: str | None = None

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from agents.checks import read_user_file
 from agents.commands.errors import fail
+from core import defaults
 
 if TYPE_CHECKING:
     from hwmodels import LayerSpec
@@ -206,10 +207,10 @@ def render(result: dict[str, Any], out: Console = console) -> None:
 def cost_command(
     ctx: typer.Context,
     model: str = typer.Option(
-        "digits-cnn", help="Workload (see `hwprune list`; default: the --policy file's)."
+        defaults.MODEL, help="Workload (see `hwprune list`; default: the --policy file's)."
     ),
     hardware: str = typer.Option(
-        "accel-kang-16", help="Hardware preset (default: the --policy file's)."
+        defaults.HARDWARE, help="Hardware preset (default: the --policy file's)."
     ),
     scheme: str | None = typer.Option(
         None, help="Pruning scheme of the masks (default: the --policy file's)."
