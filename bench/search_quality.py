@@ -766,7 +766,12 @@ def against(
     at least every baseline's, and the counts and means."""
 
     def label(cs: list[dict[str, Any]]) -> str:
-        return "/".join(sorted({str(c.get("proxy", ["?"])[0]) for c in cs}))
+        def one(proxy: Any) -> str:  # e.g. "holdout" or "holdout int8"
+            name, params = (list(proxy) + [{}])[:2] if isinstance(proxy, list) else (proxy, {})
+            precision = params.get("precision") if isinstance(params, dict) else None
+            return f"{name} {precision}" if precision else str(name)
+
+        return "/".join(sorted({one(c.get("proxy", ["?"])) for c in cs}))
 
     def keyed(cs: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
         return {(c["model"], c["scheme"], c["hardware"], c["budget"], c["seed"]): c for c in cs}
@@ -799,6 +804,30 @@ def against(
             f"{name:<15} {default} >= every baseline in {wins[name]}/{len(shared)}; "
             f"mean test: {mean}"
         )
+    if len(shared) >= 2:
+        # Paired on setting and seed: how far the first run's test accuracy moved from the
+        # second's, against the noise of one run (the spread of a setting over its seeds).
+        diffs = {m: [x - y for x, y in zip(*(means[n][m] for n in names), strict=True)]
+                 for m in methods}  # fmt: skip
+        lines.append(f"paired difference {names[0]} - {names[1]} (points, mean +- s.e.):")
+        lines.append(
+            "  "
+            + ", ".join(
+                f"{m} {statistics.fmean(d):+.2f} +- {statistics.stdev(d) / len(d) ** 0.5:.2f}"
+                for m, d in diffs.items()
+            )
+        )
+        spread = []
+        for key in {k[:4] for k in shared}:
+            for m in methods:
+                seeds = [100 * b[k]["methods"][m]["test"] for k in shared if k[:4] == key]
+                if len(seeds) >= 2 and statistics.stdev(seeds) > 0:  # seeded methods only
+                    spread.append(statistics.stdev(seeds))
+        if spread:
+            lines.append(
+                f"  seed-to-seed s.d. of a seeded method on one setting ({names[1]}): "
+                f"{statistics.fmean(spread):.2f} points on average"
+            )
     return "\n".join(lines)
 
 
