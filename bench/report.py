@@ -369,7 +369,22 @@ the scoring time but moved up to 8 of 1,000 predictions on resnet20: measured an
 The time depends on the machine (an earlier, faster machine of the same kind measured
 182.9 ms for fashion-cnn); the work does not. A search runs one torch thread per process
 by default (`--threads`): on a contended 2-core machine two threads made a digits
-`holdout` evaluation 40x slower (48 ms -> 2.2 s).""",
+`holdout` evaluation 40x slower (48 ms -> 2.2 s). No GPU was lent to this work, so
+`--device cuda` was not measured.""",
+            """\
+Does the cheaper evaluation change what searches find? The same two settings (fashion-cnn,
+balanced and unstructured on `accel-kang-16`, budget 0.5), 3 seeds, 100 episodes per
+method, each best policy tested after the same 100-step fine-tune, searched once with
+`precision=int8` and once with `precision=fp32` (`python bench/search_quality.py --models
+fashion-cnn --pairs balanced:accel-kang-16 unstructured:accel-kang-16 --budgets 0.5
+--seeds 3 --no-aware --workers 1 --episodes fashion-cnn=100 --finetune-seeds 1 --finetune
+100 --proxy holdout --proxy-param precision=P`; 1,053 s with int8 and 1,922 s with fp32,
+the two runs side by side on the shared machine). The default agent's figures did not
+move beyond their noise; greedy, one deterministic path, took another path on the
+balanced setting (one step's ranking changed) and ended 1.24 points lower there:""",
+            _search_quality(
+                "search_quality_precision_int8.json", against="search_quality_precision_fp32.json"
+            ),
         ],
     ),
     (
