@@ -983,9 +983,10 @@ def run_description(config: SearchConfig, result: SearchResult, summary: str) ->
     holds only what fits there; the full table is the ``SUMMARY`` artifact (the run's
     name and parameters say what was searched)."""
     curve = f"get-artifact?path={plots.COMPACT_CURVE}&run_uuid={result.run_id}"
+    headline = summary.splitlines()[0]
     return "\n".join(
         [
-            f"{summary.split(chr(10), 1)[0]} · every policy: `{SUMMARY}`",
+            f"{headline} · every policy: `{SUMMARY}`",
             f"![holdout accuracy per episode, best so far, dense and uniform]({curve})",
         ]
     )
