@@ -474,7 +474,7 @@ def _print_summary(cfg: Any, result: Any) -> None:
     console.print(f"episodes: {result.episodes}{refined}   best episode: {result.best.episode}")
     console.print(f"MLflow run id: [bold]{result.run_id}[/]")
     if result.model_uri is not None:
-        console.print(f"MLflow model: {result.model_uri}", markup=False)
+        console.print(f"MLflow model: {result.model_uri}", markup=False, soft_wrap=True)
     from tracking.query import ui_hint
     from tracking.sqlite_runs import tracking_uri
 

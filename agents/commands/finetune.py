@@ -73,7 +73,7 @@ def finetune_command(
     console.print(table)
     console.print(f"MLflow run id: [bold]{result.run_id}[/] (child of the search run)")
     if result.model_uri is not None:
-        console.print(f"MLflow model: {result.model_uri}", markup=False)
+        console.print(f"MLflow model: {result.model_uri}", markup=False, soft_wrap=True)
     if result.export_dir is not None:
         console.print(f"exported fine-tuned model: {result.export_dir}")
 
