@@ -249,17 +249,7 @@ def _run_and_report(
         if bars:
             bars[-1].close()
 
-    def recovery_bar(who: str, total: int) -> Any:
-        close_bar()
-        bars.append(
-            tqdm(
-                total=total,
-                desc=f"recovery of {who} ({cfg.finetune_epochs} ep)",
-                unit="step",
-                disable=not progress,
-            )
-        )
-        return bars[-1].update
+    recovery_bar = _recovery_bars(bars, cfg.finetune_epochs, progress)
 
     try:
         result = run_search(
@@ -354,6 +344,23 @@ def _parse_range(text: str) -> tuple[float, float]:
         raise ValueError(f"--budgets {text!r} is not LOW:HIGH (e.g. 0.3:0.8)") from None
 
 
+def _recovery_bars(bars: list[Any], epochs: int, progress: bool) -> Any:
+    """``recovery_progress`` for a search: each recovery closes the bar before it and
+    shows its own, per step, with its total (``bars`` holds them, the last one open)."""
+    from tqdm import tqdm
+
+    def recovery_bar(label: str, total: int) -> Any:
+        if bars:
+            bars[-1].close()
+        desc = f"recovery of {label} ({epochs} ep)"
+        bar = tqdm(total=total, desc=desc, unit="step", disable=not progress)
+        bars.append(bar)
+        # on_step gets the steps done so far (1, 2, ...), not an increment.
+        return lambda done: bar.update(done - bar.n)
+
+    return recovery_bar
+
+
 def _search_front(
     cfg: Any,
     command: str,
@@ -373,17 +380,7 @@ def _search_front(
     bar = tqdm(total=cfg.episodes, initial=done, desc="episodes", unit="ep", disable=not progress)
     bars = [bar]
 
-    def recovery_bar(label: str, total: int) -> Any:
-        bars[-1].close()
-        bars.append(
-            tqdm(
-                total=total,
-                desc=f"recovery of {label} ({cfg.finetune_epochs} ep)",
-                unit="step",
-                disable=not progress,
-            )
-        )
-        return bars[-1].update
+    recovery_bar = _recovery_bars(bars, cfg.finetune_epochs, progress)
 
     try:
         result = run_frontier(

@@ -72,3 +72,20 @@ def test_search_prints_the_link_of_its_own_store(monkeypatch):
     run_id = res.output.split("MLflow run id:")[1].split()[0]
     assert "see it: http://10.1.2.3:5055/#/experiments/" in res.output
     assert f"/runs/{run_id}" in " ".join(res.output.split())
+
+
+def test_recovery_bar_counts_the_steps_done_once_each():
+    """``recover`` reports the steps done so far (1, 2, ...): the bar shows that count,
+    and each recovery closes the bar before it."""
+    from agents.cli import _recovery_bars
+
+    bars: list = []
+    make = _recovery_bars(bars, 1, progress=True)  # shown (a disabled bar counts nothing)
+    step = make("best", 5)
+    for done in range(1, 6):
+        step(done)
+    assert (bars[0].n, bars[0].total) == (5, 5)
+    make("uniform", 3)(3)
+    assert (len(bars), bars[1].n) == (2, 3)
+    for bar in bars:
+        bar.close()

@@ -37,12 +37,7 @@ def search_curve(
     if refine_from is not None and refine_from < len(accuracy):
         ax.axvspan(refine_from - 0.5, len(accuracy) - 0.5, color="0.9", zorder=0)
         ax.text(refine_from, 0.02, " refinement", transform=ax.get_xaxis_transform(), fontsize=9)
-    shown = [v for v in best if v == v] + list((references or {}).values())
-    if shown:
-        low = min(min(shown), sorted(accuracy)[len(accuracy) // 4] if accuracy else 1.0)
-        high = max(max(shown), max(accuracy, default=0.0))
-        pad = max(0.01, 0.08 * (high - low))
-        ax.set_ylim(low - pad, min(1.0, high + pad) + pad / 4)
+    _follow_best(ax, accuracy, best, references, min_pad=0.01)
     ax.set_xlabel("episode")
     ax.set_ylabel("holdout accuracy (search proxy)")
     ax.set_title(title)
@@ -50,6 +45,25 @@ def search_curve(
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def _follow_best(
+    ax: plt.Axes,
+    accuracy: Sequence[float],
+    best: Sequence[float],
+    references: Mapping[str, float] | None,
+    *,
+    min_pad: float,
+) -> None:
+    """A y-range that follows the best curve and the references (and the episodes' upper
+    three quarters), so early outliers do not squash it."""
+    shown = [v for v in best if v == v] + list((references or {}).values())
+    if not shown:
+        return
+    low = min(min(shown), sorted(accuracy)[len(accuracy) // 4] if accuracy else 1.0)
+    high = max(max(shown), max(accuracy, default=0.0))
+    pad = max(min_pad, 0.08 * (high - low))
+    ax.set_ylim(low - pad, min(1.0, high + pad) + pad / 4)
 
 
 def compact_curve(
@@ -67,12 +81,7 @@ def compact_curve(
     styles = iter(("tab:green", "tab:red", "tab:purple", "tab:gray"))
     for label, value in (references or {}).items():
         ax.axhline(value, ls="--", lw=1, color=next(styles), label=f"{label} {value:.3f}")
-    shown = [v for v in best if v == v] + list((references or {}).values())
-    if shown and accuracy:
-        low = min(min(shown), sorted(accuracy)[len(accuracy) // 4])
-        high = max(max(shown), max(accuracy))
-        pad = max(0.005, 0.08 * (high - low))
-        ax.set_ylim(low - pad, min(1.0, high + pad) + pad / 4)
+    _follow_best(ax, accuracy, best, references, min_pad=0.005)
     ax.tick_params(labelsize=7)
     ax.set_ylabel("holdout", fontsize=7)
     ax.grid(alpha=0.3)
