@@ -134,6 +134,12 @@ def search(
     hp: list[str] = typer.Option(None, "--hp", help="Agent hyperparameter KEY=VALUE."),
     scheme_param: list[str] = typer.Option(None, "--scheme-param", help="Scheme KEY=VALUE."),
     hw_param: list[str] = typer.Option(None, "--hw-param", help="Hardware KEY=VALUE."),
+    keep_dense: list[str] = typer.Option(
+        None,
+        "--keep-dense",
+        metavar="LAYER",
+        help="Leave this layer unpruned: a layer name, or first / last (repeatable).",
+    ),
     export: Path = typer.Option(None, help="Also export the best pruned model to this dir."),
     budgets: str = typer.Option(
         None, help="LOW:HIGH: train one budget-conditioned agent and log the whole front."
@@ -188,6 +194,8 @@ def search(
         for name in (*SEARCH_FIELDS, *TASK_FIELDS):
             if name in ctx.params and (name in explicit or name not in settings):
                 settings[name] = ctx.params[name]
+        if settings.get("keep_dense") is None:  # flag not given
+            settings.pop("keep_dense", None)
         if checkpoint is not None and "checkpoint" in explicit:
             settings["checkpoint"] = str(checkpoint)
         if isinstance(settings.get("budgets"), str):

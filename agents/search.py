@@ -263,7 +263,7 @@ class SearchConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain nested dict (``config.yaml``, MLflow params); ``from_dict`` reads it back."""
-        out = dataclasses.asdict(self)
+        out = {**dataclasses.asdict(self), "task": self.task.as_dict()}
         if self.budgets is not None:
             out["budgets"] = list(self.budgets)
         return out

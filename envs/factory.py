@@ -66,7 +66,9 @@ def least_cost_ratio_before_training(spec: TaskSpec) -> float:
         spec.hardware, spec.scheme, dict(spec.hardware_params), dict(spec.scheme_params)
     )
     metric = None if spec.metric is None else resolve_metric(spec.metric)
-    return build_task(workload, sch, hw, metric=metric or hw.default_metric).min_cost_ratio
+    return build_task(
+        workload, sch, hw, metric=metric or hw.default_metric, keep_dense=spec.keep_dense
+    ).min_cost_ratio
 
 
 def hardware_and_scheme(
@@ -94,12 +96,13 @@ def _cached_task(
     device: str,
     scheme_params: str,
     hardware_params: str,
+    keep_dense: tuple[str, ...] = (),
 ) -> PruningTask:
     workload = _cached_workload(model, data, checkpoint, seed, device)
     hw, sch = hardware_and_scheme(
         hardware, scheme, _thawed(hardware_params), _thawed(scheme_params)
     )
-    return build_task(workload, sch, hw, metric=metric or hw.default_metric)
+    return build_task(workload, sch, hw, metric=metric or hw.default_metric, keep_dense=keep_dense)
 
 
 def make_task(spec: TaskSpec | None = None, *, seed: int = 0, device: str = "cpu") -> PruningTask:
@@ -122,6 +125,7 @@ def make_task(spec: TaskSpec | None = None, *, seed: int = 0, device: str = "cpu
         str(device),
         _frozen(spec.scheme_params),
         _frozen(spec.hardware_params),
+        tuple(spec.keep_dense),
     )
 
 

@@ -28,6 +28,8 @@ class TaskSpec:
         data: data source (None: the model's default; see ``envs.workloads``).
         checkpoint: state-dict file of the model (None: the cached trained weights).
         scheme_params / hardware_params: overrides of the registry parameters.
+        keep_dense: layers left unpruned, by name or ``first``/``last`` (checked against
+            the model when the task is built).
     """
 
     model: str = defaults.MODEL
@@ -38,8 +40,11 @@ class TaskSpec:
     checkpoint: str | None = None
     scheme_params: dict[str, Any] = field(default_factory=dict)
     hardware_params: dict[str, Any] = field(default_factory=dict)
+    keep_dense: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.keep_dense, list):  # YAML and the CLI give lists
+            object.__setattr__(self, "keep_dense", tuple(self.keep_dense))
         self.validate()
 
     def validate(self) -> None:
@@ -58,12 +63,18 @@ class TaskSpec:
             hardware=get_hardware(self.hardware, **self.hardware_params),
             **self.scheme_params,
         )
+        if not isinstance(self.keep_dense, tuple) or not all(
+            isinstance(n, str) and n for n in self.keep_dense
+        ):
+            raise ValueError(
+                f"keep_dense must be a list of layer names (or first/last), got {self.keep_dense!r}"
+            )
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (YAML, MLflow params)."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "keep_dense": list(self.keep_dense)}
 
 
 #: Field names of ``TaskSpec`` (what ``gym.make`` keywords may carry for the task).

@@ -206,14 +206,42 @@ def _coupled_groups(
     return scheme.coupled_groups(workload.model, workload.example_input, layers)
 
 
+#: Aliases ``keep_dense`` accepts besides layer names.
+KEEP_DENSE_ALIASES = ("first", "last")
+
+
+def resolve_keep_dense(names: Sequence[str], layers: Sequence[str], model: str) -> set[str]:
+    """Layer names of ``names`` (``first``/``last`` resolved against ``layers``, in forward
+    order); ``ValueError`` naming an unknown one and the valid choices."""
+    out = set()
+    for name in names:
+        if name in KEEP_DENSE_ALIASES:
+            out.add(layers[0] if name == "first" else layers[-1])
+        elif name in layers:
+            out.add(name)
+        else:
+            raise ValueError(
+                f"keep_dense: {model!r} has no layer {name!r}; valid choices: "
+                f"{', '.join([*KEEP_DENSE_ALIASES, *layers])}"
+            )
+    return out
+
+
 def build_task(
     workload: Workload,
     scheme: PruningScheme,
     hardware: HardwareModel,
     *,
     metric: str = "latency",
+    keep_dense: Sequence[str] = (),
 ) -> PruningTask:
-    """Inspect the workload's model and tabulate masks and costs for every level."""
+    """Inspect the workload's model and tabulate masks and costs for every level.
+
+    ``keep_dense`` names layers left unpruned (``first``/``last``: the network's first or
+    last weighted layer): the papers keep the input convolution dense, whose few weights
+    see every pixel. A coupled group (channel pruning) with a member kept dense stays
+    dense as a whole.
+    """
     metric = resolve_metric(metric)
     layers = inspect_model(workload.model, workload.example_input)
     by_name = {layer.name: layer for layer in layers}
@@ -221,7 +249,8 @@ def build_task(
     decisions: list[Decision] = []
     fixed: list[LayerSpec] = []
     fixed_cost = Cost()
-    groups = _coupled_groups(scheme, workload, layers)
+    dense = resolve_keep_dense(keep_dense, [layer.name for layer in layers], workload.name)
+    groups = [g for g in _coupled_groups(scheme, workload, layers) if not dense.intersection(g)]
     grouped = {name for group in groups for name in group}
     # Layers in no group (e.g. outputs a scheme cannot prune consistently) stay dense.
     frozen = [layer for layer in layers if layer.name not in grouped]

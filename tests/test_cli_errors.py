@@ -959,3 +959,10 @@ def test_a_store_killed_during_its_creation_leaves_nothing_half_made(tmp_path):
     assert {"experiments", "runs", "metrics", "alembic_version"} <= _tables(path)
     assert not {t for t in _tables(path) if t.startswith("_alembic_tmp_")}
     assert mlflow.tracking.MlflowClient(uri).get_experiment("0").name == "Default"
+
+
+def test_search_keep_dense_unknown_layer_is_one_error_before_any_run():
+    before = run_count()
+    res = runner.invoke(app, ["search", "--keep-dense", "frist", "--episodes", "2"])
+    assert_one_error(res, "no layer 'frist'", "valid choices: first, last, features.0")
+    assert run_count() == before

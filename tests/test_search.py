@@ -310,3 +310,14 @@ def test_a_run_stored_before_precision_existed_resumes_in_fp32(monkeypatch):
     new = SearchConfig().as_dict()
     monkeypatch.setattr(search, "run_state", lambda run_id: ("KILLED", new, [], 0))
     assert search.load_resume("new-run")[0].proxy_params == {"precision": "int8"}
+
+
+def test_keep_dense_round_trips_through_the_config_and_yaml():
+    from envs import TaskSpec
+
+    config = SearchConfig(task=TaskSpec(keep_dense=["first"]), episodes=2)
+    assert config.task.keep_dense == ("first",)
+    text = yaml.safe_dump(config.as_dict())
+    assert SearchConfig.from_dict(yaml.safe_load(text)) == config
+    with pytest.raises(ValueError, match="keep_dense must be a list of layer names"):
+        TaskSpec(keep_dense=["first", ""])

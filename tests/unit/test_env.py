@@ -266,3 +266,36 @@ def test_uniform_densities_get_the_level_snap_gives(tiny_workload, scheme_name):
             if len(scheme.floors(d.layers[0])) != len(d.levels):
                 continue  # a coupled group's own levels
             assert d.levels[idx] == pytest.approx(scheme.snap(want, d.layers[0])), (d.name, want)
+
+
+def test_keep_dense_leaves_named_layers_out_of_the_search(tiny_workload):
+    hw = get_hardware("accel-kang-16")
+    scheme = get_scheme("balanced", hardware=hw)
+    full = build_task(tiny_workload, scheme, hw)
+    kept = build_task(tiny_workload, scheme, hw, keep_dense=("first", "3"))
+    first = full.layers[0].name
+    assert {d.name for d in full.decisions} - {d.name for d in kept.decisions} == {first, "3"}
+    assert {first, "3"} <= {layer.name for layer in kept.fixed_layers}
+    least = [0] * len(kept.decisions)
+    densities = kept.densities(least)
+    assert densities[first] == densities["3"] == 1.0
+    assert f"{first}.weight" not in kept.masks(least)
+    # Kept dense costs what the dense layer costs: the least policy costs more than before.
+    assert kept.cost_ratio(least) > full.cost_ratio([0] * len(full.decisions))
+
+
+def test_keep_dense_names_an_unknown_layer_and_the_valid_ones(tiny_workload):
+    hw = get_hardware("accel-kang-16")
+    with pytest.raises(ValueError, match=r"no layer 'frist'; valid choices: first, last, 0, "):
+        build_task(tiny_workload, get_scheme("balanced", hardware=hw), hw, keep_dense=["frist"])
+
+
+def test_keep_dense_keeps_a_coupled_group_whole(residual_workload):
+    hw = get_hardware("gpu-jetson-tx2")
+    scheme = get_scheme("channel", channel_multiple=8)
+    full = build_task(residual_workload, scheme, hw)
+    group = next(d for d in full.decisions if len(d.layers) > 1)
+    kept = build_task(residual_workload, scheme, hw, keep_dense=[group.layers[0].name])
+    assert all(d.name != group.name for d in kept.decisions)
+    dense = kept.densities([0] * len(kept.decisions))
+    assert all(dense[layer.name] == 1.0 for layer in group.layers)
