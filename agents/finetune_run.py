@@ -27,6 +27,7 @@ from agents.checks import (
     check_output_dir,
 )
 from agents.finalize import log_pruned_model, logged_model_uri, recovery_recipe, test_accuracy
+from core import defaults
 from envs import TaskSpec, make_task
 from envs.evaluation import bn_calibration_batches, reestimate_batchnorm
 from envs.recovery import RecoveryRecipe, recover
@@ -111,7 +112,7 @@ def run_finetune(
     *,
     epochs: int | None = 1,
     steps: int | None = None,
-    lr: float = 0.01,
+    lr: float = defaults.RECOVERY_LR,
     seed: int = 0,
     distill: bool = False,
     experiment: str | None = None,

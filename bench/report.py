@@ -351,6 +351,23 @@ from 58-59% to 87.4-87.7%, 5.6-5.8 points short of dense.""",
         ],
     ),
     (
+        "Search where compression is high",
+        [
+            """\
+`python bench/high_compression.py`: on fashion-vgg (input convolution kept dense), three
+settings at budgets where the uniform policy loses at least 5 points before recovery;
+uniform, random, cmaes and ddpg (2 seeds, 100 episodes per search), every best policy
+recovered the same way and tested on the 10,000 test images. `vs uniform` is the mean's
+difference to the uniform policy at the same budget, in points.""",
+            Report(
+                "high_compression",
+                ("--report",),
+                requires=(R + "high_compression_fashion_vgg.json",),
+                measure="python bench/high_compression.py",
+            ),
+        ],
+    ),
+    (
         "Environment speed",
         [
             """\

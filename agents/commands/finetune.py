@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.commands.errors import fail
+from core import defaults
 
 if TYPE_CHECKING:
     from agents.finetune_run import FinetuneInterrupted
@@ -21,7 +22,9 @@ def finetune_command(
     source: str = typer.Argument(..., help="Search run id, or an export directory."),
     epochs: int = typer.Option(1, help="Passes over the training split (cosine schedule)."),
     steps: int = typer.Option(None, help="SGD steps of batch 64 instead of --epochs."),
-    lr: float = typer.Option(0.01, help="Peak learning rate (SGD, momentum 0.9, cosine)."),
+    lr: float = typer.Option(
+        defaults.RECOVERY_LR, help="Peak learning rate (SGD, momentum 0.9, cosine)."
+    ),
     distill: bool = typer.Option(False, help="Distil from the dense model (Hinton's KD)."),
     seed: int = typer.Option(0, help="Seed of the batch order."),
     experiment: str = typer.Option(None, help="MLflow experiment (default: the source's)."),

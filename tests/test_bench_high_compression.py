@@ -1,0 +1,56 @@
+"""The high-compression search benchmark: rows per (setting, method, seed), written as
+measured, resumed without re-measuring, reported from the file (smoke-tested on digits)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "high_compression.py"
+
+
+@pytest.fixture(scope="module")
+def hc():
+    spec = importlib.util.spec_from_file_location("high_compression", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["high_compression"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_rows_resume_and_report(hc, tmp_path, capsys):
+    out = tmp_path / "h.json"
+    args = [
+        "--model", "digits-cnn", "--data", "digits", "--settings", "crossbar",
+        "--methods", "uniform", "random", "--seeds", "0", "--episodes", "3",
+        "--epochs", "1", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    assert hc.main(args) == 0
+    doc = json.loads(out.read_text())
+    assert [(r["method"], r["seed"]) for r in doc["rows"]] == [("uniform", 0), ("random", 0)]
+    for row in doc["rows"]:
+        assert row["keep_dense"] == ["first"] and row["epochs"] == 1
+        assert row["cost_ratio"] <= 0.4 + 1e-9
+        assert 0 <= row["test_before_recovery"] <= 1 and 0 <= row["test"] <= 1
+    check = doc["uniform_before_recovery"]["crossbar"]
+    assert check["loss_points"] == pytest.approx(
+        100 * (check["dense_test"] - check["uniform_before"])
+    )
+    capsys.readouterr()
+    assert hc.main(args) == 0  # resumed: nothing measured again
+    assert json.loads(out.read_text())["rows"] == doc["rows"]
+    assert hc.main(["--report", "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "crossbar" in report and "random" in report and "+" in report
+
+
+def test_refuses_rows_of_other_settings(hc, tmp_path):
+    out = tmp_path / "h.json"
+    out.write_text(json.dumps({"rows": [], "epochs": 3, "episodes": 100, "model": "fashion-vgg"}))
+    with pytest.raises(SystemExit):
+        hc.main(["--epochs", "1", "--out", str(out)])
