@@ -73,7 +73,7 @@ class Claim:
 #: pixel; one weight per kernel left there costs 17 points before recovery).
 FIRST = ("first",)
 #: Recovery epochs of the 1-of-9-weights claims (PCNN, IKR), as long as the papers retrain.
-LONG = 10
+LONG = 8
 
 CLAIMS: dict[str, Claim] = {
     c.name: c
