@@ -134,6 +134,12 @@ def _spec(claim: Claim, scheme: str | None = None):
     )
 
 
+def _recovery_lr(task) -> float:
+    from agents.finalize import recovery_recipe
+
+    return recovery_recipe(task).lr
+
+
 def kept_dense(task, claim: Claim) -> list[str]:
     """Names of the layers ``claim`` keeps dense in ``task``."""
     from envs.task import resolve_keep_dense
@@ -239,6 +245,7 @@ def _row(
         "reference_test": ref["test"],
         "loss_points": 100 * (ref["test"] - test),
         "epochs": epochs,
+        "recovery_lr": _recovery_lr(task),
         "keep_dense": list(claim.keep_dense),
         "choice": list(choice),
     }
@@ -299,6 +306,7 @@ def dense_control(res: Results, epochs: int) -> dict[str, Any]:
     rec = recovered_model(task, list(task.dense_choice), recovery_recipe(task, epochs=epochs))
     controls[str(epochs)] = {
         "epochs": epochs,
+        "recovery_lr": _recovery_lr(task),
         "test": rec.after,
         "checkpoint_test": rec.before,
         "seconds": time.perf_counter() - t0,

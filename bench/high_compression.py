@@ -137,6 +137,7 @@ def measure(name: str, method: str, seed: int, *, episodes: int, epochs: int) ->
         "seed": seed,
         "episodes": 1 if method == "uniform" else episodes,
         "epochs": epochs,
+        "recovery_lr": recovery_recipe(task).lr,
         "keep_dense": list(KEEP_DENSE),
         "choice": found["choice"],
         "cost_ratio": task.cost_ratio(found["choice"]),
