@@ -14,7 +14,6 @@ any layer may use it and ``hwprune --help`` stays cheap.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import re
@@ -282,16 +281,6 @@ class Schema:
                 p.name: None if p.default is inspect.Parameter.empty else p.default
                 for p in inspect.signature(fn).parameters.values()
                 if p.kind in keyword and p.name not in skipped
-            }
-        )
-
-    @classmethod
-    def from_dataclass(cls, record: Any) -> Schema:
-        """The fields of a dataclass (class or instance) typed by their defaults."""
-        return cls.from_defaults(
-            {
-                f.name: None if f.default is dataclasses.MISSING else f.default
-                for f in dataclasses.fields(record)
             }
         )
 

@@ -183,7 +183,7 @@ def test_schema_refuses_a_name_declared_twice() -> None:
         Schema((Param("a", "int"), Param("a", "float")))
 
 
-def test_schemas_typed_by_defaults_of_a_signature_and_a_dataclass() -> None:
+def test_schemas_typed_by_the_defaults_of_a_signature() -> None:
     assert [infer_kind(v) for v in (True, 1, 1.0, "s", (1,), None)] == [
         "bool",
         "int",
@@ -200,16 +200,6 @@ def test_schemas_typed_by_defaults_of_a_signature_and_a_dataclass() -> None:
     assert schema.check({"lr": 1, "name": 3}, partial=True) == {"lr": 1.0, "name": 3}
     with pytest.raises(ValueError, match="steps must be an integer, got 'x'"):
         schema.check({"steps": "x"})
-
-    @dataclasses.dataclass(frozen=True)
-    class Params:
-        n_pe: int = 32
-        tiles: tuple = ((1, 2),)
-
-    assert Schema.from_dataclass(Params).defaults() == {"n_pe": 32, "tiles": ((1, 2),)}
-    assert Schema.from_dataclass(Params).check({"tiles": [[3, 4]]}, partial=True) == {
-        "tiles": ((3, 4),)
-    }
 
 
 # --- the settings built on it ------------------------------------------------------------
@@ -267,3 +257,21 @@ def test_search_config_messages_keep_their_wording() -> None:
         with pytest.raises(ValueError) as info:
             SearchConfig(agent="random", **settings)
         assert str(info.value).startswith(message), (settings, str(info.value))
+
+
+def test_hardware_and_scheme_parameters_are_checked_by_their_schemas() -> None:
+    from hwmodels import get_hardware
+    from pruning import get_scheme
+
+    hw = get_hardware("accel-kang-16", clock_hz=1, n_pe=8)
+    assert hw.params.clock_hz == 1.0 and isinstance(hw.params.clock_hz, float)
+    with pytest.raises(
+        ValueError, match="^hardware parameter 'n_pe' of 'accel-kang-16' must be an integer"
+    ):
+        get_hardware("accel-kang-16", n_pe=True)
+    with pytest.raises(ValueError, match=r"^unknown parameter\(s\) bogus for hardware 'accel"):
+        get_hardware("accel-kang-16", bogus=1)
+    with pytest.raises(ValueError, match="^scheme parameter 'group_size' of 'balanced' must be"):
+        get_scheme("balanced", group_size="8")
+    with pytest.raises(ValueError, match=r"^unknown parameter\(s\) x for scheme 'ikr'; valid: \("):
+        get_scheme("ikr", x=1)
