@@ -13,16 +13,14 @@ from agents.checks import (
     MAX_EPISODES,
     MAX_NET_WIDTH,
     REPLAY_MEMORY_SHARE,
-    check_bool,
-    check_choice,
     check_count,
     check_int,
     check_int_list,
-    check_number,
     memory_bytes,
+    number_text,
 )
 from agents.recorder import EpisodeRecorder
-from core import Registry
+from core import Param, Registry
 from envs import OBSERVATION_FEATURES, LayerPruneEnv
 
 EnvFactory = Callable[[], LayerPruneEnv]
@@ -38,10 +36,11 @@ class SearchAgent(ABC):
     name: ClassVar[str] = "abstract"
     #: The extra (``agents.extras``) whose packages the agent needs; None: none.
     extra: ClassVar[str | None] = None
-    #: Key -> type and range check (``check(key, value)`` returns the normalised value
-    #: or raises ``ValueError``) of the hyperparameters this agent reads from its YAML
-    #: file and overrides; keys without one are checked by the agent's constructor.
-    hyperparam_checks: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = {}
+    #: Key -> type and range of the hyperparameters this agent reads from its YAML file
+    #: and overrides: a ``core.params.Param``, or a function ``check(key, value)`` that
+    #: returns the normalised value or raises ``ValueError`` (``check_hyperparam``). Keys
+    #: without one are checked by the agent's constructor.
+    hyperparam_checks: ClassVar[Mapping[str, Param | Callable[[str, Any], Any]]] = {}
 
     def __init__(self, **hyperparams: Any) -> None:
         if self.extra is not None:
@@ -77,30 +76,20 @@ ACTION_RANGES: tuple[str, ...] = ("wall", "layer")
 _Check = Callable[[str, Any], Any]
 
 
-def _positive(name: str, value: Any) -> float:
-    return check_number(name, value, low=0.0, low_open=True, coerce=True)
+def _positive(name: str) -> Param:
+    return Param(name, "float", low=0.0, low_open=True)
 
 
-def _non_negative(name: str, value: Any) -> float:
-    return check_number(name, value, low=0.0, coerce=True)
+def _non_negative(name: str) -> Param:
+    return Param(name, "float", low=0.0)
 
 
-def _unit(name: str, value: Any) -> float:
-    return check_number(name, value, low=0.0, high=1.0, coerce=True)
+def _unit(name: str, *, low_open: bool = False, high_open: bool = False) -> Param:
+    return Param(name, "float", low=0.0, high=1.0, low_open=low_open, high_open=high_open)
 
 
-def _unit_right_open(name: str, value: Any) -> float:
-    return check_number(name, value, low=0.0, high=1.0, high_open=True, coerce=True)
-
-
-def _unit_left_open(name: str, value: Any) -> float:
-    return check_number(name, value, low=0.0, high=1.0, low_open=True, coerce=True)
-
-
-def _count(minimum: int, maximum: int | None = None) -> _Check:
-    if maximum is None:
-        return lambda name, value: check_int(name, value, minimum=minimum)
-    return lambda name, value: check_count(name, value, minimum=minimum, maximum=maximum)
+def _count(name: str, minimum: int, maximum: int | None = None) -> Param:
+    return Param(name, "int", low=minimum, high=maximum, ceiling=maximum is not None)
 
 
 #: Bytes of one transition in an SB3 replay buffer: the observation and the next one, the
@@ -149,38 +138,53 @@ def _gradient_steps(name: str, value: Any) -> int:
 # (``agents/hyperparams``); an agent class names the checks of its keys in
 # ``SearchAgent.hyperparam_checks`` (the learners: these; the Optuna samplers: none, their
 # constructors check their own keys).
-HYPERPARAM_CHECKS: dict[str, _Check] = {
-    "learning_rate": _positive,
-    "critic_learning_rate": _positive,
-    "actor_learning_rate": _positive,
+HYPERPARAM_CHECKS: dict[str, Param | _Check] = {
+    **{
+        p.name: p
+        for p in (
+            _positive("learning_rate"),
+            _positive("critic_learning_rate"),
+            _positive("actor_learning_rate"),
+            _unit("tau", low_open=True),
+            _unit("gamma"),
+            _count("warmup_episodes", 0, MAX_EPISODES),
+            _non_negative("noise_sigma"),
+            _unit("noise_decay", low_open=True),
+            _non_negative("noise_min_sigma"),
+            _count("train_freq", 1),
+            _count("policy_delay", 1),
+            _non_negative("target_policy_noise"),
+            _non_negative("target_noise_clip"),
+            Param("reward_baseline", "bool"),
+            _unit("reward_baseline_decay", high_open=True),
+            _positive("reward_scale"),
+            Param("action_range", "choice", choices=ACTION_RANGES),
+            _unit("refine_fraction", high_open=True),
+            _count("rollout_episodes", 1, MAX_EPISODES),
+            _count("n_epochs", 1),
+            _unit("gae_lambda"),
+            _positive("clip_range"),
+            _non_negative("ent_coef"),
+            _non_negative("vf_coef"),
+            _positive("max_grad_norm"),
+            Param("log_std_init", "float"),
+        )
+    },
+    # Checks a plain Param cannot state: bounds from this machine, lists, sentinels.
     "net_arch": _net_arch,
-    "tau": _unit_left_open,
-    "gamma": _unit,
     "batch_size": _transitions,
     "buffer_size": _transitions,
-    "warmup_episodes": _count(0, MAX_EPISODES),
-    "noise_sigma": _non_negative,
-    "noise_decay": _unit_left_open,
-    "noise_min_sigma": _non_negative,
-    "train_freq": _count(1),
     "gradient_steps": _gradient_steps,
-    "policy_delay": _count(1),
-    "target_policy_noise": _non_negative,
-    "target_noise_clip": _non_negative,
-    "reward_baseline": check_bool,
-    "reward_baseline_decay": _unit_right_open,
-    "reward_scale": _positive,
-    "action_range": lambda name, value: check_choice(name, value, ACTION_RANGES),
-    "refine_fraction": _unit_right_open,
-    "rollout_episodes": _count(1, MAX_EPISODES),
-    "n_epochs": _count(1),
-    "gae_lambda": _unit,
-    "clip_range": _positive,
-    "ent_coef": _non_negative,
-    "vf_coef": _non_negative,
-    "max_grad_norm": _positive,
-    "log_std_init": lambda name, value: check_number(name, value, coerce=True),
 }
+
+
+def check_hyperparam(check: Param | _Check, key: str, value: Any) -> Any:
+    """``value`` of hyperparameter ``key`` checked by ``check`` (a ``Param``, or a
+    function for what a Param cannot state); numbers written as text (``"1e-3"`` in a
+    YAML file) count as numbers."""
+    if isinstance(check, Param):
+        return check.check(number_text(value) if check.kind == "float" else value)
+    return check(key, value)
 
 
 def check_hyperparams(agent: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +200,7 @@ def check_hyperparams(agent: str, params: dict[str, Any]) -> dict[str, Any]:
         if check is None:
             continue
         try:
-            out[key] = check(key, value)
+            out[key] = check_hyperparam(check, key, value)
         except ValueError as exc:
             raise ValueError(f"agent {agent!r} hyperparameter {exc}") from None
     batch, buffer = out.get("batch_size"), out.get("buffer_size")

@@ -1,18 +1,21 @@
 """Checks of user-given values: types and ranges, with messages naming the valid ones.
 
 Every checker raises ``ValueError`` whose message names the setting, the bad value and
-what would be accepted, so that the CLI can print it as one ``error:`` line.
+what would be accepted, so that the CLI can print it as one ``error:`` line. The type
+and range checks of single values (``check_number``, ``check_int``...) are shorthands
+for a ``core.params.Param``, which states the rules and the wording once; this module
+adds the limits of this machine, user files and output targets.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from core.params import Param, parse_scientific, yaml_hint
 
 # --- upper bounds: what a machine can hold, or what makes sense -------------------------
 
@@ -76,15 +79,10 @@ def memory_bytes() -> int:
 
 
 def check_count(name: str, value: Any, *, minimum: int, maximum: int, why: str = "") -> int:
-    """``value`` as an int in ``[minimum, maximum]``; ``why`` says where the maximum
-    comes from (``"the CPUs this process may use"``) in the message of a value above it."""
-    n = check_int(name, value, minimum=minimum)
-    if n > maximum:
-        reason = f" ({why})" if why else ""
-        raise ValueError(
-            f"{name} must be an integer in [{minimum}, {maximum}]{reason}, got {value!r}"
-        )
-    return n
+    """``value`` as an int in ``[minimum, maximum]``, the maximum a ceiling
+    (``core.params.Param.ceiling``): ``why`` says where it comes from (``"the CPUs this
+    process may use"``) in the message of a value above it."""
+    return Param(name, "int", low=minimum, high=maximum, ceiling=True, why=why).check(value)
 
 
 def check_threads(name: str, value: Any) -> int:
@@ -92,23 +90,6 @@ def check_threads(name: str, value: Any) -> int:
     return check_count(
         name, value, minimum=1, maximum=usable_cpus(), why="the CPUs this process may use"
     )
-
-
-# YAML 1.1 (PyYAML) reads ``1e-3`` as a string: a float needs a dot (``1.0e-3``).
-_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
-
-def _yaml_hint(value: Any) -> str:
-    if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
-        return f" (YAML reads {value} as text; write it with a dot, e.g. {float(value)!r})"
-    return ""
-
-
-def parse_scientific(text: Any) -> Any:
-    """``"1e-3"`` -> ``0.001``: numbers YAML 1.1 leaves as text; anything else unchanged."""
-    if isinstance(text, str) and _SCIENTIFIC.match(text.strip()):
-        return float(text)
-    return text
 
 
 def parse_overrides(items: Sequence[str] | None, what: str) -> dict[str, Any]:
@@ -135,18 +116,15 @@ def parse_overrides(items: Sequence[str] | None, what: str) -> dict[str, Any]:
     return out
 
 
-def _num(x: float) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
-
-
-def _describe_range(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
-    if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
-    if low is not None:
-        return f"{'>' if low_open else '>='} {_num(low)}"
-    if high is not None:
-        return f"{'<' if high_open else '<='} {_num(high)}"
-    return "finite"
+def number_text(value: Any) -> Any:
+    """A number written as text (``"1e-3"``, as YAML 1.1 reads it) as a float; any other
+    value unchanged, for ``Param.check`` to judge."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def check_number(
@@ -161,59 +139,27 @@ def check_number(
 ) -> float:
     """``value`` as a finite float within the given bounds, else ``ValueError``.
 
-    ``coerce`` also accepts numbers written as text (``"1e-3"``, as YAML 1.1 reads them).
+    ``coerce`` also accepts numbers written as text (``number_text``).
     """
-    want = f"a number {_describe_range(low, high, low_open, high_open)}"
-    number: float | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:
-            number = None
-    elif coerce and isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-    if number is None or not math.isfinite(number):
-        raise ValueError(f"{name} must be {want}, got {value!r}{_yaml_hint(value)}")
-    if (low is not None and (number < low or (low_open and number == low))) or (
-        high is not None and (number > high or (high_open and number == high))
-    ):
-        raise ValueError(
-            f"{name} must be {_describe_range(low, high, low_open, high_open)}, got {value!r}"
-        )
-    return number
+    param = Param(name, "float", low=low, high=high, low_open=low_open, high_open=high_open)
+    return param.check(number_text(value) if coerce else value)
 
 
 def check_int(
     name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
 ) -> int:
     """``value`` as an int within ``[minimum, maximum]`` (integral floats accepted)."""
-    bounds = _describe_range(minimum, maximum, False, False)
-    want = "an integer" + ("" if bounds == "finite" else f" {bounds}")
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value, ok = int(value), True
-    if not ok:
-        raise ValueError(f"{name} must be {want}, got {value!r}")
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be {want}, got {value!r}")
-    return int(value)
+    return Param(name, "int", low=minimum, high=maximum).check(value)
 
 
 def check_bool(name: str, value: Any) -> bool:
     """``value`` if it is a bool (YAML ``true``/``false``), else ``ValueError``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
+    return Param(name, "bool").check(value)
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
-    return value
+    return Param(name, "choice", choices=tuple(choices)).check(value)
 
 
 def check_int_list(name: str, value: Any, *, minimum: int = 1) -> list[int]:
@@ -269,7 +215,7 @@ def check_type(name: str, value: Any, hint: Any) -> Any:
     """``value`` if it fits the type annotation ``hint`` (``str | None``, ``float``,
     ``dict[str, Any]``...), else ``ValueError`` naming the expected type."""
     if not _matches(value, hint):
-        raise ValueError(f"{name} must be {_type_name(hint)}, got {value!r}{_yaml_hint(value)}")
+        raise ValueError(f"{name} must be {_type_name(hint)}, got {value!r}{yaml_hint(value)}")
     return value
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.commands.errors import OneLineUsageErrors, fail, set_debug
+from agents.search_params import SEARCH_PARAMS
 from core import defaults
 from hwmodels import within_budget
 
@@ -80,6 +81,14 @@ def _check_config_option(value: Path | None) -> Path | None:
     return value
 
 
+def _setting(name: str, *flags: str) -> Any:
+    """The ``typer.Option`` of ``SearchConfig`` setting ``name``: its default and help
+    from ``SEARCH_PARAMS``, so that the flag cannot drift from the setting. ``flags``:
+    the option's names when typer's own (``--finetune-steps``) would not do."""
+    param = SEARCH_PARAMS[name]
+    return typer.Option(param.default, *flags, help=param.help)
+
+
 @app.command()
 def search(
     ctx: typer.Context,
@@ -92,45 +101,27 @@ def search(
         "hardware's own: latency; resources (crossbars) for reram-*; cycles (kept MACs) "
         "for flops).",
     ),
-    budget: float = typer.Option(
-        defaults.BUDGET, help="Target cost ratio vs the dense network, in (0, 1]."
-    ),
-    agent: str = typer.Option(defaults.AGENT, help="Agent or baseline."),
-    episodes: int = typer.Option(defaults.EPISODES, help="Evaluated episodes."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same search)."),
-    experiment: str = typer.Option("hwprune", help="MLflow experiment."),
-    proxy: str = typer.Option(
-        None,
-        help="Accuracy proxy of the reward (default: the scheme's: a 5-step finetune for "
-        "channel, holdout otherwise).",
-    ),
-    shortlist: int = typer.Option(
-        0,
-        help="Re-score the search's N best policies with --shortlist-proxy and keep the "
-        "best by it (0: keep the search proxy's best).",
-    ),
-    shortlist_proxy: str = typer.Option(
-        "finetune", help="Proxy that re-scores the shortlist (parameters: config file)."
-    ),
-    reward: str = typer.Option("accuracy", help="Reward form."),
-    n_envs: int = typer.Option(1, "--n-envs", help="Parallel environments (subprocesses)."),
+    budget: float = _setting("budget"),
+    agent: str = _setting("agent"),
+    episodes: int = _setting("episodes"),
+    seed: int = _setting("seed"),
+    experiment: str = _setting("experiment"),
+    proxy: str = _setting("proxy"),
+    shortlist: int = _setting("shortlist"),
+    shortlist_proxy: str = _setting("shortlist_proxy"),
+    reward: str = _setting("reward"),
+    n_envs: int = _setting("n_envs", "--n-envs"),
     data: str = typer.Option(
         None,
         help="Data: the model's default (digits; fashion-mnist for fashion-cnn), digits-aug, "
         "fashion-mnist, or a dir of idx files, CIFAR-10 batches or an ImageFolder.",
     ),
     checkpoint: Path = typer.Option(None, help="State-dict checkpoint of the model."),
-    finetune_steps: int = typer.Option(0, help="Fine-tune steps before export (0: none)."),
-    finetune_epochs: int = typer.Option(
-        0,
-        help="Recover the best (and the uniform) policy by N epochs of masked training "
-        "before test, export and registry (0: none).",
-    ),
-    distill: bool = typer.Option(
-        False, help="Distil the recovery from the dense model (with --finetune-epochs)."
-    ),
-    threads: int = typer.Option(1, help="Torch threads per process."),
-    device: str = typer.Option("cpu", help="Where accuracy is evaluated: cpu|cuda|auto."),
+    finetune_steps: int = _setting("finetune_steps"),
+    finetune_epochs: int = _setting("finetune_epochs"),
+    distill: bool = _setting("distill"),
+    threads: int = _setting("threads"),
+    device: str = _setting("device"),
     hp: list[str] = typer.Option(None, "--hp", help="Agent hyperparameter KEY=VALUE."),
     scheme_param: list[str] = typer.Option(None, "--scheme-param", help="Scheme KEY=VALUE."),
     hw_param: list[str] = typer.Option(None, "--hw-param", help="Hardware KEY=VALUE."),
@@ -144,7 +135,7 @@ def search(
     budgets: str = typer.Option(
         None, help="LOW:HIGH: train one budget-conditioned agent and log the whole front."
     ),
-    points: int = typer.Option(6, help="Budgets evaluated on the front (with --budgets)."),
+    points: int = _setting("points"),
     config: Path = typer.Option(
         None, help="YAML file of search settings (flags override).", callback=_check_config_option
     ),

@@ -25,8 +25,8 @@ from agents.finalize import (
     recovery_recipe,
 )
 from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
-from agents.shortlist import check_shortlist, rescore, shortlist
-from core import defaults
+from agents.search_params import SEARCH_PARAMS
+from agents.shortlist import rescore, shortlist
 from envs import (
     REWARD_FORMS,
     TASK_FIELDS,
@@ -40,7 +40,6 @@ from envs import (
 )
 from envs.evaluation import DEVICES, resolve_device
 from envs.factory import least_cost_ratio_before_training
-from envs.recovery import MAX_EPOCHS
 from tracking import (
     EpisodeJournal,
     check_experiment,
@@ -109,26 +108,26 @@ class SearchConfig:
     """
 
     task: TaskSpec = field(default_factory=TaskSpec)
-    budget: float = defaults.BUDGET
+    budget: float = SEARCH_PARAMS.default("budget")
     budgets: tuple[float, float] | None = None
-    points: int = 6
-    agent: str = defaults.AGENT
+    points: int = SEARCH_PARAMS.default("points")
+    agent: str = SEARCH_PARAMS.default("agent")
     agent_params: dict[str, Any] = field(default_factory=dict)
-    episodes: int = defaults.EPISODES
-    seed: int = 0
-    proxy: str | None = None
+    episodes: int = SEARCH_PARAMS.default("episodes")
+    seed: int = SEARCH_PARAMS.default("seed")
+    proxy: str | None = SEARCH_PARAMS.default("proxy")
     proxy_params: dict[str, Any] = field(default_factory=dict)
-    shortlist: int = 0
-    shortlist_proxy: str = "finetune"
+    shortlist: int = SEARCH_PARAMS.default("shortlist")
+    shortlist_proxy: str = SEARCH_PARAMS.default("shortlist_proxy")
     shortlist_params: dict[str, Any] = field(default_factory=dict)
-    reward: str = "accuracy"
-    experiment: str = "hwprune"
-    n_envs: int = 1
-    finetune_steps: int = 0
-    finetune_epochs: int = 0
-    distill: bool = False
-    threads: int = 1
-    device: str = "cpu"
+    reward: str = SEARCH_PARAMS.default("reward")
+    experiment: str = SEARCH_PARAMS.default("experiment")
+    n_envs: int = SEARCH_PARAMS.default("n_envs")
+    finetune_steps: int = SEARCH_PARAMS.default("finetune_steps")
+    finetune_epochs: int = SEARCH_PARAMS.default("finetune_epochs")
+    distill: bool = SEARCH_PARAMS.default("distill")
+    threads: int = SEARCH_PARAMS.default("threads")
+    device: str = SEARCH_PARAMS.default("device")
 
     def __post_init__(self) -> None:
         if self.budgets is not None:  # YAML and JSON carry a list
@@ -183,40 +182,29 @@ class SearchConfig:
         ``KeyError`` / ``ValueError`` (``FileNotFoundError`` for a missing checkpoint)
         whose message names the bad value and the valid choices. Touches no MLflow store.
         """
-        from agents.checks import (
-            MAX_ENVS_PER_CPU,
-            MAX_EPISODES,
-            MAX_FINETUNE_STEPS,
-            MAX_FRONT_POINTS,
-            check_count,
-            check_fields,
-            check_int,
-            check_threads,
-            usable_cpus,
-        )
+        from agents.checks import check_fields
+        from envs.proxies import check_proxy_params
 
         if not isinstance(self.task, TaskSpec):
             raise ValueError(f"task must be a TaskSpec, got {self.task!r}")
-        check_fields(
-            SearchConfig,
-            {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "task"},
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del fields["task"]
+        check_fields(SearchConfig, fields)
+        # Types and ranges of the scalar settings, before any name is looked up.
+        SEARCH_PARAMS.check({k: v for k, v in fields.items() if k in SEARCH_PARAMS})
         if not self.experiment.strip():
             raise ValueError(
                 f"experiment name {self.experiment!r} is empty; pass --experiment NAME"
             )
         validate_names(proxy=self.proxy)
         get_agent(self.agent, self.agent_params)  # names, keys and agent-side ranges
-        _check_proxy_params(self.proxy, self.proxy_params)
-        check_shortlist(self.shortlist)
+        check_proxy_params(self.proxy, self.proxy_params)
         try:
             validate_names(proxy=self.shortlist_proxy)
-            _check_proxy_params(self.shortlist_proxy, self.shortlist_params)
+            check_proxy_params(self.shortlist_proxy, self.shortlist_params)
         except (KeyError, ValueError) as exc:
             message = exc.args[0] if exc.args else str(exc)
             raise type(exc)(f"shortlist_proxy {self.shortlist_proxy!r}: {message}") from None
-        if not 0.0 < self.budget <= 1.0:
-            raise ValueError(f"budget {self.budget} is outside (0, 1]")
         if self.budgets is not None:
             low, high = self.budgets
             if not 0.0 < low < high <= 1.0:
@@ -232,24 +220,11 @@ class SearchConfig:
             raise ValueError(
                 f"unknown reward {self.reward!r}; valid choices: {', '.join(REWARD_FORMS)}"
             )
-        check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)  # numpy's seed range
-        check_count("points", self.points, minimum=2, maximum=MAX_FRONT_POINTS)
-        check_count("episodes", self.episodes, minimum=1, maximum=MAX_EPISODES)
         if self.shortlist > self.episodes:
             raise ValueError(
                 f"shortlist {self.shortlist} must be <= episodes {self.episodes}: it "
                 "re-scores the search's best distinct policies"
             )
-        check_threads("threads", self.threads)
-        check_count(
-            "n_envs",
-            self.n_envs,
-            minimum=1,
-            maximum=MAX_ENVS_PER_CPU * usable_cpus(),
-            why=f"{MAX_ENVS_PER_CPU} per CPU this process may use",
-        )
-        check_count("finetune_steps", self.finetune_steps, minimum=0, maximum=MAX_FINETUNE_STEPS)
-        check_int("finetune_epochs", self.finetune_epochs, minimum=0, maximum=MAX_EPOCHS)
         if self.finetune_epochs and self.finetune_steps:
             raise ValueError(
                 f"finetune_epochs {self.finetune_epochs} and finetune_steps "
@@ -296,24 +271,6 @@ class SearchConfig:
 SEARCH_FIELDS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(SearchConfig) if f.name != "task"
 )
-
-
-def _check_proxy_params(proxy: str, params: Mapping[str, Any]) -> None:
-    import inspect
-
-    from envs import PROXIES
-
-    accepted = [
-        p.name
-        for p in inspect.signature(PROXIES.factory(proxy)).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "workload"
-    ]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for proxy {proxy!r}; "
-            f"valid: {', '.join(accepted) or '(none)'}"
-        )
 
 
 @dataclass

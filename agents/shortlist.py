@@ -20,15 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agents.recorder import EpisodeRecord
+from agents.search_params import SEARCH_PARAMS
 
 
 def check_shortlist(k: int) -> int:
     """``k`` if it is a valid shortlist size (an int >= 0; 0: no re-scoring)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(
-            f"shortlist must be an integer >= 0 (0: keep the search's best), got {k!r}"
-        )
-    return k
+    return SEARCH_PARAMS["shortlist"].check(k)
 
 
 def shortlist(history: Sequence[EpisodeRecord], k: int) -> list[EpisodeRecord]:

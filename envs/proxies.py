@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from core.params import Schema
 from envs.evaluation import (
     bn_calibration_batches,
     dataset_tensors,
@@ -663,20 +663,32 @@ def get_proxy(name: str = DEFAULT_PROXY, *, workload: Workload, **params: Any) -
     """Build accuracy proxy ``name`` bound to ``workload``.
 
     ``params`` are the proxy's keyword arguments (``bn_batches``, ``steps``,
-    ``sensitivity``...); an unknown one raises ``TypeError`` naming the valid ones.
+    ``sensitivity``...); an unknown one, or one of the wrong type, raises ``TypeError``
+    naming the valid ones (``check_proxy_params``).
     """
     factory = PROXIES.factory(name)
-    accepted = [
-        p.name
-        for p in inspect.signature(factory).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise TypeError(
-            f"proxy {name!r} has no parameter(s) {', '.join(unknown)}; valid: {', '.join(accepted)}"
-        )
-    return factory(workload=workload, **params)
+    try:
+        checked = check_proxy_params(name, params)
+    except ValueError as exc:  # a call with wrong keywords, as Python itself reports it
+        raise TypeError(str(exc)) from None
+    return factory(workload=workload, **checked)
+
+
+def proxy_schema(name: str) -> Schema:
+    """The parameters of proxy ``name``: its keywords (``workload`` aside), typed by their
+    defaults (the proxy checks their ranges). ``KeyError`` if the name is unknown."""
+    return Schema.from_signature(PROXIES.factory(name), skip=("workload",))
+
+
+def check_proxy_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` of proxy ``name`` normalised; ``ValueError`` for one it does not take
+    (naming the valid ones) or one whose type differs from its default (``steps=abc``)."""
+    return proxy_schema(name).check(
+        params,
+        owner=f"proxy {name!r}",
+        label=lambda key: f"proxy parameter {key!r} of {name!r}",
+        partial=True,
+    )
 
 
 #: Parameters whose default a search records in its config even when not given: the
@@ -694,11 +706,11 @@ def resolved_proxy_params(name: str, params: Mapping[str, Any]) -> dict[str, Any
     out = dict(params)
     if name not in PROXIES.names():
         return out
-    signature = inspect.signature(PROXIES.factory(name)).parameters
+    schema = proxy_schema(name)
     for key in RECORDED_DEFAULTS:
-        if key in signature and key not in out:
-            out[key] = signature[key].default
-    if "precision" in out and "precision" in signature and out["precision"] not in PRECISIONS:
+        if key in schema and key not in out:
+            out[key] = schema.default(key)
+    if "precision" in out and "precision" in schema and out["precision"] not in PRECISIONS:
         raise ValueError(
             f"unknown precision {out['precision']!r} for proxy {name!r}; valid choices: "
             f"{', '.join(PRECISIONS)}"

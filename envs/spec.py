@@ -7,7 +7,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import defaults
+from core import Param, Schema, defaults
+
+#: ``TaskSpec``'s scalar fields: what is pruned, how, on what (names the registries check;
+#: ``scheme_params`` and ``hardware_params`` are checked by the scheme's and the
+#: hardware's own schemas).
+TASK_PARAMS = Schema(
+    (
+        Param("model", "str", defaults.MODEL, help="Workload (see `hwprune list`)."),
+        Param("scheme", "str", defaults.SCHEME, help="Pruning scheme."),
+        Param("hardware", "str", defaults.HARDWARE, help="Hardware preset."),
+        Param(
+            "metric",
+            "str",
+            None,
+            nullable=True,
+            help="Budgeted cost (default: the hardware's own).",
+        ),
+        Param("data", "str", None, nullable=True, help="Data (default: the model's own)."),
+        Param("checkpoint", "str", None, nullable=True, help="State-dict checkpoint of the model."),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -32,12 +52,12 @@ class TaskSpec:
             the model when the task is built).
     """
 
-    model: str = defaults.MODEL
-    scheme: str = defaults.SCHEME
-    hardware: str = defaults.HARDWARE
-    metric: str | None = None
-    data: str | None = None
-    checkpoint: str | None = None
+    model: str = TASK_PARAMS.default("model")
+    scheme: str = TASK_PARAMS.default("scheme")
+    hardware: str = TASK_PARAMS.default("hardware")
+    metric: str | None = TASK_PARAMS.default("metric")
+    data: str | None = TASK_PARAMS.default("data")
+    checkpoint: str | None = TASK_PARAMS.default("checkpoint")
     scheme_params: dict[str, Any] = field(default_factory=dict)
     hardware_params: dict[str, Any] = field(default_factory=dict)
     keep_dense: tuple[str, ...] = ()
@@ -45,6 +65,8 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if isinstance(self.keep_dense, list):  # YAML and the CLI give lists
             object.__setattr__(self, "keep_dense", tuple(self.keep_dense))
+        if isinstance(self.checkpoint, Path):  # stored as text (YAML, MLflow params)
+            object.__setattr__(self, "checkpoint", str(self.checkpoint))
         self.validate()
 
     def validate(self) -> None:
@@ -53,6 +75,7 @@ class TaskSpec:
         from hwmodels import get_hardware
         from pruning.base import check_scheme_params, get_scheme
 
+        TASK_PARAMS.check({p.name: getattr(self, p.name) for p in TASK_PARAMS})
         validate_names(
             model=self.model, scheme=self.scheme, hardware=self.hardware, metric=self.metric
         )

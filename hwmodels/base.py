@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from core.params import Schema
 from core.registry import Registry
 from hwmodels.cost import Cost
 from hwmodels.layer import LayerSpec
@@ -73,25 +74,28 @@ class HardwareModel(ABC):
         """Structural defaults for pruning schemes (subset of ``STRUCTURE_KEYS``)."""
         return {}
 
+    def param_schema(self) -> Schema:
+        """The parameters of this model, typed by the defaults of its parameter dataclass
+        (its ``__post_init__`` checks their ranges), listed in alphabetical order."""
+        fields = sorted(dataclasses.fields(self.params), key=lambda f: f.name)
+        return Schema.from_defaults(
+            {f.name: None if f.default is dataclasses.MISSING else f.default for f in fields}
+        )
+
     def with_params(self, **overrides: Any) -> HardwareModel:
         """Copy with some parameters replaced.
 
         ``ValueError`` for unknown names (listing the valid ones), for a value whose type
         differs from the parameter's default (``n_pe=abc``) and for one out of range.
+        Ints pass for floats (as floats), lists for tuples (as tuples, so that the
+        parameters stay hashable).
         """
-        fields = {f.name: f for f in dataclasses.fields(self.params)}
-        unknown = sorted(set(overrides) - set(fields), key=str)
-        if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {', '.join(map(str, unknown))} for hardware "
-                f"{self.name!r}; valid: {', '.join(sorted(fields))}"
-            )
-        checked = {
-            key: _check_param_type(
-                f"hardware parameter {key!r} of {self.name!r}", value, fields[key].default
-            )
-            for key, value in overrides.items()
-        }
+        checked = self.param_schema().check(
+            overrides,
+            owner=f"hardware {self.name!r}",
+            label=lambda key: f"hardware parameter {key!r} of {self.name!r}",
+            partial=True,
+        )
         try:
             params = dataclasses.replace(self.params, **checked)
         except TypeError as exc:  # a check of the parameters that met a type it did not expect
@@ -104,37 +108,6 @@ class HardwareModel(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, params={self.params!r})"
-
-
-def _check_param_type(what: str, value: Any, default: Any) -> Any:
-    """``value`` if its type is that of the parameter's ``default``, else ``ValueError``.
-
-    Ints pass for floats (as floats); lists pass for tuples (as tuples, recursively, so
-    parameters stay hashable); parameters without a plain default are not checked.
-    """
-    if isinstance(default, bool):
-        ok, want = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif isinstance(default, float):
-        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        if ok:
-            value = float(value)
-    elif isinstance(default, str):
-        ok, want = isinstance(value, str), "a string"
-    elif isinstance(default, tuple):
-        ok, want = isinstance(value, (list, tuple)), "a list"
-        if ok:
-            value = _as_tuple(value)
-    else:
-        return value
-    if not ok:
-        raise ValueError(f"{what} must be {want}, got {value!r}")
-    return value
-
-
-def _as_tuple(value: Any) -> Any:
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 HARDWARE: Registry[HardwareModel] = Registry("hardware preset")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import Registry
+from core import Registry, Schema
 from hwmodels import HardwareModel, LayerSpec
 
 
@@ -141,49 +140,32 @@ def get_scheme(name: str, *, hardware: HardwareModel | None = None, **params: An
     explicit ``params`` win.
     """
     factory = SCHEMES.factory(name)
-    check_scheme_params(name, params)
+    checked = check_scheme_params(name, params)
     defaults = hardware.structure() if hardware is not None else {}
     accepted = getattr(factory, "structure_params", ())
     merged = {k: v for k, v in defaults.items() if k in accepted}
-    merged.update(params)
+    merged.update(checked)
     try:
         return factory(**merged)
     except TypeError as exc:  # a check of the parameters that met a type it did not expect
         raise ValueError(f"bad parameters for scheme {name!r}: {exc}") from None
 
 
-def scheme_params(name: str) -> dict[str, Any]:
-    """Parameter name -> default of scheme ``name``'s factory (``KeyError`` if unknown)."""
-    factory = SCHEMES.factory(name)
-    return {
-        p.name: p.default
-        for p in inspect.signature(factory).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+def scheme_schema(name: str) -> Schema:
+    """The parameters of scheme ``name``: its factory's keywords, typed by their defaults
+    (the scheme checks their ranges). ``KeyError`` if the name is unknown."""
+    return Schema.from_signature(SCHEMES.factory(name))
 
 
-def check_scheme_params(name: str, params: dict[str, Any]) -> None:
-    """``ValueError`` for a parameter scheme ``name`` does not take (naming the valid
-    ones) or one whose type differs from its default (``group_size=abc``)."""
-    valid = scheme_params(name)
-    unknown = sorted((str(k) for k in params if k not in valid), key=str)
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for scheme {name!r}; "
-            f"valid: {', '.join(valid) or '(none)'}"
-        )
-    for key, value in params.items():
-        default = valid[key]
-        if isinstance(default, bool):
-            ok, want = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
-        elif isinstance(default, str):
-            ok, want = isinstance(value, str), "a string"
-        else:
-            continue  # checked by the scheme itself
-        if not ok:
-            raise ValueError(f"scheme parameter {key!r} of {name!r} must be {want}, got {value!r}")
+def check_scheme_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` normalised; ``ValueError`` for a parameter scheme ``name`` does not take
+    (naming the valid ones) or one whose type differs from its default (``group_size=abc``)."""
+    return scheme_schema(name).check(
+        params,
+        owner=f"scheme {name!r}",
+        label=lambda key: f"scheme parameter {key!r} of {name!r}",
+        partial=True,
+    )
 
 
 def list_schemes() -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("agents", "envs", "hwmodels", "pruning", "tracking")
+PACKAGES = ("agents", "core", "envs", "hwmodels", "pruning", "tracking")
 
 TOY_SCHEME = '''"""A toy scheme: unstructured pruning under another name."""
 

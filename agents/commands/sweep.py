@@ -12,11 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.commands.errors import fail
+from agents.search_params import SEARCH_PARAMS
+from core import defaults
 
 console = Console()
 
 #: Flags that take comma-separated lists: each becomes an axis of the grid.
 LIST_FLAGS = {"scheme": str, "hardware": str, "budget": float, "seed": int, "agent": str}
+
+#: The search defaults the flags' help names (a flag left out takes the setting's own).
+_SEARCH = SEARCH_PARAMS.defaults()
 
 
 def _split(text: str, kind: type, flag: str) -> list[Any]:
@@ -118,7 +123,7 @@ def sweep_command(
     config: Path = typer.Option(
         None, help="YAML file: search settings, grid: {key: [values]}, pairs:, resources:."
     ),
-    model: str = typer.Option(None, help="Workload (default digits-cnn)."),
+    model: str = typer.Option(None, help=f"Workload (default {defaults.MODEL})."),
     scheme: str = typer.Option(None, help="Schemes, comma-separated (an axis of the grid)."),
     hardware: str = typer.Option(None, help="Hardware presets, comma-separated."),
     pair: list[str] = typer.Option(
@@ -126,12 +131,16 @@ def sweep_command(
     ),
     budget: str = typer.Option(None, help="Budgets, comma-separated (e.g. 0.4,0.6)."),
     seed: str = typer.Option(None, help="Seeds, comma-separated (e.g. 0,1,2)."),
-    agent: str = typer.Option(None, help="Agents, comma-separated (default ddpg)."),
+    agent: str = typer.Option(None, help=f"Agents, comma-separated (default {_SEARCH['agent']})."),
     metric: str = typer.Option(None, help="Budgeted cost metric (default: the hardware's)."),
-    episodes: int = typer.Option(None, help="Evaluated episodes per search (default 300)."),
+    episodes: int = typer.Option(
+        None, help=f"Evaluated episodes per search (default {_SEARCH['episodes']})."
+    ),
     proxy: str = typer.Option(None, help="Accuracy proxy."),
     finetune_steps: int = typer.Option(None, help="Fine-tune steps before export."),
-    experiment: str = typer.Option(None, help="MLflow experiment (default hwprune)."),
+    experiment: str = typer.Option(
+        None, help=f"MLflow experiment (default {_SEARCH['experiment']})."
+    ),
     device: str = typer.Option(None, help="Where proxies evaluate: cpu|cuda|auto."),
     cpus_per_trial: float = typer.Option(None, "--cpus-per-trial", help="CPUs per trial (1)."),
     gpus_per_trial: float = typer.Option(
