@@ -331,6 +331,176 @@ def run_top(path: Path, models: list[str], proxies: list[str]) -> list[dict[str,
     return out
 
 
+#: Regime 3 (``--recovered``): fashion-vgg, whose results are taken home after recovery,
+#: against the test accuracy after ``epochs`` of the product's recovery (``envs.recovery``:
+#: masked training, cosine schedule from the default lr, the workload's flips and shifts)
+#: at aggressive budgets (kept share of the prunable weights), input convolution dense.
+RECOVERED: dict[str, Any] = {
+    "model": "fashion-vgg",
+    "data": "fashion-mnist",
+    "scheme": "balanced",
+    "hardware": "accel-kang-16",
+    "keep_dense": ["first"],
+    "budgets": [0.1, 0.2, 0.3],
+    "epochs": 3,
+}
+#: The proxies regime 3 compares (label -> registry name, parameters).
+RECOVERED_PROXIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "holdout": ("holdout", {}),
+    "holdout-fp32": ("holdout", {"precision": "fp32"}),
+    "finetune-50": ("finetune", {"steps": 50, "lr": 0.005}),
+    "finetune-200": ("finetune", {"steps": 200, "lr": 0.005}),
+    "finetune-200-distill": ("finetune", {"steps": 200, "lr": 0.005, "distill": True}),
+    "weight-energy": ("weight-energy", {}),
+}
+
+
+def recovered_policies(task, budgets: list[float], n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` random feasible policies per budget (level indices of ``task``'s decisions,
+    kept share of the decisions' weights within 0.06 below the budget)."""
+    levels = [np.asarray(d.levels, dtype=float) for d in task.decisions]
+    sizes = np.asarray([sum(m.params for m in d.layers) for d in task.decisions], dtype=float)
+    out = []
+    for budget in budgets:
+        rng = np.random.default_rng([seed, int(budget * 1000)])
+        found = 0
+        while found < n:
+            dens = sample_policy(rng, levels, sizes, budget)
+            if dens is None:
+                continue
+            choice = task.choice_for_densities(
+                {d.name: x for d, x in zip(task.decisions, dens, strict=True)}
+            )
+            out.append({"regime": "random", "setting": task.scheme.name, "budget": budget,
+                        "index": found, "choice": choice})  # fmt: skip
+            found += 1
+    return out
+
+
+def _kept_share(task, choice: list[int]) -> float:
+    """Share of the decisions' weights ``choice`` keeps (what the budgets here bound)."""
+    sizes = [sum(m.params for m in d.layers) for d in task.decisions]
+    kept = sum(
+        float(d.levels[j]) * s for d, j, s in zip(task.decisions, choice, sizes, strict=True)
+    )
+    return kept / sum(sizes)
+
+
+def run_recovered(
+    *,
+    out: Path,
+    n: int,
+    budgets: list[float],
+    epochs: int,
+    seed: int,
+    proxies: list[str],
+    top_from: Path | None,
+) -> dict[str, Any]:
+    """Score every policy with every proxy and recover it for the truth; each policy's
+    record is written as soon as it is measured (an interrupted run resumes)."""
+    from agents.finalize import recovered_model, recovery_recipe
+    from envs import TaskSpec, make_task
+
+    doc = json.loads(out.read_text()) if out.is_file() else {}
+    doc.setdefault("records", [])
+    want = {"epochs": epochs, "model": RECOVERED["model"], "seed": seed}
+    for key, value in want.items():
+        if doc.get(key, value) != value:
+            raise SystemExit(f"error: {out} holds records of {key} {doc[key]!r}: pass --out")
+    doc.update(want, config=RECOVERED)
+
+    def task_of(fields: dict[str, Any]):
+        return make_task(TaskSpec(model=RECOVERED["model"], data=RECOVERED["data"],
+                                  keep_dense=RECOVERED["keep_dense"], **fields))  # fmt: skip
+
+    todo: list[tuple[Any, dict[str, Any]]] = []
+    main_task = task_of({"scheme": RECOVERED["scheme"], "hardware": RECOVERED["hardware"]})
+    todo += [(main_task, p) for p in recovered_policies(main_task, budgets, n, seed)]
+    if top_from is not None:  # the best policies of bench/high_compression.py's searches
+        import high_compression as hc
+
+        hc.WORKLOAD.update(model=RECOVERED["model"], data=RECOVERED["data"])
+        rows = json.loads(top_from.read_text())["rows"]
+        for i, r in enumerate(rows):
+            task = make_task(hc.spec(r["setting"]))
+            policy = {"regime": "top", "setting": r["setting"], "budget": r["budget"],
+                      "index": i, "choice": r["choice"], "method": r["method"]}  # fmt: skip
+            todo.append((task, policy))
+    done = {(r["regime"], r["setting"], r["budget"], r["index"]) for r in doc["records"]}
+    built: dict[int, dict[str, Any]] = {}
+    for task, policy in todo:
+        if (policy["regime"], policy["setting"], policy["budget"], policy["index"]) in done:
+            continue
+        if id(task.workload) not in built:
+            built[id(task.workload)] = {
+                label: get_proxy(name, workload=task.workload, **params)
+                for label, (name, params) in RECOVERED_PROXIES.items()
+                if label in proxies
+            }
+        masks = task.masks(policy["choice"])
+        scores, ms = {}, {}
+        for label, proxy in built[id(task.workload)].items():
+            t = time.perf_counter()
+            if hasattr(proxy, "new_search"):
+                proxy.new_search()  # no racing against another policy's score
+            scores[label] = proxy.evaluate(masks)
+            ms[label] = 1e3 * (time.perf_counter() - t)
+        t = time.perf_counter()
+        rec = recovered_model(task, policy["choice"], recovery_recipe(task, epochs=epochs))
+        doc["records"].append({
+            **policy,
+            "density": task.overall_density(policy["choice"]),
+            "kept_share": _kept_share(task, policy["choice"]),
+            "truth": rec.after,
+            "test_before_recovery": rec.before,
+            "truth_seconds": time.perf_counter() - t,
+            "scores": scores,
+            "ms": ms,
+        })  # fmt: skip
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(out)
+        print(f"[recovered] {policy['regime']} {policy['setting']} {policy['budget']} "
+              f"#{policy['index']}: truth {rec.after:.4f} ({time.perf_counter() - t:.0f} s)",
+              flush=True)  # fmt: skip
+    return doc
+
+
+def recovered_table(doc: dict[str, Any]) -> str:
+    """Kendall's tau of every proxy against the recovered truth, per regime and setting
+    (random policies pooled over budgets, and per budget), with each proxy's median cost."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in doc["records"]:
+        groups.setdefault((r["regime"], r["setting"], "all"), []).append(r)
+        if r["regime"] == "random":
+            groups.setdefault((r["regime"], r["setting"], f"{r['budget']:.2f}"), []).append(r)
+    labels = list(dict.fromkeys(k for r in doc["records"] for k in r["scores"]))
+    head = f"{'regime':7s} {'setting':10s} {'budget':>6s} {'n':>3s} {'truth range':>13s} "
+    head += " ".join(f"{x:>{max(6, len(x))}s}" for x in labels)
+    lines = [
+        f"{doc.get('model')}: Kendall's tau against the test accuracy after "
+        f"{doc.get('epochs')} epochs of recovery",
+        head,
+    ]
+    for (regime, setting, budget), rows in groups.items():
+        truth = [r["truth"] for r in rows]
+        taus = []
+        for x in labels:
+            tau = kendalltau([r["scores"][x] for r in rows], truth)[0] if len(rows) > 2 else None
+            cell = "nan" if tau is None or np.isnan(tau) else f"{tau:.3f}"
+            taus.append(f"{cell:>{max(6, len(x))}s}")
+        lines.append(
+            f"{regime:7s} {setting:10s} {budget:>6s} {len(rows):3d} "
+            f"{f'{min(truth):.3f}-{max(truth):.3f}':>13s} " + " ".join(taus)
+        )
+    cost = " ".join(
+        f"{x} {statistics.median(r['ms'][x] for r in doc['records']):.0f} ms" for x in labels
+    )
+    truth_s = statistics.median(r["truth_seconds"] for r in doc["records"])
+    lines.append(f"median cost per evaluation: {cost}; truth {truth_s:.0f} s per policy")
+    return "\n".join(lines)
+
+
 def truth_self_tau(tests: list[list[float]]) -> float | None:
     """Kendall's tau between the truth's first and second fine-tune over the same policies.
 
@@ -431,22 +601,59 @@ def main(argv: list[str] | None = None) -> None:
         metavar="JSON",
         help="score the best policies of a search-quality results file instead (regime 2)",
     )
-    ap.add_argument("--proxies", nargs="+", default=list(PROXY_SET), choices=list(PROXY_SET))
+    ap.add_argument(
+        "--proxies",
+        nargs="+",
+        choices=list(dict.fromkeys([*PROXY_SET, *RECOVERED_PROXIES])),
+        help="default: every proxy of the regime",
+    )
     ap.add_argument("--report", type=Path, metavar="JSON", help="print a stored file's table")
+    ap.add_argument(
+        "--recovered",
+        action="store_true",
+        help="regime 3: fashion-vgg against its recovered truth (resumable; --policies per "
+        "budget, --top-from high_compression results for searched policies)",
+    )
     args = ap.parse_args(argv)
     results = ROOT / "bench" / "results"
     if args.report is not None:
         try:
-            cells = json.loads(args.report.read_text())["cells"]
+            stored = json.loads(args.report.read_text())
+            if "records" in stored:
+                print(recovered_table(stored))
+                return
+            cells = stored["cells"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             ap.error(f"--report: cannot read proxy-fidelity results {str(args.report)!r}: {exc}")
         print(table(cells))
         print()
         print(tau_grid(cells))
         return
+    if args.top_from is not None and not args.top_from.is_file():
+        ap.error(f"--top-from: no such file {str(args.top_from)!r}")
+    if args.recovered:
+        torch.set_num_threads(args.threads)
+        args.proxies = args.proxies or list(RECOVERED_PROXIES)
+        unknown = [x for x in args.proxies if x not in RECOVERED_PROXIES]
+        if unknown:
+            ap.error(f"--proxies {' '.join(unknown)}: --recovered compares "
+                     f"{', '.join(RECOVERED_PROXIES)}")  # fmt: skip
+        doc = run_recovered(
+            out=args.out or results / "proxy_fidelity_recovered.json",
+            n=args.policies,
+            budgets=args.budgets or RECOVERED["budgets"],
+            epochs=args.epochs or RECOVERED["epochs"],
+            seed=args.seed,
+            proxies=args.proxies,
+            top_from=args.top_from,
+        )
+        print(recovered_table(doc))
+        return
+    args.proxies = args.proxies or list(PROXY_SET)
+    unknown = [x for x in args.proxies if x not in PROXY_SET]
+    if unknown:
+        ap.error(f"--proxies {' '.join(unknown)}: valid: {', '.join(PROXY_SET)}")
     if args.top_from is not None:
-        if not args.top_from.is_file():
-            ap.error(f"--top-from: no such file {str(args.top_from)!r}")
         torch.set_num_threads(args.threads)
         t0 = time.perf_counter()
         cells = run_top(args.top_from, args.networks, args.proxies)

@@ -415,6 +415,8 @@ class FinetuneProxy(_WorkingCopyProxy):
     Args:
         steps: SGD steps per evaluation.
         lr, batch_size, momentum, weight_decay: the fine-tune's SGD settings.
+        distill: distil from the dense model (Hinton's KD, weight 0.9 at temperature 4,
+            as recovery does) besides the labels' cross-entropy.
         Other arguments: see ``holdout``.
     """
 
@@ -429,6 +431,7 @@ class FinetuneProxy(_WorkingCopyProxy):
         batch_size: int = 64,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
+        distill: bool = False,
         device: str | None = None,
         bn_batches: int = 2,
         bn_batch_size: int = 128,
@@ -454,6 +457,9 @@ class FinetuneProxy(_WorkingCopyProxy):
         self.batch_size = batch_size
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.distill = distill
+        # The dense teacher lives where the student trains (the workload's model is on CPU).
+        self.teacher = copy.deepcopy(workload.model).to(self.device).eval() if distill else None
         self.seed = seed
 
     def evaluate(self, masks: dict[str, torch.Tensor]) -> float:
@@ -471,6 +477,7 @@ class FinetuneProxy(_WorkingCopyProxy):
                 weight_decay=self.weight_decay,
                 seed=self.seed,
                 device=self.device,
+                teacher=self.teacher,
             )
             return self._score()
 

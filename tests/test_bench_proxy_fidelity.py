@@ -55,3 +55,29 @@ def test_mean_tau_and_grid_include_the_truth_ceiling(pf):
     assert grid[-1].split()[-2:] == ["0.400", "0.400"]
     table = pf.table(cells)
     assert pf.TRUTH_SELF in table and "   -  " in table
+
+
+@pytest.mark.slow
+def test_recovered_regime_records_resume_and_report(pf, tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setitem(pf.RECOVERED, "model", "digits-cnn")
+    monkeypatch.setitem(pf.RECOVERED, "data", "digits")
+    out = tmp_path / "r.json"
+    args = ["--recovered", "--budgets", "0.3", "--policies", "3", "--epochs", "1",
+            "--proxies", "holdout", "weight-energy", "--out", str(out)]  # fmt: skip
+    pf.main(args)
+    doc = json.loads(out.read_text())
+    assert [r["index"] for r in doc["records"]] == [0, 1, 2]
+    for r in doc["records"]:
+        assert set(r["scores"]) == {"holdout", "weight-energy"}
+        assert 0 <= r["truth"] <= 1 and r["kept_share"] <= 0.3 + 1e-9
+    assert len({tuple(r["choice"]) for r in doc["records"]}) == 3  # distinct policies
+    capsys.readouterr()
+    pf.main(args)  # resumed: nothing measured again
+    assert json.loads(out.read_text())["records"] == doc["records"]
+    pf.main(["--report", str(out)])
+    report = capsys.readouterr().out
+    assert "after 1 epochs of recovery" in report and "weight-energy" in report
+    with pytest.raises(SystemExit):  # records of another truth length are not mixed
+        pf.main([*args[:6], "2", *args[7:]])

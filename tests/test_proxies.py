@@ -202,3 +202,21 @@ def test_racing_stops_scoring_a_clearly_worse_policy(
     resumed.new_search()
     resumed.evaluate(bad)
     assert resumed.last_images == n
+
+
+def test_finetune_distill_learns_from_the_dense_model(digits: Workload) -> None:
+    masks = uniform_masks(digits, 0.2)
+    plain = get_proxy("finetune", workload=digits, steps=15)
+    distilled = get_proxy("finetune", workload=digits, steps=15, distill=True)
+    plain.evaluate(masks)
+    score = distilled.evaluate(masks)
+    # A different objective (same batches), so different weights; deterministic; the
+    # teacher is the workload's dense model, untouched.
+    layer = next(iter(masks)).rpartition(".")[0]
+    assert not torch.equal(
+        distilled.model.get_submodule(layer).weight, plain.model.get_submodule(layer).weight
+    )
+    assert distilled.evaluate(masks) == pytest.approx(score, abs=1e-9)
+    for name, p in digits.model.named_parameters():
+        assert torch.equal(p, distilled.teacher.get_parameter(name)), name
+    assert score > get_proxy("holdout", workload=digits).evaluate(masks) - 0.05
