@@ -61,3 +61,25 @@ def test_refuses_mixing_epochs(hl, tmp_path):
     out.write_text(json.dumps({"rows": [], "epochs": 3, "model": "fashion-vgg"}))
     with pytest.raises(SystemExit):
         hl.main(["--epochs", "1", "--out", str(out)])
+
+
+def test_budget_at_compression_hits_the_anchor_policies(hl, monkeypatch):
+    """The affine map between cost and inverse compression passes through the uniform
+    least-level policies it is fitted on; the first conv, kept dense, counts as dense."""
+    import dataclasses
+
+    monkeypatch.setitem(hl.WORKLOAD, "model", "digits-cnn")
+    monkeypatch.setitem(hl.WORKLOAD, "data", "digits")
+    claim = hl.CLAIMS["pcnn"]
+    task = hl._task(claim)
+    assert task.layers[0].name not in {d.name for d in task.decisions}
+    for level in (0, 1):
+        choice = [level] * len(task.decisions)
+        sizes = hl.compression(task, choice, hl.kept_dense(task, claim))
+        at = dataclasses.replace(claim, compression=sizes["storage_compression"])
+        assert hl.budget_at_compression(task, at) == pytest.approx(task.cost_ratio(choice))
+    # The first conv kept dense stores all its weights: less compression than without.
+    with_first = hl.compression(task, [0] * len(task.decisions), hl.kept_dense(task, claim))
+    pruned = hl._task(dataclasses.replace(claim, keep_dense=()))
+    without = hl.compression(pruned, [0] * len(pruned.decisions))
+    assert with_first["parameter_compression"] < without["parameter_compression"]
