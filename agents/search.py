@@ -38,8 +38,8 @@ from envs import (
     make_task,
     validate_names,
 )
-from envs.evaluation import DEVICES, resolve_device
 from envs.factory import least_cost_ratio_before_training
+from envs.workloads.evaluation import DEVICES, resolve_device
 from tracking import (
     EpisodeJournal,
     check_experiment,
@@ -99,7 +99,7 @@ class SearchConfig:
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
         finetune_epochs: recover the best and the uniform policies' models by this many
-            epochs of masked training (``envs.recovery``: cosine schedule, the workload's
+            epochs of masked training (``envs.workloads.recovery``: cosine schedule, the workload's
             augmentation) before they are tested, exported and registered (0: none).
         distill: distil the recovery from the dense model (knowledge distillation).
         threads: torch intra-op threads. 1 by default: the networks are small, and a
@@ -138,7 +138,7 @@ class SearchConfig:
             if isinstance(self.proxy_params, Mapping):
                 object.__setattr__(self, "proxy_params", {**params, **self.proxy_params})
         # The defaults that choose an evaluation (holdout's precision) are stored too.
-        from envs.proxies import resolved_proxy_params
+        from envs.proxies.builtin import resolved_proxy_params
 
         for name, key in ((self.proxy, "proxy_params"), (self.shortlist_proxy, "shortlist_params")):
             params = getattr(self, key)
@@ -183,7 +183,7 @@ class SearchConfig:
         whose message names the bad value and the valid choices. Touches no MLflow store.
         """
         from agents.checks import check_fields
-        from envs.proxies import check_proxy_params
+        from envs.proxies.builtin import check_proxy_params
 
         if not isinstance(self.task, TaskSpec):
             raise ValueError(f"task must be a TaskSpec, got {self.task!r}")
@@ -1003,7 +1003,7 @@ DATASET_ROWS = 10_000
 def _log_data(run: Any, workload: Any) -> None:
     """The holdout (the search scores on it) and test (the final figures) splits as MLflow
     dataset inputs, named after the data source."""
-    from envs.evaluation import dataset_tensors
+    from envs.workloads.evaluation import dataset_tensors
 
     provenance = str(workload.meta.get("data", workload.name))
     name = provenance.split(":")[0]

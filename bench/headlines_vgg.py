@@ -283,7 +283,7 @@ class Results:
 def checkpoint_sha256() -> str | None:
     """sha256 of the committed checkpoint the rows start from (None: a smoke workload
     trained here)."""
-    from envs.workloads import CHECKPOINT_DIR, shipped_record
+    from envs.workloads.builtin import CHECKPOINT_DIR, shipped_record
 
     if not (CHECKPOINT_DIR / f"{WORKLOAD['model']}.json").is_file():
         return None

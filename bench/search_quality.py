@@ -79,7 +79,7 @@ PAIRS: list[tuple[str, str]] = [
     ("unstructured", "accel-kang-16"),
 ]
 # Benchmark workloads: label -> (registered model, data source). "digits-aug" is the
-# digits CNN on distorted views of the same digits (envs.data.load_digits_aug_splits): on
+# digits CNN on distorted views of the same digits (envs.workloads.data.load_digits_aug_splits): on
 # plain digits the fine-tuned accuracy of good policies saturates near the dense 99.4% and
 # one test image is 0.28 points, so close policies cannot be told apart; digits-aug's
 # dense accuracy is 97.9%, the benchmark's pruned and fine-tuned networks land between 72%
@@ -187,7 +187,7 @@ MODEL_PAIR_SETTINGS: dict[tuple[str, str, str], dict[str, Any]] = {
     **{("fashion-cnn", *pair): setting for pair, setting in FASHION_CNN_SETTINGS.items()},
     **{("resnet20-fashion", *p): setting for p, setting in RESNET20_FASHION_SETTINGS.items()},
 }
-# Holdout-proxy settings per workload (envs.proxies.HoldoutProxy keywords). On resnet20 the
+# Holdout-proxy settings per workload (envs.proxies.builtin.HoldoutProxy keywords). On resnet20 the
 # default (all 300 holdout images, BN re-estimated on 2 x 128 images) costs ~0.8 s per
 # episode on a 2-core machine (earlier runs did not finish in 10 min); 150 images and
 # one BN batch cost ~0.36 s (measured) at a holdout resolution of 0.67 points. The final

@@ -24,8 +24,8 @@ _register_optional_commands()
 
 
 def _registries() -> dict[str, object]:
-    import envs.proxies  # noqa: F401  registers them
-    import envs.workloads  # noqa: F401  registers them
+    import envs.proxies.builtin  # noqa: F401  registers them
+    import envs.workloads.builtin  # noqa: F401  registers them
     from agents.base import AGENTS
     from envs import PROXIES, WORKLOADS
     from hwmodels import HARDWARE
@@ -42,8 +42,8 @@ def _registries() -> dict[str, object]:
 
 def test_the_table_is_the_registries():
     from envs import REWARD_FORMS
-    from envs.evaluation import DEVICES
-    from envs.models import torchvision_models
+    from envs.workloads.evaluation import DEVICES
+    from envs.workloads.models import torchvision_models
 
     table = catalog.build_table()
     registries = _registries()
@@ -101,7 +101,7 @@ def test_entries_registered_in_this_process_are_seen():
 
 
 def test_cache_dir_follows_the_workloads_rule(monkeypatch, tmp_path):
-    from envs.workloads import cache_dir
+    from envs.workloads.builtin import cache_dir
 
     for env in ({"HWPRUNE_CACHE": str(tmp_path / "a")}, {"XDG_CACHE_HOME": str(tmp_path)}, {}):
         for key in ("HWPRUNE_CACHE", "XDG_CACHE_HOME"):
@@ -215,7 +215,7 @@ def test_a_changed_module_rebuilds_the_table(tmp_path):
 
 
 def test_list_models_names_every_torchvision_model():
-    from envs.models import torchvision_models
+    from envs.workloads.models import torchvision_models
 
     res = runner.invoke(app, ["list", "models"])
     assert res.exit_code == 0, res.output

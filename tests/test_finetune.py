@@ -103,7 +103,7 @@ def test_interrupted_recovery_keeps_the_last_finished_epoch(searched):
 
     from agents.finetune_run import FinetuneInterrupted
     from agents.search import SearchInterrupted
-    from envs.recovery import steps_per_epoch
+    from envs.workloads.recovery import steps_per_epoch
 
     per_epoch = steps_per_epoch(1137, 64)  # the digits training split, batch 64
     seen = [0]
@@ -149,6 +149,6 @@ def test_interrupted_recovery_message_says_how_to_continue(capsys):
 def test_recovery_bounds_are_the_cli_bounds():
     """The recipe's own bounds and the CLI's are one figure each, stated twice."""
     from agents.checks import MAX_FINETUNE_EPOCHS, MAX_FINETUNE_STEPS
-    from envs.recovery import MAX_EPOCHS, MAX_STEPS
+    from envs.workloads.recovery import MAX_EPOCHS, MAX_STEPS
 
     assert (MAX_EPOCHS, MAX_STEPS) == (MAX_FINETUNE_EPOCHS, MAX_FINETUNE_STEPS)

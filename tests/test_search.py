@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from agents import SearchConfig, run_search
 from agents.cli import _register_optional_commands, app
 from envs import get_workload
-from envs.evaluation import accuracy
+from envs.workloads.evaluation import accuracy
 from pruning.export import load_exported, read_manifest
 
 runner = CliRunner()
@@ -182,7 +182,7 @@ def test_an_unnamed_proxy_is_the_schemes_and_the_config_holds_it(scheme):
     from envs import TaskSpec
 
     hardware = {"channel": "gpu-jetson-tx2", "crossbar": "reram-128"}.get(scheme, "accel-kang-16")
-    from envs.proxies import resolved_proxy_params
+    from envs.proxies.builtin import resolved_proxy_params
 
     config = SearchConfig(task=TaskSpec(scheme=scheme, hardware=hardware))
     name, params = default_proxy(scheme)
