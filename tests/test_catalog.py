@@ -1,4 +1,4 @@
-"""The name table (``agents.catalog``): the registries' names, read without importing
+"""The name table (``agents.app.catalog``): the registries' names, read without importing
 torch, SB3 or MLflow, rebuilt when a module changes; ``hwprune list`` and the checks of
 flags that it makes fast."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents import catalog
-from agents.cli import _register_optional_commands, app
+from agents.app import catalog
+from agents.app.cli import _register_optional_commands, app
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "stable_baselines3", "mlflow", "ray", "optuna")
@@ -124,7 +124,7 @@ def _python(code: str, *, root: Path = ROOT, args: tuple[str, ...] = (), **env: 
 _CLI = (
     "import json, sys\n"
     "from typer.testing import CliRunner\n"
-    "import agents.cli as cli\n"
+    "import agents.app.cli as cli\n"
     "cli._register_optional_commands()\n"
     "res = CliRunner().invoke(cli.app, json.loads(sys.argv[1]))\n"
     f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
@@ -136,7 +136,7 @@ _CLI = (
 def warm_cache(tmp_path_factory) -> str:
     """A cache directory holding this checkout's name table (as ``make`` leaves it)."""
     cache = tmp_path_factory.mktemp("cache")
-    _python("from agents.catalog import table; table()", HWPRUNE_CACHE=str(cache))
+    _python("from agents.app.catalog import table; table()", HWPRUNE_CACHE=str(cache))
     return str(cache)
 
 

@@ -224,7 +224,7 @@ def test_a_data_directory_with_no_known_layout_names_every_one(tmp_path) -> None
     idx files, the CIFAR-10 batches and the ImageFolder layout, not just the last."""
     from typer.testing import CliRunner
 
-    from agents.cli import app
+    from agents.app.cli import app
     from envs.workloads.builtin import get_workload
     from envs.workloads.data import IDX_FILES
 
@@ -375,7 +375,7 @@ def test_search_on_a_crafted_cifar_folder_exits_2_and_creates_nothing(tmp_path) 
     import mlflow
     from typer.testing import CliRunner
 
-    from agents.cli import app
+    from agents.app.cli import app
 
     marker = tmp_path / "pwned"
     _write_cifar_dir(tmp_path / "c", evil_marker=marker)
@@ -456,7 +456,7 @@ def test_data_proc_is_refused_quickly_saying_what_was_expected() -> None:
 
     from typer.testing import CliRunner
 
-    from agents.cli import app
+    from agents.app.cli import app
 
     t0 = time.monotonic()
     res = CliRunner().invoke(

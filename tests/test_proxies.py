@@ -154,7 +154,7 @@ def test_int8_falls_back_to_fp32_where_it_has_no_path(
 
 
 def test_the_resolved_precision_is_recorded_in_the_search_config() -> None:
-    from agents.search import SearchConfig
+    from agents.app.search import SearchConfig
 
     config = SearchConfig()
     assert config.proxy == "holdout" and config.proxy_params == {"precision": "int8"}

@@ -120,7 +120,7 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
 
 @pytest.mark.slow
 def test_a_front_recovers_every_point_and_its_uniform_policy(tmp_path):
-    from agents.frontier import run_frontier
+    from agents.app.frontier import run_frontier
 
     config = SearchConfig(
         task=TaskSpec(scheme="unstructured", hardware="accel-kang-16"),

@@ -53,7 +53,7 @@ _LIVE = {
 
 
 def _root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def cache_dir() -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from agents.commands.errors import fail
+from agents.app.commands.errors import fail
 
 console = Console()
 

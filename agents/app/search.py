@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-from agents.base import get_agent, load_hyperparams
-from agents.baselines import uniform_choice
-from agents.finalize import (
+from agents.app.finalize import (
     delivered_models,
     log_pruned_model,
     logged_model_name,
@@ -24,9 +22,11 @@ from agents.finalize import (
     pruned_model,
     recovery_recipe,
 )
+from agents.app.search_params import SEARCH_PARAMS
+from agents.app.shortlist import rescore, shortlist
+from agents.base import get_agent, load_hyperparams
+from agents.baselines import uniform_choice
 from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
-from agents.search_params import SEARCH_PARAMS
-from agents.shortlist import rescore, shortlist
 from envs import (
     REWARD_FORMS,
     TASK_FIELDS,
@@ -85,7 +85,7 @@ class SearchConfig:
             scheme, hardware, metric and their parameters).
         budget: target cost ratio versus the dense network, in (0, 1].
         budgets: ``(low, high)``: train one budget-conditioned agent over that range and
-            log the accuracy-cost front at ``points`` budgets instead (``agents.frontier``).
+            log the accuracy-cost front at ``points`` budgets instead (``agents.app.frontier``).
         agent: agent or baseline name; agent_params: its hyperparameter overrides.
         episodes: evaluated episodes. seed: seeds the workload and the search.
         proxy: accuracy proxy of the reward; proxy_params: its parameters. ``None`` (the
@@ -94,7 +94,7 @@ class SearchConfig:
             a built config holds the resolved name and parameters.
         shortlist: after the search, re-score its best ``shortlist`` distinct feasible
             policies with ``shortlist_proxy`` (``shortlist_params``) and keep the best by
-            it (``agents.shortlist``); 0 keeps the search proxy's best. Fixed budgets only.
+            it (``agents.app.shortlist``); 0 keeps the search proxy's best. Fixed budgets only.
         reward: reward form. experiment: MLflow experiment.
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
@@ -472,7 +472,7 @@ def run_search(
     ``register``, registered under that name.
     """
     if config.budgets is not None:
-        raise ValueError("a search over a budget range runs with agents.frontier.run_frontier")
+        raise ValueError("a search over a budget range runs with agents.app.frontier.run_frontier")
     kind = FixedBudget(
         export_dir=export_dir, register=register, recovery_progress=recovery_progress
     )

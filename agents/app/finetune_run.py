@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
+from agents.app.finalize import log_pruned_model, logged_model_uri, recovery_recipe, test_accuracy
 from agents.checks import (
     MAX_FINETUNE_EPOCHS,
     MAX_FINETUNE_STEPS,
     check_count,
     check_output_dir,
 )
-from agents.finalize import log_pruned_model, logged_model_uri, recovery_recipe, test_accuracy
 from core import defaults
 from envs import TaskSpec, make_task
 from envs.workloads.evaluation import bn_calibration_batches, reestimate_batchnorm
@@ -191,7 +191,7 @@ def _finetune(
 ) -> FinetuneResult:
     import copy
 
-    from agents.search import SearchInterrupted, signals_interrupt
+    from agents.app.search import SearchInterrupted, signals_interrupt
 
     model = copy.deepcopy(task.workload.model).cpu()
     try:
