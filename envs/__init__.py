@@ -1,4 +1,5 @@
-"""The task an agent plays: workloads, accuracy proxies, the pruning environment.
+"""The task an agent plays: the pruning environment, on ``envs.workloads`` (models, data,
+training, recovery) and ``envs.proxies`` (accuracy proxies).
 
 ``gym.make("hwprune/LayerPrune-v0", model="digits-cnn", scheme="balanced",
 hardware="accel-kang-16", budget=0.5)`` builds a ``LayerPruneEnv``.
