@@ -43,7 +43,7 @@ browser:
 
 # The MLflow UI as a user sees it: a short search, then screenshots under ui-check/screens/.
 ui-check: $(STAMP) browser
-	$(BIN)/python -m agents.ui_check --out ui-check
+	$(BIN)/python -m agents.app.ui_check --out ui-check
 
 test: $(STAMP) data browser
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""Agents (SB3 learners and baselines), the search loop and the CLI.
+"""The search methods (SB3 learners, baselines, Optuna samplers) and, in ``agents.app``,
+the application on top of them: the tracked search loop, sweeps and the CLI.
 
 ``run_search(SearchConfig(...))`` runs one tracked search; ``get_agent(name)`` builds an
 agent with its YAML hyperparameters. Names are imported on first use, so that the CLI
@@ -18,9 +19,9 @@ _EXPORTS = {
     "load_hyperparams": "agents.base",
     "EpisodeRecord": "agents.recorder",
     "EpisodeRecorder": "agents.recorder",
-    "SearchConfig": "agents.search",
-    "SearchResult": "agents.search",
-    "run_search": "agents.search",
+    "SearchConfig": "agents.app.search",
+    "SearchResult": "agents.app.search",
+    "run_search": "agents.app.search",
 }
 
 __all__ = sorted(_EXPORTS)

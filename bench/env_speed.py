@@ -7,7 +7,7 @@ Measures, on the 2-core development machine:
 - the time of a terminal ``holdout`` evaluation (BN re-estimation, head re-fit, holdout
   accuracy) on digits-cnn (300 holdout images), fashion-cnn and resnet20 on Fashion-MNIST
   (1,000 of its holdout images, the default), with and without the BatchNorm-folded twin
-  the proxy scores through (``envs.folding``);
+  the proxy scores through (``envs.proxies.folding``);
 - the floating-point work of that evaluation (GFLOP) and the rate it runs at, against
   this core's fp32 matrix-product rate (one thread): the time no fp32 implementation of
   the same evaluation can beat on this core;
@@ -226,8 +226,8 @@ def fast_vs_full(model: str, n_policies: int) -> dict:
     """
     from scipy.stats import kendalltau
 
-    from envs.proxies import get_proxy
-    from envs.workloads import get_workload
+    from envs.proxies.builtin import get_proxy
+    from envs.workloads.builtin import get_workload
 
     workload = get_workload(model)
     masks = random_feasible_masks(workload, n_policies)
@@ -353,7 +353,7 @@ def main() -> None:
         step_time_ms("resnet18", "channel", "gpu-jetson-tx2", eps),
     ]
     print("timing terminal evaluations...", file=sys.stderr, flush=True)
-    from envs.data import FASHION_MNIST_DIR, is_idx_dir
+    from envs.workloads.data import FASHION_MNIST_DIR, is_idx_dir
 
     fashion = is_idx_dir(FASHION_MNIST_DIR)
     models = {"digits-cnn": ("digits-cnn", None)}

@@ -111,7 +111,7 @@ _ACC: dict[tuple, tuple[Any, float]] = {}
 
 def finetuned_accuracy(task, choice: list[int]) -> float:
     """Test accuracy after the benchmark's fine-tune (memoised per task and policy)."""
-    from agents.finalize import pruned_model, test_accuracy
+    from agents.app.finalize import pruned_model, test_accuracy
 
     key = (id(task), tuple(choice))
     if key not in _ACC:

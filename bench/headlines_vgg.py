@@ -135,7 +135,7 @@ def _spec(claim: Claim, scheme: str | None = None):
 
 
 def _recovery_lr(task) -> float:
-    from agents.finalize import recovery_recipe
+    from agents.app.finalize import recovery_recipe
 
     return recovery_recipe(task).lr
 
@@ -283,7 +283,7 @@ class Results:
 def checkpoint_sha256() -> str | None:
     """sha256 of the committed checkpoint the rows start from (None: a smoke workload
     trained here)."""
-    from envs.workloads import CHECKPOINT_DIR, shipped_record
+    from envs.workloads.builtin import CHECKPOINT_DIR, shipped_record
 
     if not (CHECKPOINT_DIR / f"{WORKLOAD['model']}.json").is_file():
         return None
@@ -293,7 +293,7 @@ def checkpoint_sha256() -> str | None:
 def dense_control(res: Results, epochs: int) -> dict[str, Any]:
     """The dense model fine-tuned for ``epochs`` (computed once per checkpoint and length;
     ``dense`` holds the control of ``--epochs``, ``controls`` every length's)."""
-    from agents.finalize import recovered_model, recovery_recipe
+    from agents.app.finalize import recovered_model, recovery_recipe
 
     controls = res.doc.setdefault("controls", {})
     if res.doc.get("dense") and res.doc["dense"].get("epochs") == epochs:
@@ -349,7 +349,7 @@ def searched_claim(claim: Claim, dense: dict[str, Any], *, epochs: int, episodes
 
 def kang_claim(epochs: int) -> list[dict[str, Any]]:
     """Uniform balanced against uniform unstructured at equal density, both recovered."""
-    from agents.finalize import recovered_model, recovery_recipe
+    from agents.app.finalize import recovered_model, recovery_recipe
 
     claim = CLAIMS["kang"]
     bal, uns = _task(claim), _task(claim, "unstructured")

@@ -76,15 +76,15 @@ def spec(name: str):
 
 def dense_test(task) -> float:
     """Test accuracy of the unpruned model."""
-    from agents.finalize import masked_model, test_accuracy
+    from agents.app.finalize import masked_model, test_accuracy
 
     return test_accuracy(task, masked_model(task, list(task.dense_choice)))
 
 
 def uniform_loss(name: str) -> dict[str, float]:
     """The uniform policy's test accuracy before recovery and its loss to dense, in points."""
+    from agents.app.finalize import masked_model, test_accuracy
     from agents.baselines import uniform_choice
-    from agents.finalize import masked_model, test_accuracy
     from envs import make_task
 
     task = make_task(spec(name))
@@ -122,7 +122,7 @@ def best_choice(name: str, method: str, seed: int, episodes: int) -> dict[str, A
 
 def measure(name: str, method: str, seed: int, *, episodes: int, epochs: int) -> dict[str, Any]:
     """One row: search (or uniform), then recover the best policy and test it."""
-    from agents.finalize import recovered_model, recovery_recipe
+    from agents.app.finalize import recovered_model, recovery_recipe
     from envs import make_task
 
     t0 = time.perf_counter()

@@ -42,15 +42,15 @@ from scipy.stats import kendalltau
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envs.evaluation import (  # noqa: E402
+from envs.proxies.builtin import get_proxy  # noqa: E402
+from envs.workloads.base import Workload  # noqa: E402
+from envs.workloads.builtin import get_workload  # noqa: E402
+from envs.workloads.evaluation import (  # noqa: E402
     accuracy,
     finetune,
     iter_batches,
     reestimate_batchnorm,
 )
-from envs.proxies import get_proxy  # noqa: E402
-from envs.workload import Workload  # noqa: E402
-from envs.workloads import get_workload  # noqa: E402
 from pruning import MaskSwitcher, get_scheme, inspect_model  # noqa: E402
 
 #: Proxy label -> (registry name, parameters).

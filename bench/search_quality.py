@@ -36,14 +36,14 @@ fashion-cnn (every pair, ``FASHION_CNN_SETTINGS``) and resnet20 (``FASHION_RESNE
 on Fashion-MNIST, whose 10,000 test images resolve 0.01 points; the digits tracks of
 earlier rounds (digits-cnn and resnet20 on the bundled digits, digits-aug) are smoke
 tracks. A cell's search proxy is its scheme's where the product gives the scheme one
-(``agents.search.scheme_proxies()``: ``channel``), else its workload's (``SEARCH_PROXY``);
+(``agents.app.search.scheme_proxies()``: ``channel``), else its workload's (``SEARCH_PROXY``);
 ``--proxy`` overrides both. ``--aware-only`` runs just the hardware-awareness check.
 The verdicts are counted per track, with a league (``league``): how often each method is
 >= every other, the agent's paired differences to each baseline over the settings, and
 the count a search tied with the others would reach by chance (labels permuted).
 
 ``--shortlist K`` also ends every search as ``SearchConfig.shortlist`` does
-(``agents.shortlist``: its K best distinct feasible policies re-scored by
+(``agents.app.shortlist``: its K best distinct feasible policies re-scored by
 ``--shortlist-proxy``) and fine-tunes that pick with the same truth, so one run measures
 both ends paired; ``--report --pick shortlist`` reports the picks. Every cell keeps each
 method's ``TOP_KEPT`` best distinct feasible policies (``"top"``).
@@ -79,7 +79,7 @@ PAIRS: list[tuple[str, str]] = [
     ("unstructured", "accel-kang-16"),
 ]
 # Benchmark workloads: label -> (registered model, data source). "digits-aug" is the
-# digits CNN on distorted views of the same digits (envs.data.load_digits_aug_splits): on
+# digits CNN on distorted views of the same digits (envs.workloads.data.load_digits_aug_splits): on
 # plain digits the fine-tuned accuracy of good policies saturates near the dense 99.4% and
 # one test image is 0.28 points, so close policies cannot be told apart; digits-aug's
 # dense accuracy is 97.9%, the benchmark's pruned and fine-tuned networks land between 72%
@@ -187,7 +187,7 @@ MODEL_PAIR_SETTINGS: dict[tuple[str, str, str], dict[str, Any]] = {
     **{("fashion-cnn", *pair): setting for pair, setting in FASHION_CNN_SETTINGS.items()},
     **{("resnet20-fashion", *p): setting for p, setting in RESNET20_FASHION_SETTINGS.items()},
 }
-# Holdout-proxy settings per workload (envs.proxies.HoldoutProxy keywords). On resnet20 the
+# Holdout-proxy settings per workload (envs.proxies.builtin.HoldoutProxy keywords). On resnet20 the
 # default (all 300 holdout images, BN re-estimated on 2 x 128 images) costs ~0.8 s per
 # episode on a 2-core machine (earlier runs did not finish in 10 min); 150 images and
 # one BN batch cost ~0.36 s (measured) at a holdout resolution of 0.67 points. The final
@@ -239,9 +239,9 @@ _PROXIES: dict[str, Any] = {}
 
 def search_proxy(model: str, cell: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """The search proxy of a cell: ``--proxy``'s when the run gave one, else its scheme's
-    where the product gives the scheme its own (``agents.search.scheme_proxies()``), else
+    where the product gives the scheme its own (``agents.app.search.scheme_proxies()``), else
     the model's (``SEARCH_PROXY``)."""
-    from agents.search import default_proxy, scheme_proxies
+    from agents.app.search import default_proxy, scheme_proxies
 
     if cell is not None and cell.get("search_proxy"):
         name, params = cell["search_proxy"]
@@ -390,8 +390,8 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """One (model, pair, budget, seed): every method, then the same fine-tune for each."""
     import torch
 
-    from agents.finalize import pruned_model, test_accuracy
-    from agents.shortlist import shortlist
+    from agents.app.finalize import pruned_model, test_accuracy
+    from agents.app.shortlist import shortlist
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -432,7 +432,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
             "seconds": secs,
             "choice": best.choice,
             # The search's best distinct feasible policies, best first: what any rule that
-            # picks among them (agents.shortlist) needs, without running the search again.
+            # picks among them (agents.app.shortlist) needs, without running the search again.
             "top": [
                 {"choice": r.choice, "holdout": r.accuracy, "cost_ratio": r.cost_ratio}
                 for r in shortlist(rec.history, TOP_KEPT)
@@ -446,8 +446,8 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
 def _shortlisted(task, cell: dict[str, Any], rec) -> dict[str, Any]:
     """The search's shortlist re-scored as ``SearchConfig.shortlist`` does (``agents.
     shortlist``), and the same truth for its pick: the figures of a search that ends so."""
-    from agents.finalize import pruned_model, test_accuracy
-    from agents.shortlist import rescore, shortlist
+    from agents.app.finalize import pruned_model, test_accuracy
+    from agents.app.shortlist import rescore, shortlist
 
     k, name, params = cell["shortlist"]
     proxy = _proxy(cell["model"], task, (name, params))
@@ -926,7 +926,7 @@ def _episodes_arg(text: str) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the process exit status."""
-    from agents.search import SearchConfig
+    from agents.app.search import SearchConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="CI-sized: one pair, budget, seed")
@@ -1091,8 +1091,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report(cells, doc.get("awareness", []), methods))
         return 0
     warnings.filterwarnings("ignore")
+    from agents.app.search import scheme_proxies
     from agents.base import AGENTS
-    from agents.search import scheme_proxies
 
     for name in args.agents:
         AGENTS.check(name)

@@ -42,7 +42,7 @@ def sweep_throughput(workers: int, trials: int, episodes: int) -> dict:
     """One sweep on a fresh local Ray of ``workers`` CPUs."""
     import ray
 
-    from agents.sweep import SweepSpec, run_sweep
+    from agents.app.sweep import SweepSpec, run_sweep
 
     budgets = [round(0.4 + 0.5 * i / max(trials - 1, 1), 3) for i in range(trials)]
     spec = SweepSpec.from_dict(
@@ -102,7 +102,7 @@ def server_writes(uri: str, writers: int, episodes: int) -> dict:
     """``writers`` processes writing at once; every point checked in the store."""
     import mlflow
 
-    from agents.sweep import prepare_experiment
+    from agents.app.sweep import prepare_experiment
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()

@@ -52,7 +52,7 @@ def ort_session(path: Path, threads: int):
 
 def ort_latency(sess, x: np.ndarray, *, repeats: int) -> float:
     """Best-of-rounds seconds of one ``session.run`` on ``x``."""
-    from agents.commands.profile_cpu import best_time
+    from agents.app.commands.profile_cpu import best_time
 
     feeds = {sess.get_inputs()[0].name: x}
     return best_time(lambda: sess.run(None, feeds), repeats=repeats, warmup=5, min_round_s=5e-3)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pruning import get_scheme
 
     if args.profile:
-        from agents.commands.profile_cpu import profile_cpu
+        from agents.app.commands.profile_cpu import profile_cpu
 
         profile_cpu(
             Path(DEFAULT_TABLE or ROOT / "hwmodels" / "tables" / "cpu.json"),

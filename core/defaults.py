@@ -20,5 +20,5 @@ AGENT = "ddpg"
 #: The default evaluated episodes of a search.
 EPISODES = 300
 #: Peak learning rate of recovery (``--finetune-epochs``, ``hwprune finetune``): a tenth of
-#: fashion-vgg's training peak; see ``envs.recovery.RecoveryRecipe``.
+#: fashion-vgg's training peak; see ``envs.workloads.recovery.RecoveryRecipe``.
 RECOVERY_LR = 0.005

@@ -25,7 +25,7 @@ def plain_text(text: str) -> str:
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> KeyError:
     """The ``KeyError`` for a ``name`` that is not among ``choices``: the close matches
     ("Did you mean") and every valid choice. Shared by ``Registry.check`` and the CLI's
-    light name checks (``agents.catalog``), so that both say the same."""
+    light name checks (``agents.app.catalog``), so that both say the same."""
     choices = list(choices)
     close = difflib.get_close_matches(name, choices, n=3)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""

@@ -1,4 +1,5 @@
-"""The task an agent plays: workloads, accuracy proxies, the pruning environment.
+"""The task an agent plays: the pruning environment, on ``envs.workloads`` (models, data,
+training, recovery) and ``envs.proxies`` (accuracy proxies).
 
 ``gym.make("hwprune/LayerPrune-v0", model="digits-cnn", scheme="balanced",
 hardware="accel-kang-16", budget=0.5)`` builds a ``LayerPruneEnv``.
@@ -8,36 +9,36 @@ import gymnasium as gym
 
 from envs.factory import ENV_ID, make_env, make_proxy, make_task
 from envs.layer_prune_env import OBSERVATION_FEATURES, REWARD_FORMS, LayerPruneEnv
-from envs.proxy import PROXIES, AccuracyProxy
+from envs.proxies.base import PROXIES, AccuracyProxy
 from envs.spec import TASK_FIELDS, TaskSpec, validate_names
 from envs.task import Decision, PruningTask, build_task
-from envs.workload import WORKLOADS, Workload
+from envs.workloads.base import WORKLOADS, Workload
 
 
 def get_workload(name: str, **kwargs: object) -> Workload:
-    """Build workload ``name`` (see ``envs.workloads.get_workload``)."""
-    from envs.workloads import get_workload as _get
+    """Build workload ``name`` (see ``envs.workloads.builtin.get_workload``)."""
+    from envs.workloads.builtin import get_workload as _get
 
     return _get(name, **kwargs)
 
 
 def list_workloads() -> list[str]:
     """Names of the registered workloads."""
-    import envs.workloads  # noqa: F401  registers them
+    import envs.workloads.builtin  # noqa: F401  registers them
 
     return WORKLOADS.names()
 
 
 def get_proxy(name: str, **kwargs: object) -> AccuracyProxy:
-    """Build accuracy proxy ``name`` (see ``envs.proxies.get_proxy``)."""
-    from envs.proxies import get_proxy as _get
+    """Build accuracy proxy ``name`` (see ``envs.proxies.builtin.get_proxy``)."""
+    from envs.proxies.builtin import get_proxy as _get
 
     return _get(name, **kwargs)
 
 
 def list_proxies() -> list[str]:
     """Names of the registered accuracy proxies."""
-    import envs.proxies  # noqa: F401  registers them
+    import envs.proxies.builtin  # noqa: F401  registers them
 
     return PROXIES.names()
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from core import defaults
 from envs.layer_prune_env import LayerPruneEnv
-from envs.proxy import AccuracyProxy
+from envs.proxies.base import AccuracyProxy
 from envs.spec import TASK_FIELDS, TaskSpec, validate_names
 from envs.task import PruningTask, build_task
-from envs.workload import Workload
+from envs.workloads.base import Workload
 from hwmodels import get_hardware, resolve_metric
 from pruning import get_scheme
 
@@ -35,7 +35,7 @@ def _thawed(key: str) -> dict[str, Any]:
 def _cached_workload(
     model: str, data: str | None, checkpoint: str | None, seed: int, device: str
 ) -> Workload:
-    from envs.workloads import get_workload
+    from envs.workloads.builtin import get_workload
 
     return get_workload(model, data=data, checkpoint=checkpoint, seed=seed, device=device)
 
@@ -51,7 +51,7 @@ def least_cost_ratio_before_training(spec: TaskSpec) -> float:
     """
     import warnings
 
-    from envs.workloads import UntrainedModelWarning, get_workload
+    from envs.workloads.builtin import UntrainedModelWarning, get_workload
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
@@ -131,7 +131,7 @@ def make_task(spec: TaskSpec | None = None, *, seed: int = 0, device: str = "cpu
 
 def make_proxy(task: PruningTask, proxy: str = "holdout", **params: Any) -> AccuracyProxy:
     """Accuracy proxy ``proxy`` bound to the task's workload."""
-    from envs.proxies import get_proxy
+    from envs.proxies.builtin import get_proxy
 
     return get_proxy(proxy, workload=task.workload, **params)
 

@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from core import defaults
-from envs.proxy import AccuracyProxy
+from envs.proxies.base import AccuracyProxy
 from envs.task import PruningTask
 from hwmodels import BUDGET_TOLERANCE, within_budget
 

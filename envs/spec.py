@@ -45,7 +45,7 @@ class TaskSpec:
         metric: cost the budget is on (latency, energy, area, resources, memory, cycles);
             None: the hardware's default (latency; resources, i.e. crossbars, for ReRAM;
             cycles, i.e. kept MACs, for flops).
-        data: data source (None: the model's default; see ``envs.workloads``).
+        data: data source (None: the model's default; see ``envs.workloads.builtin``).
         checkpoint: state-dict file of the model (None: the cached trained weights).
         scheme_params / hardware_params: overrides of the registry parameters.
         keep_dense: layers left unpruned, by name or ``first``/``last`` (checked against
@@ -113,10 +113,10 @@ def validate_names(
     proxy: str | None = None,
 ) -> None:
     """Raise ``KeyError``/``ValueError`` naming the valid choices, before any long work."""
-    import envs.proxies  # noqa: F401  registers the proxies
-    import envs.workloads  # noqa: F401  registers the workloads
-    from envs.proxy import PROXIES
-    from envs.workload import WORKLOADS
+    import envs.proxies.builtin  # noqa: F401  registers the proxies
+    import envs.workloads.builtin  # noqa: F401  registers the workloads
+    from envs.proxies.base import PROXIES
+    from envs.workloads.base import WORKLOADS
     from hwmodels import HARDWARE, resolve_metric
     from pruning import SCHEMES
 

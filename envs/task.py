@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from envs.ledger import CostLedger
-from envs.workload import Workload
+from envs.workloads.base import Workload
 from hwmodels import Cost, HardwareModel, LayerSpec, resolve_metric, within_budget
 from pruning import PruningScheme, inspect_model
 

@@ -1,6 +1,6 @@
 """Measured per-layer latency tables (NetAdapt style) with staircase interpolation.
 
-A table is JSON written by ``agents/commands/profile_gpu.py``::
+A table is JSON written by ``agents/app/commands/profile_gpu.py``::
 
     {"device": "cuda:0 NVIDIA ...", "dtype": "float32", "entries": [
       {"kind": "conv", "kernel": [3, 3], "stride": [1, 1], "padding": [1, 1],

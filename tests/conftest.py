@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from envs.proxy import AccuracyProxy
-from envs.workload import Workload
-from envs.workloads import get_workload
+from envs.proxies.base import AccuracyProxy
+from envs.workloads.base import Workload
+from envs.workloads.builtin import get_workload
 
 
 @pytest.fixture(autouse=True, scope="session")

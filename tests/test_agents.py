@@ -12,8 +12,8 @@ from agents.learners import SB3Agent, wrap_env
 from agents.recorder import EpisodeRecorder
 from agents.refine import neighbours, refine, refine_episodes
 from envs import LayerPruneEnv, PruningTask, build_task
-from envs.proxy import AccuracyProxy
-from envs.workload import Workload
+from envs.proxies.base import AccuracyProxy
+from envs.workloads.base import Workload
 from hwmodels import get_hardware
 from pruning import get_scheme
 

@@ -1,4 +1,4 @@
-"""The name table (``agents.catalog``): the registries' names, read without importing
+"""The name table (``agents.app.catalog``): the registries' names, read without importing
 torch, SB3 or MLflow, rebuilt when a module changes; ``hwprune list`` and the checks of
 flags that it makes fast."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents import catalog
-from agents.cli import _register_optional_commands, app
+from agents.app import catalog
+from agents.app.cli import _register_optional_commands, app
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "stable_baselines3", "mlflow", "ray", "optuna")
@@ -24,8 +24,8 @@ _register_optional_commands()
 
 
 def _registries() -> dict[str, object]:
-    import envs.proxies  # noqa: F401  registers them
-    import envs.workloads  # noqa: F401  registers them
+    import envs.proxies.builtin  # noqa: F401  registers them
+    import envs.workloads.builtin  # noqa: F401  registers them
     from agents.base import AGENTS
     from envs import PROXIES, WORKLOADS
     from hwmodels import HARDWARE
@@ -42,8 +42,8 @@ def _registries() -> dict[str, object]:
 
 def test_the_table_is_the_registries():
     from envs import REWARD_FORMS
-    from envs.evaluation import DEVICES
-    from envs.models import torchvision_models
+    from envs.workloads.evaluation import DEVICES
+    from envs.workloads.models import torchvision_models
 
     table = catalog.build_table()
     registries = _registries()
@@ -101,7 +101,7 @@ def test_entries_registered_in_this_process_are_seen():
 
 
 def test_cache_dir_follows_the_workloads_rule(monkeypatch, tmp_path):
-    from envs.workloads import cache_dir
+    from envs.workloads.builtin import cache_dir
 
     for env in ({"HWPRUNE_CACHE": str(tmp_path / "a")}, {"XDG_CACHE_HOME": str(tmp_path)}, {}):
         for key in ("HWPRUNE_CACHE", "XDG_CACHE_HOME"):
@@ -124,7 +124,7 @@ def _python(code: str, *, root: Path = ROOT, args: tuple[str, ...] = (), **env: 
 _CLI = (
     "import json, sys\n"
     "from typer.testing import CliRunner\n"
-    "import agents.cli as cli\n"
+    "import agents.app.cli as cli\n"
     "cli._register_optional_commands()\n"
     "res = CliRunner().invoke(cli.app, json.loads(sys.argv[1]))\n"
     f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
@@ -136,7 +136,7 @@ _CLI = (
 def warm_cache(tmp_path_factory) -> str:
     """A cache directory holding this checkout's name table (as ``make`` leaves it)."""
     cache = tmp_path_factory.mktemp("cache")
-    _python("from agents.catalog import table; table()", HWPRUNE_CACHE=str(cache))
+    _python("from agents.app.catalog import table; table()", HWPRUNE_CACHE=str(cache))
     return str(cache)
 
 
@@ -215,7 +215,7 @@ def test_a_changed_module_rebuilds_the_table(tmp_path):
 
 
 def test_list_models_names_every_torchvision_model():
-    from envs.models import torchvision_models
+    from envs.workloads.models import torchvision_models
 
     res = runner.invoke(app, ["list", "models"])
     assert res.exit_code == 0, res.output

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from agents import SearchConfig
-from agents.cli import app
-from agents.search import PRECHECK_SLACK, check_budget_before_training
+from agents.app.cli import app
+from agents.app.search import PRECHECK_SLACK, check_budget_before_training
 from envs import TaskSpec
 
 runner = CliRunner()

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from agents.app.cli import _register_optional_commands, app
+from agents.app.search import SearchConfig
 from agents.base import load_hyperparams
-from agents.cli import _register_optional_commands, app
-from agents.search import SearchConfig
 from tracking import StoreError, check_experiment, check_store
 
 runner = CliRunner()
@@ -372,7 +372,7 @@ def test_export_of_a_local_store_copies_the_artifacts_in_place(exported_run, tmp
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "import agents.cli as cli\n"
+        "import agents.app.cli as cli\n"
         "res = CliRunner().invoke(cli.app, ['export', sys.argv[1], '--out', sys.argv[2]])\n"
         "assert res.exit_code == 0, res.output\n"
         "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n"
@@ -674,7 +674,7 @@ def test_help_imports_no_heavy_stack():
 
     code = (
         "import sys\n"
-        "from agents.cli import _register_optional_commands\n"
+        "from agents.app.cli import _register_optional_commands\n"
         "_register_optional_commands()\n"
         "heavy = sorted(m for m in ('torch', 'mlflow', 'stable_baselines3', 'ray') "
         "if m in sys.modules)\n"

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agents.cli import app
+from agents.app.cli import app
 from hwmodels import HARDWARE, METRIC_ALIASES, get_hardware
 from tracking.query import ui_hint
 
@@ -77,7 +77,7 @@ def test_search_prints_the_link_of_its_own_store(monkeypatch):
 def test_recovery_bar_counts_the_steps_done_once_each():
     """``recover`` reports the steps done so far (1, 2, ...): the bar shows that count,
     and each recovery closes the bar before it."""
-    from agents.cli import _recovery_bars
+    from agents.app.cli import _recovery_bars
 
     bars: list = []
     make = _recovery_bars(bars, 1, progress=True)  # shown (a disabled bar counts nothing)

@@ -6,8 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from envs.data import ImageSplit, load_digits_aug_splits, load_digits_splits, make_synthetic_splits
-from envs.evaluation import (
+from envs.workloads.data import (
+    ImageSplit,
+    load_digits_aug_splits,
+    load_digits_splits,
+    make_synthetic_splits,
+)
+from envs.workloads.evaluation import (
     accuracy,
     dataset_tensors,
     finetune,
@@ -128,7 +133,7 @@ def test_iter_batches_and_devices() -> None:
 def test_read_idx_round_trips(tmp_path, gz: bool) -> None:
     import numpy as np
 
-    from envs.data import read_idx
+    from envs.workloads.data import read_idx
 
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     path = tmp_path / ("x.idx.gz" if gz else "x.idx")
@@ -140,7 +145,7 @@ def test_read_idx_round_trips(tmp_path, gz: bool) -> None:
 def test_read_idx_rejects_bad_files(tmp_path, gz: bool) -> None:
     import numpy as np
 
-    from envs.data import read_idx
+    from envs.workloads.data import read_idx
 
     a = np.zeros((3, 4), dtype=np.uint8)
     sfx = ".gz" if gz else ""
@@ -164,7 +169,7 @@ def test_read_idx_rejects_bad_files(tmp_path, gz: bool) -> None:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_directory_splits(tmp_path, gz: bool) -> None:
-    from envs.data import is_idx_dir, load_idx_splits
+    from envs.workloads.data import is_idx_dir, load_idx_splits
 
     write_idx_dir(tmp_path, gz=gz)
     assert is_idx_dir(tmp_path)
@@ -185,7 +190,7 @@ def test_idx_directory_splits(tmp_path, gz: bool) -> None:
 def test_idx_directory_with_mismatched_counts_is_refused(tmp_path) -> None:
     import numpy as np
 
-    from envs.data import load_idx_splits
+    from envs.workloads.data import load_idx_splits
 
     write_idx_dir(tmp_path, gz=False)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
@@ -194,7 +199,7 @@ def test_idx_directory_with_mismatched_counts_is_refused(tmp_path) -> None:
 
 
 def test_missing_fashion_mnist_says_how_to_install(tmp_path, monkeypatch) -> None:
-    from envs.workloads import get_workload
+    from envs.workloads.builtin import get_workload
 
     monkeypatch.setenv("HWPRUNE_FASHION_MNIST", str(tmp_path))
     with pytest.raises(ValueError, match="apt-get install dataset-fashion-mnist.*--data DIR"):
@@ -204,7 +209,7 @@ def test_missing_fashion_mnist_says_how_to_install(tmp_path, monkeypatch) -> Non
 
 
 def test_idx_directory_is_a_data_source(tmp_path) -> None:
-    from envs.workloads import _data_kind
+    from envs.workloads.builtin import _data_kind
 
     write_idx_dir(tmp_path, gz=True)
     assert _data_kind(str(tmp_path)) == "idx"
@@ -219,9 +224,9 @@ def test_a_data_directory_with_no_known_layout_names_every_one(tmp_path) -> None
     idx files, the CIFAR-10 batches and the ImageFolder layout, not just the last."""
     from typer.testing import CliRunner
 
-    from agents.cli import app
-    from envs.data import IDX_FILES
-    from envs.workloads import get_workload
+    from agents.app.cli import app
+    from envs.workloads.builtin import get_workload
+    from envs.workloads.data import IDX_FILES
 
     wanted = [*IDX_FILES.values(), "gzipped or not", "data_batch_1", "test_batch", "ImageFolder"]
     (tmp_path / "empty").mkdir()
@@ -240,7 +245,7 @@ def test_a_data_directory_with_no_known_layout_names_every_one(tmp_path) -> None
 
 
 def _fashion_installed() -> bool:
-    from envs.data import FASHION_MNIST_DIR, is_idx_dir
+    from envs.workloads.data import FASHION_MNIST_DIR, is_idx_dir
 
     return is_idx_dir(FASHION_MNIST_DIR)
 
@@ -250,7 +255,7 @@ def _fashion_installed() -> bool:
     reason="Debian's dataset-fashion-mnist is not installed (make test installs it as root)",
 )
 def test_real_fashion_mnist_files() -> None:
-    from envs.data import FASHION_MNIST_DIR, load_idx_splits
+    from envs.workloads.data import FASHION_MNIST_DIR, load_idx_splits
 
     s = load_idx_splits(FASHION_MNIST_DIR, name="fashion-mnist")
     assert [len(s.train), len(s.holdout), len(s.test)] == [55_000, 5_000, 10_000]
@@ -302,7 +307,7 @@ def _write_cifar_dir(root, *, evil_marker=None, protocol: int = 2) -> None:
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_cifar_batches_of_plain_data_load(tmp_path, protocol: int) -> None:
-    from envs.data import load_cifar10_splits
+    from envs.workloads.data import load_cifar10_splits
 
     _write_cifar_dir(tmp_path / "c", protocol=protocol)
     s = load_cifar10_splits(tmp_path / "c", holdout_size=10)
@@ -316,7 +321,7 @@ def test_cifar_batch_written_by_python2_numpy_loads(tmp_path) -> None:
 
     import numpy as np
 
-    from envs.data import read_cifar10_batch
+    from envs.workloads.data import read_cifar10_batch
 
     blob = pickle.dumps(_cifar_batch(4), protocol=2).replace(b"numpy._core.", b"numpy.core.")
     assert b"numpy.core.multiarray\n_reconstruct" in blob
@@ -330,8 +335,8 @@ def test_cifar_batch_written_by_python2_numpy_loads(tmp_path) -> None:
 def test_a_cifar_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_path, protocol) -> None:
     import pickle
 
-    from envs.data import load_cifar10_splits
-    from envs.safe_load import UnsafePickleError
+    from envs.workloads.data import load_cifar10_splits
+    from envs.workloads.safe_load import UnsafePickleError
 
     marker = tmp_path / "pwned"
     _write_cifar_dir(tmp_path / "c", evil_marker=marker, protocol=protocol)
@@ -355,7 +360,7 @@ def test_a_cifar_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_path,
 def test_a_cifar_batch_that_is_not_one_is_one_clear_error(tmp_path, content, message) -> None:
     import pickle
 
-    from envs.data import read_cifar10_batch
+    from envs.workloads.data import read_cifar10_batch
 
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps(content, protocol=2))
@@ -370,7 +375,7 @@ def test_search_on_a_crafted_cifar_folder_exits_2_and_creates_nothing(tmp_path) 
     import mlflow
     from typer.testing import CliRunner
 
-    from agents.cli import app
+    from agents.app.cli import app
 
     marker = tmp_path / "pwned"
     _write_cifar_dir(tmp_path / "c", evil_marker=marker)
@@ -407,7 +412,7 @@ def _image_tree(root, layout: dict[str, list[str]]) -> None:
 def test_image_folder_scan_lists_what_torchvision_lists(tmp_path) -> None:
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-    from envs.data import scan_image_folder
+    from envs.workloads.data import scan_image_folder
 
     _image_tree(
         tmp_path,
@@ -423,7 +428,7 @@ def test_image_folder_scan_lists_what_torchvision_lists(tmp_path) -> None:
 def test_image_folder_scan_stops_at_stray_files_and_directories(tmp_path) -> None:
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from envs.data import scan_image_folder
+    from envs.workloads.data import scan_image_folder
 
     _image_tree(tmp_path, {"a": ["1.png", "x1", "x2", "x3", "x4"], "b": ["2.png"], "b/c/d": []})
     classes = {"a": 0, "b": 1}
@@ -437,7 +442,7 @@ def test_image_folder_scan_stops_at_stray_files_and_directories(tmp_path) -> Non
 def test_image_folder_scan_does_not_loop_through_symlink_cycles(tmp_path) -> None:
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from envs.data import scan_image_folder
+    from envs.workloads.data import scan_image_folder
 
     _image_tree(tmp_path, {"a": ["1.png"], "a/deep": ["2.png"]})
     (tmp_path / "a" / "deep" / "loop").symlink_to(tmp_path / "a")  # a cycle
@@ -451,7 +456,7 @@ def test_data_proc_is_refused_quickly_saying_what_was_expected() -> None:
 
     from typer.testing import CliRunner
 
-    from agents.cli import app
+    from agents.app.cli import app
 
     t0 = time.monotonic()
     res = CliRunner().invoke(

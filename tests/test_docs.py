@@ -60,7 +60,7 @@ def test_docs_link_to_pages_that_exist() -> None:
 
 
 def test_readme_cli_table_names_real_commands() -> None:
-    from agents.cli import _register_optional_commands, app
+    from agents.app.cli import _register_optional_commands, app
 
     if not any(c.name == "train" for c in app.registered_commands):
         _register_optional_commands()

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from agents.finalize import pruned_model
+from agents.app.finalize import pruned_model
 from envs import build_task
 from hwmodels import get_hardware
 from pruning import get_scheme

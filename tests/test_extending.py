@@ -62,7 +62,7 @@ def _copy_with_toys(dest: Path) -> Path:
 def _cli(copy: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(copy)}
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args],
+        [sys.executable, "-m", "agents.app.cli", *args],
         cwd=copy,
         env=env,
         capture_output=True,
@@ -91,7 +91,7 @@ def test_a_scheme_and_a_hardware_preset_are_one_file_each(tmp_path):
 
 def test_scheme_declarations_have_defaults():
     """What a scheme declares beyond levels and masks, with the base class's defaults."""
-    from agents.search import default_proxy
+    from agents.app.search import default_proxy
     from pruning import SCHEMES, get_scheme
     from pruning.base import PruningScheme
     from pruning.formats import CODECS

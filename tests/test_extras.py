@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents import catalog
-from agents.cli import _register_optional_commands, app
+from agents.app import catalog
+from agents.app.cli import _register_optional_commands, app
 from agents.extras import EXTRAS, MissingExtra, require_extra
 
 ROOT = Path(__file__).resolve().parents[1]

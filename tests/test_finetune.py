@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from agents import SearchConfig, run_search
-from agents.cli import _register_optional_commands, app
-from agents.finetune_run import run_finetune
+from agents.app.cli import _register_optional_commands, app
+from agents.app.finetune_run import run_finetune
 from pruning.export import read_manifest
 from tracking import discard_download, download_artifacts
 
@@ -101,9 +101,9 @@ def test_interrupted_recovery_keeps_the_last_finished_epoch(searched):
     structure; the message says how to continue (the CLI's part is checked below)."""
     import signal
 
-    from agents.finetune_run import FinetuneInterrupted
-    from agents.search import SearchInterrupted
-    from envs.recovery import steps_per_epoch
+    from agents.app.finetune_run import FinetuneInterrupted
+    from agents.app.search import SearchInterrupted
+    from envs.workloads.recovery import steps_per_epoch
 
     per_epoch = steps_per_epoch(1137, 64)  # the digits training split, batch 64
     seen = [0]
@@ -135,8 +135,8 @@ def test_interrupted_recovery_keeps_the_last_finished_epoch(searched):
 def test_interrupted_recovery_message_says_how_to_continue(capsys):
     import typer
 
-    from agents.commands.finetune import _report_interrupted
-    from agents.finetune_run import FinetuneInterrupted
+    from agents.app.commands.finetune import _report_interrupted
+    from agents.app.finetune_run import FinetuneInterrupted
 
     with pytest.raises(typer.Exit) as info:
         _report_interrupted(FinetuneInterrupted(2, "abc123", 1, 3))
@@ -149,6 +149,6 @@ def test_interrupted_recovery_message_says_how_to_continue(capsys):
 def test_recovery_bounds_are_the_cli_bounds():
     """The recipe's own bounds and the CLI's are one figure each, stated twice."""
     from agents.checks import MAX_FINETUNE_EPOCHS, MAX_FINETUNE_STEPS
-    from envs.recovery import MAX_EPOCHS, MAX_STEPS
+    from envs.workloads.recovery import MAX_EPOCHS, MAX_STEPS
 
     assert (MAX_EPOCHS, MAX_STEPS) == (MAX_FINETUNE_EPOCHS, MAX_FINETUNE_STEPS)

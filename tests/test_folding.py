@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from envs.evaluation import reestimate_batchnorm
-from envs.folding import FoldedTwin, effective_state
-from envs.proxies import get_proxy
-from envs.workload import Workload
+from envs.proxies.builtin import get_proxy
+from envs.proxies.folding import FoldedTwin, effective_state
+from envs.workloads.base import Workload
+from envs.workloads.evaluation import reestimate_batchnorm
 from pruning.apply import MaskSwitcher
 from tests.conftest import TinyResidual, tiny_cnn
 

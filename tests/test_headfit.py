@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from envs.evaluation import accuracy, bn_calibration_batches, reestimate_batchnorm
-from envs.headfit import HeadRefit, refit_masked_linear
-from envs.proxies import get_proxy
-from envs.workload import Workload
+from envs.proxies.builtin import get_proxy
+from envs.proxies.headfit import HeadRefit, refit_masked_linear
+from envs.workloads.base import Workload
+from envs.workloads.evaluation import accuracy, bn_calibration_batches, reestimate_batchnorm
 
 
 def _direct_row_solutions(x, t, w0, b0, mask, ridge):

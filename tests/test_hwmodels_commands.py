@@ -1,4 +1,4 @@
-"""The `cost` and `profile-gpu` commands (agents/commands) on tiny models."""
+"""The `cost` and `profile-gpu` commands (agents/app/commands) on tiny models."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from agents.commands.cost import compute_costs, cost_command, load_policy
-from agents.commands.profile_gpu import ProfileShape, channel_counts, profile_gpu
+from agents.app.commands.cost import compute_costs, cost_command, load_policy
+from agents.app.commands.profile_gpu import ProfileShape, channel_counts, profile_gpu
 from hwmodels import LayerSpec, get_hardware
 
 
@@ -119,7 +119,7 @@ def test_cost_policy_takes_the_scheme_and_hardware_from_the_file(stub_cost_workl
 def test_profile_gpu_refuses_bad_input_before_timing_and_writes_nothing(tmp_path, args, message):
     from typer.testing import CliRunner
 
-    from agents.cli import _register_optional_commands, app
+    from agents.app.cli import _register_optional_commands, app
 
     _register_optional_commands()
     out = tmp_path / "t.json"
@@ -141,7 +141,7 @@ def test_profile_gpu_refuses_bad_input_before_timing_and_writes_nothing(tmp_path
 def test_profile_cpu_refuses_bad_input_before_timing(tmp_path, args, message):
     from typer.testing import CliRunner
 
-    from agents.cli import _register_optional_commands, app
+    from agents.app.cli import _register_optional_commands, app
 
     _register_optional_commands()
     out = tmp_path / "t.json"

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from envs.evaluation import accuracy
-from envs.proxies import get_proxy, list_proxies
-from envs.workload import Workload
+from envs.proxies.builtin import get_proxy, list_proxies
+from envs.workloads.base import Workload
+from envs.workloads.evaluation import accuracy
 from pruning import inspect_model
 
 
@@ -98,7 +98,7 @@ def test_weight_energy_is_monotone(digits: Workload) -> None:
 
 
 def test_holdout_energy_blends_its_two_scores(digits: Workload) -> None:
-    from envs.proxies import HoldoutEnergyProxy
+    from envs.proxies.builtin import HoldoutEnergyProxy
 
     task_masks = {}
     for name, param in digits.model.named_parameters():
@@ -117,7 +117,7 @@ def test_holdout_energy_blends_its_two_scores(digits: Workload) -> None:
 
 
 def test_fast_evaluation_is_the_default_and_fp32_can_be_chosen(digits: Workload) -> None:
-    from envs.proxies import DEFAULT_PRECISION, FAST_BN_IMAGES
+    from envs.proxies.builtin import DEFAULT_PRECISION, FAST_BN_IMAGES
 
     fast = get_proxy("holdout", workload=digits)
     full = get_proxy("holdout", workload=digits, precision="fp32")
@@ -154,7 +154,7 @@ def test_int8_falls_back_to_fp32_where_it_has_no_path(
 
 
 def test_the_resolved_precision_is_recorded_in_the_search_config() -> None:
-    from agents.search import SearchConfig
+    from agents.app.search import SearchConfig
 
     config = SearchConfig()
     assert config.proxy == "holdout" and config.proxy_params == {"precision": "int8"}
@@ -168,7 +168,7 @@ def test_the_resolved_precision_is_recorded_in_the_search_config() -> None:
 def test_racing_stops_scoring_a_clearly_worse_policy(
     digits: Workload, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import envs.proxies as proxies
+    import envs.proxies.builtin as proxies
 
     # digits scores 300 holdout images: race after 128 of them here.
     monkeypatch.setattr(proxies, "RACE_MIN_IMAGES", 128)

@@ -1,4 +1,4 @@
-"""The int8 trunk of the holdout proxy (envs.quantized)."""
+"""The int8 trunk of the holdout proxy (envs.proxies.quantized)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from envs.folding import FoldedTwin
-from envs.quantized import ENGINE, WEIGHT_MAX, Int8Trunk, Uint8MaxPool2x2, int8_available
-from envs.workload import Workload
+from envs.proxies.folding import FoldedTwin
+from envs.proxies.quantized import ENGINE, WEIGHT_MAX, Int8Trunk, Uint8MaxPool2x2, int8_available
+from envs.workloads.base import Workload
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="no quantized oneDNN kernels")
 
@@ -52,8 +52,8 @@ def test_seven_bit_weights_do_not_saturate() -> None:
 
 
 def test_int8_trunk_tracks_the_fp32_twin(digits: Workload) -> None:
-    from envs.evaluation import bn_calibration_batches, reestimate_batchnorm
-    from envs.headfit import HeadRefit
+    from envs.proxies.headfit import HeadRefit
+    from envs.workloads.evaluation import bn_calibration_batches, reestimate_batchnorm
 
     model = digits.model
     x = torch.cat(bn_calibration_batches(digits.train, n_batches=1, batch_size=64))

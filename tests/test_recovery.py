@@ -1,4 +1,4 @@
-"""Recovery (envs.recovery): masks held, a cosine schedule, distillation, and the search's
+"""Recovery (envs.workloads.recovery): masks held, a cosine schedule, distillation, and the search's
 --finetune-epochs, whose recovered model is the one exported, logged and registered."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import torch
 
 from agents import SearchConfig, run_search
 from envs import TaskSpec
-from envs.evaluation import distillation_loss
-from envs.recovery import RecoveryRecipe, recover
-from envs.workloads import get_workload
+from envs.workloads.builtin import get_workload
+from envs.workloads.evaluation import distillation_loss
+from envs.workloads.recovery import RecoveryRecipe, recover
 from pruning import apply_masks, make_permanent
 from pruning.export import read_manifest
 
@@ -51,7 +51,7 @@ def test_recipe_refuses_bad_values(field, value, message):
 @pytest.mark.parametrize("distill", [False, True])
 def test_recover_keeps_the_masks_and_improves_a_heavily_pruned_model(distill):
     workload, model, masks = _masked_digits(0.15)
-    from envs.evaluation import accuracy
+    from envs.workloads.evaluation import accuracy
 
     before = accuracy(model, workload.test)
     recipe = RecoveryRecipe(epochs=3, lr=0.02, distill=distill, seed=1)
@@ -120,7 +120,7 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
 
 @pytest.mark.slow
 def test_a_front_recovers_every_point_and_its_uniform_policy(tmp_path):
-    from agents.frontier import run_frontier
+    from agents.app.frontier import run_frontier
 
     config = SearchConfig(
         task=TaskSpec(scheme="unstructured", hardware="accel-kang-16"),

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from agents import SearchConfig, run_search
-from agents.cli import app
+from agents.app.cli import app
+from agents.app.search import load_resume
 from agents.recorder import EpisodeRecorder, ReplayDiverged
-from agents.search import load_resume
 from tracking import EpisodeJournal, state_dir
 from tracking.journal import read_records
 
@@ -96,7 +96,16 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     states = tmp_path / "state"
     env = {**os.environ, "HWPRUNE_STATE_DIR": str(states)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "search", *SETTINGS, "--experiment", "resume", *extra],
+        [
+            sys.executable,
+            "-m",
+            "agents.app.cli",
+            "search",
+            *SETTINGS,
+            "--experiment",
+            "resume",
+            *extra,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -281,7 +290,7 @@ def test_parallel_workers_die_with_a_killed_parent_and_the_search_resumes(tmp_pa
 
 def _killed_run(experiment: str, *, stop_after: int = 4, episodes: int = 8) -> str:
     """A random search stopped (as by SIGTERM) after ``stop_after`` episodes: KILLED."""
-    from agents.search import SearchInterrupted
+    from agents.app.search import SearchInterrupted
 
     seen = {"n": 0}
 
@@ -467,7 +476,7 @@ def test_mlflows_store_traceback_is_kept_off_the_terminal(capsys):
     lines for a full SQLite disk); the CLI reports it in one line instead."""
     import logging
 
-    from agents.commands.errors import configure_logging
+    from agents.app.commands.errors import configure_logging
 
     logger = logging.getLogger("mlflow.store.db.utils")
     configure_logging(debug=False)
@@ -517,7 +526,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     """The CLI of this checkout in a subprocess (output: stdout and stderr together)."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *args],
+        [sys.executable, "-m", "agents.app.cli", *args],
         env={**os.environ, "PYTHONPATH": path, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

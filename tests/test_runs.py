@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agents import SearchConfig, run_search
-from agents.cli import _register_optional_commands, app
+from agents.app.cli import _register_optional_commands, app
 
 runner = CliRunner()
 _register_optional_commands()
@@ -124,7 +124,7 @@ def test_runs_and_compare_do_not_import_mlflow(two_runs):
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "import agents.cli as cli\n"
+        "import agents.app.cli as cli\n"
         "cli._register_optional_commands()\n"
         "for args in (['runs'], ['compare', sys.argv[1], sys.argv[2]]):\n"
         "    res = CliRunner().invoke(cli.app, args)\n"

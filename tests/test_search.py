@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from agents import SearchConfig, run_search
-from agents.cli import _register_optional_commands, app
+from agents.app.cli import _register_optional_commands, app
 from envs import get_workload
-from envs.evaluation import accuracy
+from envs.workloads.evaluation import accuracy
 from pruning.export import load_exported, read_manifest
 
 runner = CliRunner()
@@ -178,11 +178,11 @@ def test_unknown_device_is_rejected():
 
 @pytest.mark.parametrize("scheme", ["balanced", "unstructured", "channel", "crossbar", "pattern"])
 def test_an_unnamed_proxy_is_the_schemes_and_the_config_holds_it(scheme):
-    from agents.search import default_proxy
+    from agents.app.search import default_proxy
     from envs import TaskSpec
 
     hardware = {"channel": "gpu-jetson-tx2", "crossbar": "reram-128"}.get(scheme, "accel-kang-16")
-    from envs.proxies import resolved_proxy_params
+    from envs.proxies.builtin import resolved_proxy_params
 
     config = SearchConfig(task=TaskSpec(scheme=scheme, hardware=hardware))
     name, params = default_proxy(scheme)
@@ -209,7 +209,7 @@ def test_a_named_proxy_or_parameter_wins_over_the_schemes():
 
 
 def test_final_model_is_the_network_the_proxy_scored():
-    from agents.finalize import pruned_model
+    from agents.app.finalize import pruned_model
     from envs import get_proxy, make_task
 
     task = make_task()
@@ -299,7 +299,7 @@ def test_run_opens_as_model_training_with_its_summary_and_dense_reference(finish
 
 
 def test_a_run_stored_before_precision_existed_resumes_in_fp32(monkeypatch):
-    import agents.search as search
+    import agents.app.search as search
 
     old = SearchConfig().as_dict()
     old["proxy_params"] = {}  # what config.yaml held before holdout had a precision

@@ -87,7 +87,7 @@ def test_concurrent_searches_keep_every_episode(server, digits):
     Forked from this process, which has torch and the workload loaded already: the
     searches start at once instead of importing for seconds each.
     """
-    from agents.sweep import prepare_experiment
+    from agents.app.sweep import prepare_experiment
 
     n, episodes = 3, 6
     # As a sweep's driver does: searches starting together on a new experiment race to
@@ -129,7 +129,7 @@ def test_concurrent_searches_keep_every_episode(server, digits):
 
 @pytest.mark.slow
 def test_a_server_restart_mid_search_loses_nothing(server, digits, monkeypatch):
-    from agents.sweep import PARENT_TAG, TrialSpec, run_trial
+    from agents.app.sweep import PARENT_TAG, TrialSpec, run_trial
 
     # No HTTP retries: the outage reaches the search (MLflow would otherwise wait it out).
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

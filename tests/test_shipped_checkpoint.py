@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from envs.data import fashion_mnist_dir
-from envs.models import FashionVGG
-from envs.workloads import CHECKPOINT_DIR, file_sha256, load_shipped, shipped_record
+from envs.workloads.builtin import CHECKPOINT_DIR, file_sha256, load_shipped, shipped_record
+from envs.workloads.data import fashion_mnist_dir
+from envs.workloads.models import FashionVGG
 
 RECORD = CHECKPOINT_DIR / "fashion-vgg.json"
 
@@ -35,8 +35,8 @@ def _fashion_installed() -> bool:
 
 @pytest.mark.skipif(not _fashion_installed(), reason="Fashion-MNIST is not installed (make data)")
 def test_loads_in_seconds_and_scores_its_recorded_accuracy(tmp_path, monkeypatch):
-    from envs.evaluation import accuracy
-    from envs.workloads import get_workload
+    from envs.workloads.builtin import get_workload
+    from envs.workloads.evaluation import accuracy
 
     monkeypatch.setenv("HWPRUNE_CACHE", str(tmp_path))  # nothing cached: the file is used
     t0 = time.perf_counter()

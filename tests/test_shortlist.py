@@ -1,4 +1,4 @@
-"""The shortlist re-scoring that ends a search (agents.shortlist and the search loop)."""
+"""The shortlist re-scoring that ends a search (agents.app.shortlist and the search loop)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import mlflow
 import pytest
 
 from agents import SearchConfig, run_search
+from agents.app.shortlist import check_shortlist, rescore, shortlist
 from agents.recorder import EpisodeRecord
-from agents.shortlist import check_shortlist, rescore, shortlist
 
 
 def _rec(episode: int, accuracy: float, choice: list[int], *, cost: float = 0.5, ok: bool = True):

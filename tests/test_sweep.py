@@ -14,8 +14,8 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from agents.cli import _register_optional_commands, app
-from agents.sweep import (
+from agents.app.cli import _register_optional_commands, app
+from agents.app.sweep import (
     PARENT_TAG,
     TAG_ATTEMPTS,
     TAG_KIND,
@@ -131,7 +131,7 @@ def test_a_sweep_with_an_unwritable_state_dir_fails_before_any_run(monkeypatch):
 
 
 def test_a_sweep_file_gives_the_grid_and_flags_override_it(tmp_path):
-    from agents.commands.sweep import build_spec, load_sweep_file
+    from agents.app.commands.sweep import build_spec, load_sweep_file
 
     path = tmp_path / "sweep.yml"
     path.write_text(
@@ -185,7 +185,7 @@ def test_a_sweep_whose_driver_is_killed_resumes_with_every_child_finished_once(t
     args = ["sweep", "--agent", "random", "--episodes", str(episodes), "--budget", "0.4,0.5,0.6",
             "--num-cpus", "1", "--experiment", "sweep-killed", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", *args],
+        [sys.executable, "-m", "agents.app.cli", *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
@@ -227,7 +227,7 @@ def test_a_sweep_whose_driver_is_killed_resumes_with_every_child_finished_once(t
     assert 3 <= kept < episodes
 
     out = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "sweep", "--resume", parent.info.run_id,
+        [sys.executable, "-m", "agents.app.cli", "sweep", "--resume", parent.info.run_id,
          "--num-cpus", "1", "--no-progress"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900,
     )  # fmt: skip
@@ -254,7 +254,7 @@ def test_resume_waits_for_a_stopped_drivers_worker_then_refuses_if_it_lingers():
     run again: two processes never write one run."""
     import socket
 
-    from agents.sweep import _wait_for_workers
+    from agents.app.sweep import _wait_for_workers
     from tracking import sweep_runs
 
     client = mlflow.tracking.MlflowClient()

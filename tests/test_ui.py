@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from agents import SearchConfig, run_search
-from agents.ui_check import (
+from agents.app.ui_check import (
     KEY_METRICS,
     PAGES,
     chromium,

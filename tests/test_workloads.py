@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from envs.evaluation import accuracy
-from envs.workload import Workload
-from envs.workloads import (
+from envs.workloads.base import Workload
+from envs.workloads.builtin import (
     UntrainedModelWarning,
     cache_dir,
     get_workload,
@@ -20,6 +19,7 @@ from envs.workloads import (
     load_checkpoint,
     recipe_key,
 )
+from envs.workloads.evaluation import accuracy
 
 
 def test_digits_cnn_is_trained_and_accurate(digits: Workload) -> None:
@@ -205,7 +205,7 @@ def test_fashion_cnn_on_an_idx_directory(tmp_path, monkeypatch) -> None:
     """An idx directory is a data source: fashion-cnn trains on it (cheap kind), runs at the
     native 28x28, and its proxies score at most the workload's score_limit images."""
     from envs import get_proxy
-    from envs.workloads import SCORE_LIMITS
+    from envs.workloads.builtin import SCORE_LIMITS
     from tests.conftest import write_idx_dir
 
     monkeypatch.setenv("HWPRUNE_CACHE", str(tmp_path / "cache"))

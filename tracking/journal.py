@@ -6,7 +6,7 @@ gap: one JSON line per finished episode, flushed and fsynced before the next epi
 starts, under ``$HWPRUNE_STATE_DIR`` (default ``~/.cache/hwprune/runs``) and mirrored
 into the run as the artifact ``state/journal.jsonl``. ``hwprune search --resume`` reads
 it back: the scores it holds let a search replay its own past exactly (see
-``agents.search``).
+``agents.app.search``).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: N812
 def preprocess(images: Any, spec: dict[str, Any]) -> torch.Tensor:
     """Raw images -> the network's input tensor, as the training data was prepared.
 
-    It restates ``envs.data.ImageSplit.batch`` on purpose: this file must load without
+    It restates ``envs.workloads.data.ImageSplit.batch`` on purpose: this file must load without
     hwprune installed. ``tests/test_search.py`` checks both give the same accuracy.
     """
     x = torch.as_tensor(np.asarray(images))

@@ -1,4 +1,21 @@
-"""The packages' import graph has no circle (runtime imports, function-level included)."""
+"""The packages' import graph: no circle, and every import goes down the layers.
+
+Runtime imports count, function-level ones included (``if TYPE_CHECKING:`` blocks do not).
+The layers, from the ground floor up (a layer imports only those listed below it):
+
+- ``core``: registry, parameter schema, defaults; no hwprune imports.
+- ``hwmodels`` (cost models, numpy only) <- ``pruning`` (schemes, masks, export).
+- ``tracking`` (MLflow): nothing above ``pruning``.
+- ``envs.workloads``: models, data, training, evaluation, recovery; never the
+  environment or the proxies.
+- ``envs.proxies``: the accuracy proxies; on workloads, never the environment.
+- the environment (``envs`` and its other modules: spec, task, ledger, LayerPruneEnv,
+  factory): on workloads and proxies, never on an agent or the application.
+- the search methods (``agents`` outside ``agents.app``): agents, baselines, learners,
+  recorder; never the application.
+- the application (``agents.app``: search runs, finalize, sweep, catalog, the CLI):
+  anything; nothing imports it.
+"""
 
 from __future__ import annotations
 
@@ -57,6 +74,53 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+#: Layer -> the layers it may import (besides itself).
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "hwmodels": {"core"},
+    "pruning": {"core", "hwmodels"},
+    "tracking": {"core", "hwmodels", "pruning"},
+    "workloads": {"core", "hwmodels", "pruning"},
+    "proxies": {"core", "hwmodels", "pruning", "workloads"},
+    "environment": {"core", "hwmodels", "pruning", "workloads", "proxies"},
+    "methods": {"core", "hwmodels", "pruning", "tracking", "workloads", "proxies", "environment"},
+    "application": {
+        "core",
+        "hwmodels",
+        "pruning",
+        "tracking",
+        "workloads",
+        "proxies",
+        "environment",
+        "methods",
+    },
+}
+
+
+def layer(module: str) -> str:
+    """The layer of project module ``module`` (see the module docstring)."""
+    for prefix, name in (
+        ("envs.workloads", "workloads"),
+        ("envs.proxies", "proxies"),
+        ("envs", "environment"),
+        ("agents.app", "application"),
+        ("agents", "methods"),
+    ):
+        if module == prefix or module.startswith(prefix + "."):
+            return name
+    return module.partition(".")[0]
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of ``graph`` that goes up or sideways across the layers."""
+    return [
+        f"{module} ({layer(module)}) imports {target} ({layer(target)})"
+        for module in sorted(graph)
+        for target in sorted(graph[module])
+        if layer(target) != layer(module) and layer(target) not in ALLOWED[layer(module)]
+    ]
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One import circle of ``graph`` (as a path that ends where it starts), or None."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -87,3 +151,30 @@ def test_no_import_circles():
 def test_the_circle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_module_has_a_layer():
+    assert {layer(m) for m in import_graph()} <= set(ALLOWED)
+
+
+def test_the_layers_have_no_circle():
+    assert find_cycle(ALLOWED) is None
+
+
+def test_imports_go_down_the_layers():
+    assert layer_violations(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {
+        "envs.workloads.data": {"envs.factory"},
+        "envs.proxies.builtin": {"envs.workloads.base"},
+        "envs.layer_prune_env": {"agents.base"},
+        "agents.learners": {"agents.app.search"},
+        "agents.app.cli": {"agents.base", "envs"},
+    }
+    assert layer_violations(graph) == [
+        "agents.learners (methods) imports agents.app.search (application)",
+        "envs.layer_prune_env (environment) imports agents.base (methods)",
+        "envs.workloads.data (workloads) imports envs.factory (environment)",
+    ]

@@ -9,9 +9,9 @@ import pytest
 import torch
 from test_agents import MagnitudeProxy, fast_agent, tiny_task
 
-from agents.frontier import frontier_points, run_frontier
+from agents.app.frontier import frontier_points, run_frontier
+from agents.app.search import SearchConfig
 from agents.recorder import EpisodeRecorder
-from agents.search import SearchConfig
 from envs import LayerPruneEnv
 
 RANGE = (0.4, 0.8)
@@ -101,7 +101,7 @@ def test_run_frontier_logs_front(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_front_run_from_the_cli_exports_every_point_and_never_falls_below_uniform(tmp_path):
     from typer.testing import CliRunner
 
-    from agents.cli import _register_optional_commands, app
+    from agents.app.cli import _register_optional_commands, app
     from pruning.export import read_manifest
 
     _register_optional_commands()

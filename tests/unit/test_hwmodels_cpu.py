@@ -75,7 +75,7 @@ def test_bad_parameters_named(tmp_path: Path) -> None:
 
 
 def test_profile_cpu_times_real_layers(tmp_path: Path) -> None:
-    from agents.commands.profile_cpu import profile_cpu
+    from agents.app.commands.profile_cpu import profile_cpu
 
     out = tmp_path / "table.json"
     table = profile_cpu(
@@ -97,7 +97,7 @@ def test_profile_cpu_times_real_layers(tmp_path: Path) -> None:
 def test_profile_cpu_bad_input_is_one_error_line(tmp_path: Path) -> None:
     import typer
 
-    from agents.commands.profile_cpu import profile_cpu_command
+    from agents.app.commands.profile_cpu import profile_cpu_command
 
     app = typer.Typer()
     app.command()(profile_cpu_command)

@@ -206,8 +206,8 @@ def test_schemas_typed_by_the_defaults_of_a_signature() -> None:
 
 
 def test_search_and_task_fields_take_their_defaults_from_the_schemas() -> None:
-    from agents.search import SEARCH_FIELDS, SearchConfig
-    from agents.search_params import SEARCH_PARAMS
+    from agents.app.search import SEARCH_FIELDS, SearchConfig
+    from agents.app.search_params import SEARCH_PARAMS
     from envs.spec import TASK_PARAMS, TaskSpec
 
     fields = {f.name: f for f in dataclasses.fields(SearchConfig)}
@@ -227,8 +227,8 @@ def test_search_flags_take_their_defaults_and_help_from_the_schema() -> None:
 
     import typer.main
 
-    from agents.cli import app, search
-    from agents.search_params import SEARCH_PARAMS
+    from agents.app.cli import app, search
+    from agents.app.search_params import SEARCH_PARAMS
 
     command = typer.main.get_command(app)
     options = {p.name: p for p in command.commands["search"].params}
@@ -243,7 +243,7 @@ def test_search_flags_take_their_defaults_and_help_from_the_schema() -> None:
 
 
 def test_search_config_messages_keep_their_wording() -> None:
-    from agents.search import SearchConfig
+    from agents.app.search import SearchConfig
 
     cases = [
         ({"budget": 1.5}, "budget 1.5 is outside (0, 1]"),

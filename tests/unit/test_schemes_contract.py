@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from envs.models import DigitsCNN
+from envs.workloads.models import DigitsCNN
 from hwmodels import INDEX_FORMATS, HardwareModel, LayerSpec
 from pruning import get_scheme, inspect_model, list_schemes
 from pruning.formats import encode

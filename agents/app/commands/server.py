@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from agents.commands.errors import OneLineUsageErrors, fail
+from agents.app.commands.errors import OneLineUsageErrors, fail
 
 console = Console()
 server_app = typer.Typer(

@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.commands.errors import fail
+from agents.app.commands.errors import fail
 from core import defaults
 
 if TYPE_CHECKING:
-    from agents.finetune_run import FinetuneInterrupted
+    from agents.app.finetune_run import FinetuneInterrupted
 
 console = Console()
 
@@ -38,7 +38,7 @@ def finetune_command(
     schedule, optional distillation; log test accuracy before, per epoch and after."""
     from tqdm import tqdm
 
-    from agents.finetune_run import FinetuneInterrupted, run_finetune
+    from agents.app.finetune_run import FinetuneInterrupted, run_finetune
 
     bar = tqdm(desc="recovery", unit="step", disable=not progress)
 

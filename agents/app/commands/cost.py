@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agents.app.commands.errors import fail
 from agents.checks import read_user_file
-from agents.commands.errors import fail
 from core import defaults
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from typing import Any
 
 import typer
 
-from agents.commands.errors import fail
+from agents.app.commands.errors import fail
 
 ENGINES: tuple[str, ...] = ("onnxruntime", "torch")
 
@@ -210,8 +210,8 @@ def profile_cpu(
         raise ValueError(
             "repeats and threads must be >= 1, channel_step and warmup >= 0, min_round_s > 0"
         )
+    from agents.app.commands.profile_gpu import MAX_PROFILE_BATCH
     from agents.checks import check_count, check_output_file, check_threads
-    from agents.commands.profile_gpu import MAX_PROFILE_BATCH
 
     for b in batches:
         check_count("batch", b, minimum=1, maximum=MAX_PROFILE_BATCH)

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.commands.errors import fail
-from agents.search_params import SEARCH_PARAMS
+from agents.app.commands.errors import fail
+from agents.app.search_params import SEARCH_PARAMS
 from core import defaults
 
 console = Console()
@@ -50,7 +50,7 @@ def build_spec(
     where: str = "",
 ) -> Any:
     """A ``SweepSpec`` from a file's settings and the flags given (flags win)."""
-    from agents.sweep import SweepSpec
+    from agents.app.sweep import SweepSpec
 
     settings = dict(file_settings)
     grid = dict(settings.pop("grid", None) or {})
@@ -95,9 +95,9 @@ def _check_flag_names(
     device: str | None,
 ) -> None:
     """The names the flags give (comma-separated lists, SCHEME:HARDWARE pairs), checked
-    against the name table (``agents.catalog``) and named as ``SweepSpec`` names a bad
+    against the name table (``agents.app.catalog``) and named as ``SweepSpec`` names a bad
     trial (``trial scheme=balancd: ...``); malformed values are left to ``SweepSpec``."""
-    from agents.catalog import check_names
+    from agents.app.catalog import check_names
 
     def items(text: str | None) -> list[str]:
         return [t.strip() for t in (text or "").split(",") if t.strip()]
@@ -174,7 +174,7 @@ def sweep_command(
         require_extra("sweep", "hwprune sweep")
     except (KeyError, ValueError) as exc:
         fail(exc)
-    from agents.sweep import run_sweep
+    from agents.app.sweep import run_sweep
     from tracking import StoreError
 
     if resume is not None:
@@ -265,7 +265,7 @@ def _resume(
     progress: bool,
 ) -> None:
     """``sweep --resume SWEEP_RUN_ID``: the sweep's own grid, its unfinished points run."""
-    from agents.sweep import resume_sweep
+    from agents.app.sweep import resume_sweep
     from tracking import StoreError
 
     allowed = {"resume", "address", "num_cpus", "ship_code", "progress"}

@@ -1,7 +1,7 @@
 """An int8 copy of a BatchNorm-folded twin's trunk (everything before the classifier head).
 
 The ``holdout`` proxy's scoring pass is the network in inference mode with BatchNorm
-folded into the convolutions (:mod:`envs.folding`). On a CPU without fast low-precision
+folded into the convolutions (:mod:`envs.proxies.folding`). On a CPU without fast low-precision
 floating point (this project's development machine is an AVX2 core: no AVX512-BF16 or
 -FP16, where bf16 autocast ran 7x slower than fp32), the cheaper arithmetic is int8: the
 folded Conv + ReLU pairs run as quantized convolutions (oneDNN, per-channel symmetric
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from envs.folding import FoldedTwin
+from envs.proxies.folding import FoldedTwin
 
 #: Quantized-kernel library: oneDNN (x86). On the development machine's AVX2 core a
 #: batch of 128 images through the int8 trunk took 17.8 ms of CPU time on fashion-cnn and

@@ -503,11 +503,11 @@ CIFAR10_IMAGE_BYTES = 3 * 32 * 32
 def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(images (N, 3, 32, 32) uint8, labels (N,) int64)`` of one CIFAR-10 python batch.
 
-    The batch is read with ``envs.safe_load.DataUnpickler``: a file that asks for anything
+    The batch is read with ``envs.workloads.safe_load.DataUnpickler``: a file that asks for anything
     but plain data (a crafted pickle that would run code) raises ``UnsafePickleError``,
     and nothing in it runs. ``ValueError`` naming the file if it is not a CIFAR-10 batch.
     """
-    from envs.safe_load import load_data_pickle
+    from envs.workloads.safe_load import load_data_pickle
 
     where = f"CIFAR-10 batch {str(path)!r}"
     d = load_data_pickle(path, what="CIFAR-10 batch")

@@ -44,20 +44,20 @@ FORMAT = 2
 #: The module whose import registers each section's entries, and how to reach the
 #: registry once it is imported.
 _LIVE = {
-    "models": ("envs.workloads", "envs", "WORKLOADS"),
+    "models": ("envs.workloads.builtin", "envs", "WORKLOADS"),
     "schemes": ("pruning.schemes", "pruning", "SCHEMES"),
     "hardware": ("hwmodels.presets", "hwmodels", "HARDWARE"),
-    "proxies": ("envs.proxies", "envs", "PROXIES"),
+    "proxies": ("envs.proxies.builtin", "envs", "PROXIES"),
     "agents": ("agents.base", "agents.base", "AGENTS"),
 }
 
 
 def _root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def cache_dir() -> Path:
-    """hwprune's cache directory (``envs.workloads.cache_dir``'s rule, without torch)."""
+    """hwprune's cache directory (``envs.workloads.builtin.cache_dir``'s rule, without torch)."""
     env = os.environ.get("HWPRUNE_CACHE")
     if env:
         return Path(env).expanduser()
@@ -112,12 +112,12 @@ def table_path() -> Path:
 
 def build_table() -> dict[str, Any]:
     """The name table, from the registries themselves (imports torch, SB3...)."""
-    import envs.proxies  # noqa: F401  registers them
-    import envs.workloads  # noqa: F401  registers them
+    import envs.proxies.builtin  # noqa: F401  registers them
+    import envs.workloads.builtin  # noqa: F401  registers them
     from agents.base import AGENTS
     from envs import PROXIES, REWARD_FORMS, WORKLOADS
-    from envs.evaluation import DEVICES
-    from envs.models import torchvision_models
+    from envs.workloads.evaluation import DEVICES
+    from envs.workloads.models import torchvision_models
     from hwmodels import COST_METRICS, HARDWARE, METRIC_ALIASES
     from pruning import SCHEMES
 

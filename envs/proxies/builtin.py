@@ -2,7 +2,7 @@
 
 - ``holdout`` (default): accuracy on the search-holdout split after BatchNorm statistics
   are re-estimated on a few fixed training batches (EagleEye's adaptive BN) and the
-  classifier head is re-fitted to the dense network's logits on them (``envs.headfit``).
+  classifier head is re-fitted to the dense network's logits on them (``envs.proxies.headfit``).
 - ``finetune``: a short fine-tune with the masks held fixed, then the same score.
 - ``weight-energy``: data-free at evaluation time; the share of each layer's L2 weight
   energy the masks keep, weighted by a per-layer sensitivity estimated once.
@@ -11,10 +11,10 @@ All proxies keep their own working copy of the model (the workload's model is ne
 touched) and apply masks through :class:`pruning.apply.MaskSwitcher`, so the prune
 reparametrisation is installed once and later evaluations only copy mask buffers. The
 holdout is scored through a twin of that copy with BatchNorm folded into the
-convolutions (:mod:`envs.folding`): the same predictions, about 10% less time.
+convolutions (:mod:`envs.proxies.folding`): the same predictions, about 10% less time.
 
 ``holdout`` (and ``holdout-energy``) evaluate in one of two precisions: ``int8`` (the
-default) scores through an int8 copy of the folded twin (:mod:`envs.quantized`),
+default) scores through an int8 copy of the folded twin (:mod:`envs.proxies.quantized`),
 re-estimates BatchNorm statistics on fewer images and races (stops scoring a policy
 that is clearly below the best so far); ``fp32`` (``precision="fp32"``) is the full
 evaluation as it was before. Networks the int8 path does not cover (residual adds, a
@@ -34,25 +34,25 @@ import torch
 import torch.nn.functional as F
 
 from core.params import Schema
-from envs.evaluation import (
+from envs.proxies.base import PROXIES, AccuracyProxy
+from envs.proxies.folding import FoldedTwin
+from envs.proxies.headfit import HeadRefit, _output_linear, refit_masked_linear
+from envs.proxies.quantized import Int8Trunk
+from envs.workloads.base import Workload
+from envs.workloads.evaluation import (
     bn_calibration_batches,
     dataset_tensors,
     finetune,
     reestimate_batchnorm,
     resolve_device,
 )
-from envs.folding import FoldedTwin
-from envs.headfit import HeadRefit, _output_linear, refit_masked_linear
-from envs.proxy import PROXIES, AccuracyProxy
-from envs.quantized import Int8Trunk
-from envs.workload import Workload
 from pruning.apply import MaskSwitcher
 from pruning.inspect import inspect_model
 
 DEFAULT_PROXY = "holdout"
 
 #: Arithmetic of the ``holdout`` proxy's scoring pass: ``int8`` (default: the folded
-#: trunk quantized, see ``envs.quantized``; fp32 where a network or device has no int8
+#: trunk quantized, see ``envs.proxies.quantized``; fp32 where a network or device has no int8
 #: path) or ``fp32`` (the full evaluation, exactly as before int8 existed).
 PRECISIONS = ("int8", "fp32")
 DEFAULT_PRECISION = "int8"
@@ -190,7 +190,7 @@ class HoldoutProxy(_WorkingCopyProxy):
     Per evaluation: swap in the masks, reset every BN layer's running statistics and
     re-estimate them as a cumulative average over ``bn_batches`` fixed training batches
     (forward in train mode, no gradients), re-fit the classifier head's kept weights to
-    the dense network's logits on the same batches (:mod:`envs.headfit`; closed-form,
+    the dense network's logits on the same batches (:mod:`envs.proxies.headfit`; closed-form,
     label-free), then score the search-holdout split in inference mode. Pruning shifts
     every later layer's activation statistics; the re-estimated statistics remove most of
     that shift, and the head re-fit removes the damage a fine-tune undoes first, which is
@@ -201,7 +201,7 @@ class HoldoutProxy(_WorkingCopyProxy):
     With ``precision="int8"`` (the default) the same evaluation runs cheaper: BatchNorm
     statistics are re-estimated (in fp32) on the first ``bn_images`` calibration images
     only, and that pass also records each BatchNorm output's largest value; the folded
-    network up to the head then runs in int8 (:class:`envs.quantized.Int8Trunk`: weights
+    network up to the head then runs in int8 (:class:`envs.proxies.quantized.Int8Trunk`: weights
     per-channel int8, activations uint8 over those ranges) on all calibration images, the
     head is re-fitted on those int8 features and applied in fp32, and the holdout is
     scored in int8 with racing: in a once-shuffled order, scoring stops after at least

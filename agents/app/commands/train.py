@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from agents.commands.errors import fail
+from agents.app.commands.errors import fail
 
 console = Console()
 
@@ -21,7 +21,7 @@ def train_command(
     """Train a workload by its recipe, or load the weights a committed checkpoint or the
     cache holds for it; print its test accuracy and where the weights are."""
     from agents.checks import check_int
-    from envs.workloads import WORKLOADS, get_workload
+    from envs.workloads.builtin import WORKLOADS, get_workload
 
     try:
         WORKLOADS.check(workload)

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.commands.errors import OneLineUsageErrors, fail, set_debug
-from agents.search_params import SEARCH_PARAMS
+from agents.app.commands.errors import OneLineUsageErrors, fail, set_debug
+from agents.app.search_params import SEARCH_PARAMS
 from core import defaults
 from hwmodels import within_budget
 
@@ -60,8 +60,8 @@ def _fail(exc: BaseException) -> NoReturn:
 def load_config_file(path: Path) -> dict[str, Any]:
     """The settings of a ``--config`` YAML file (flat: the task's keys beside the
     search's), checked as a ``SearchConfig``; ``ValueError`` naming the file otherwise."""
+    from agents.app.search import SearchConfig
     from agents.checks import read_yaml_mapping
-    from agents.search import SearchConfig
 
     where = f"config file {str(path)!r}"
     settings = read_yaml_mapping(path, where)
@@ -154,7 +154,7 @@ def search(
     if resume is not None:
         _resume_search(ctx, resume, export, progress, register)
         return
-    from agents.catalog import check_names
+    from agents.app.catalog import check_names
 
     try:  # names first, from the light table: a typo costs no import of torch, SB3, MLflow
         check_names(
@@ -171,7 +171,7 @@ def search(
     except (KeyError, ValueError) as exc:
         _fail(exc)
 
-    from agents.search import SEARCH_FIELDS, SearchConfig
+    from agents.app.search import SEARCH_FIELDS, SearchConfig
     from envs import TASK_FIELDS
 
     try:
@@ -200,7 +200,7 @@ def search(
         cfg = SearchConfig.from_dict(settings)
     except (KeyError, ValueError, FileNotFoundError, typer.BadParameter) as exc:
         _fail(exc)
-    from agents.catalog import refresh
+    from agents.app.catalog import refresh
 
     refresh()  # the registries are loaded now: keep the name table of later commands fresh
 
@@ -223,7 +223,7 @@ def _run_and_report(
     """Run a (resumed) search under a progress bar; print its summary or how it stopped."""
     from tqdm import tqdm
 
-    from agents.search import SearchInterrupted, run_search
+    from agents.app.search import SearchInterrupted, run_search
     from tracking import JournalWriteError, StoreFailure
 
     done = 0 if resume is None else len(resume.records)
@@ -299,7 +299,7 @@ def _resume_search(
     ctx: typer.Context, run_id: str, export: Path | None, progress: bool, register: str | None
 ) -> None:
     """``search --resume RUN_ID``: the run's own settings, its journal replayed."""
-    from agents.search import load_resume
+    from agents.app.search import load_resume
 
     allowed = {"resume", "export", "progress", "register"}
     given = sorted(
@@ -371,8 +371,8 @@ def _search_front(
     """``search --budgets``: one budget-conditioned agent, the accuracy-cost front."""
     from tqdm import tqdm
 
-    from agents.frontier import run_frontier
-    from agents.search import SearchInterrupted
+    from agents.app.frontier import run_frontier
+    from agents.app.search import SearchInterrupted
     from tracking import JournalWriteError, StoreFailure
 
     done = 0 if resume is None else len(resume.records)
@@ -704,7 +704,7 @@ def list_(
     ),
 ) -> None:
     """List models, schemes, hardware presets, accuracy proxies and agents."""
-    from agents.catalog import SECTIONS, check_choice, table
+    from agents.app.catalog import SECTIONS, check_choice, table
 
     if section is not None:
         try:
@@ -747,12 +747,12 @@ def list_(
 
 def _register_optional_commands() -> None:
     """Commands whose modules live beside this one (cost model and profiling tools)."""
-    from agents.commands.cost import cost_command
-    from agents.commands.finetune import finetune_command
-    from agents.commands.profile_cpu import profile_cpu_command
-    from agents.commands.profile_gpu import profile_gpu_command
-    from agents.commands.runs import compare_command, runs_command
-    from agents.commands.train import train_command
+    from agents.app.commands.cost import cost_command
+    from agents.app.commands.finetune import finetune_command
+    from agents.app.commands.profile_cpu import profile_cpu_command
+    from agents.app.commands.profile_gpu import profile_gpu_command
+    from agents.app.commands.runs import compare_command, runs_command
+    from agents.app.commands.train import train_command
 
     app.command("cost")(cost_command)
     app.command("train")(train_command)
@@ -761,8 +761,8 @@ def _register_optional_commands() -> None:
     app.command("compare")(compare_command)
     app.command("profile-gpu")(profile_gpu_command)
     app.command("profile-cpu")(profile_cpu_command)
-    from agents.commands.server import server_app
-    from agents.commands.sweep import sweep_command
+    from agents.app.commands.server import server_app
+    from agents.app.commands.sweep import sweep_command
 
     app.command("sweep")(sweep_command)
     app.add_typer(server_app, name="server")

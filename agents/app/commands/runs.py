@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from agents.commands.errors import fail
+from agents.app.commands.errors import fail
 
 console = Console()
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agents.search import SEARCH_FIELDS, SearchConfig, check_outputs
+from agents.app.search import SEARCH_FIELDS, SearchConfig, check_outputs
 from envs import TASK_FIELDS
 from tracking import run_status, sweep_runs
 from tracking.sweep_runs import PARENT_TAG as PARENT_TAG  # the child runs' tag, re-exported
@@ -256,7 +256,7 @@ def run_trial(
     for the store and resume, ``store_retries`` times at most. ``progress(n)`` gets the
     number of episodes finished by this attempt (replayed ones included).
     """
-    from agents.search import SearchInterrupted, load_resume, run_search
+    from agents.app.search import SearchInterrupted, load_resume, run_search
     from tracking import STORE_ERRORS, StoreFailure
 
     os.environ["MLFLOW_TRACKING_URI"] = trial.tracking_uri

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from core import Registry
-from envs.workload import Workload
+from envs.workloads.base import Workload
 
 
 class AccuracyProxy(ABC):

@@ -1,6 +1,6 @@
 """See a search the way a user does: the MLflow UI in a real (headless) browser.
 
-``make ui-check`` (``python -m agents.ui_check``) runs a short search into a fresh store
+``make ui-check`` (``python -m agents.app.ui_check``) runs a short search into a fresh store
 under ``ui-check/`` (or takes ``--run RUN_ID`` from ``MLFLOW_TRACKING_URI``), starts
 ``mlflow ui`` on 127.0.0.1, opens the experiment, the run, its charts and its artifacts
 in Chromium, saves a screenshot of each under ``ui-check/screens/`` and checks that the
@@ -121,7 +121,7 @@ def rendered_text(url: str) -> str:
 def _short_search(store_uri: str) -> str:
     """A short real search (and a fine-tune of it) into ``store_uri``; the search's run id."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
-    hwprune = [sys.executable, "-m", "agents.cli"]
+    hwprune = [sys.executable, "-m", "agents.app.cli"]
     out = subprocess.run(
         [*hwprune, "search", "--episodes", "40", "--experiment", "ui-check", "--no-progress"],
         env=env, capture_output=True, text=True, check=True,

@@ -18,8 +18,8 @@ from typing import Any
 from torch import nn
 
 from core import defaults
-from envs.data import ImageSplit
-from envs.evaluation import (
+from envs.workloads.data import ImageSplit
+from envs.workloads.evaluation import (
     DataLike,
     bn_calibration_batches,
     finetune,

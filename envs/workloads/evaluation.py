@@ -1,6 +1,6 @@
 """Accuracy, BatchNorm re-estimation and (fine-)tuning, shared by proxies, benchmarks, reports.
 
-Datasets may be :class:`envs.data.ImageSplit` (vectorised fast path), any map-style
+Datasets may be :class:`envs.workloads.data.ImageSplit` (vectorised fast path), any map-style
 ``Dataset`` of ``(image, label)`` (a ``DataLoader`` is used), or a pair of tensors
 ``(images, labels)`` already processed.
 """
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from envs.data import ImageSplit
+from envs.workloads.data import ImageSplit
 
 DataLike = Dataset | tuple[torch.Tensor, torch.Tensor]
 

@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-from agents.base import get_agent, load_hyperparams
-from agents.baselines import uniform_choice
-from agents.finalize import (
+from agents.app.finalize import (
     delivered_models,
     log_pruned_model,
     logged_model_name,
@@ -24,9 +22,11 @@ from agents.finalize import (
     pruned_model,
     recovery_recipe,
 )
+from agents.app.search_params import SEARCH_PARAMS
+from agents.app.shortlist import rescore, shortlist
+from agents.base import get_agent, load_hyperparams
+from agents.baselines import uniform_choice
 from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
-from agents.search_params import SEARCH_PARAMS
-from agents.shortlist import rescore, shortlist
 from envs import (
     REWARD_FORMS,
     TASK_FIELDS,
@@ -38,8 +38,8 @@ from envs import (
     make_task,
     validate_names,
 )
-from envs.evaluation import DEVICES, resolve_device
 from envs.factory import least_cost_ratio_before_training
+from envs.workloads.evaluation import DEVICES, resolve_device
 from tracking import (
     EpisodeJournal,
     check_experiment,
@@ -85,7 +85,7 @@ class SearchConfig:
             scheme, hardware, metric and their parameters).
         budget: target cost ratio versus the dense network, in (0, 1].
         budgets: ``(low, high)``: train one budget-conditioned agent over that range and
-            log the accuracy-cost front at ``points`` budgets instead (``agents.frontier``).
+            log the accuracy-cost front at ``points`` budgets instead (``agents.app.frontier``).
         agent: agent or baseline name; agent_params: its hyperparameter overrides.
         episodes: evaluated episodes. seed: seeds the workload and the search.
         proxy: accuracy proxy of the reward; proxy_params: its parameters. ``None`` (the
@@ -94,12 +94,12 @@ class SearchConfig:
             a built config holds the resolved name and parameters.
         shortlist: after the search, re-score its best ``shortlist`` distinct feasible
             policies with ``shortlist_proxy`` (``shortlist_params``) and keep the best by
-            it (``agents.shortlist``); 0 keeps the search proxy's best. Fixed budgets only.
+            it (``agents.app.shortlist``); 0 keeps the search proxy's best. Fixed budgets only.
         reward: reward form. experiment: MLflow experiment.
         n_envs: environments in parallel (subprocesses when > 1).
         finetune_steps: SGD steps on the final pruned model before export (0: none).
         finetune_epochs: recover the best and the uniform policies' models by this many
-            epochs of masked training (``envs.recovery``: cosine schedule, the workload's
+            epochs of masked training (``envs.workloads.recovery``: cosine schedule, the workload's
             augmentation) before they are tested, exported and registered (0: none).
         distill: distil the recovery from the dense model (knowledge distillation).
         threads: torch intra-op threads. 1 by default: the networks are small, and a
@@ -138,7 +138,7 @@ class SearchConfig:
             if isinstance(self.proxy_params, Mapping):
                 object.__setattr__(self, "proxy_params", {**params, **self.proxy_params})
         # The defaults that choose an evaluation (holdout's precision) are stored too.
-        from envs.proxies import resolved_proxy_params
+        from envs.proxies.builtin import resolved_proxy_params
 
         for name, key in ((self.proxy, "proxy_params"), (self.shortlist_proxy, "shortlist_params")):
             params = getattr(self, key)
@@ -183,7 +183,7 @@ class SearchConfig:
         whose message names the bad value and the valid choices. Touches no MLflow store.
         """
         from agents.checks import check_fields
-        from envs.proxies import check_proxy_params
+        from envs.proxies.builtin import check_proxy_params
 
         if not isinstance(self.task, TaskSpec):
             raise ValueError(f"task must be a TaskSpec, got {self.task!r}")
@@ -472,7 +472,7 @@ def run_search(
     ``register``, registered under that name.
     """
     if config.budgets is not None:
-        raise ValueError("a search over a budget range runs with agents.frontier.run_frontier")
+        raise ValueError("a search over a budget range runs with agents.app.frontier.run_frontier")
     kind = FixedBudget(
         export_dir=export_dir, register=register, recovery_progress=recovery_progress
     )
@@ -1003,7 +1003,7 @@ DATASET_ROWS = 10_000
 def _log_data(run: Any, workload: Any) -> None:
     """The holdout (the search scores on it) and test (the final figures) splits as MLflow
     dataset inputs, named after the data source."""
-    from envs.evaluation import dataset_tensors
+    from envs.workloads.evaluation import dataset_tensors
 
     provenance = str(workload.meta.get("data", workload.name))
     name = provenance.split(":")[0]

@@ -15,9 +15,14 @@ import torch
 from torch import nn
 
 from envs import PruningTask, TaskSpec
-from envs.evaluation import accuracy, bn_calibration_batches, finetune, reestimate_batchnorm
-from envs.headfit import HeadRefit
-from envs.recovery import RecoveryRecipe, recover
+from envs.proxies.headfit import HeadRefit
+from envs.workloads.evaluation import (
+    accuracy,
+    bn_calibration_batches,
+    finetune,
+    reestimate_batchnorm,
+)
+from envs.workloads.recovery import RecoveryRecipe, recover
 from pruning import apply_masks, make_permanent
 from pruning.export import export_pruned
 from tracking import SearchRun

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from agents.app.search_params import SEARCH_PARAMS
 from agents.recorder import EpisodeRecord
-from agents.search_params import SEARCH_PARAMS
 
 
 def check_shortlist(k: int) -> int:

@@ -1,7 +1,7 @@
 """Workloads: a model plus its data splits, trained and cached on first use.
 
 ``get_workload(name, data=..., checkpoint=..., seed=..., device=...)`` returns a
-:class:`envs.workload.Workload`. Registered names:
+:class:`envs.workloads.base.Workload`. Registered names:
 
 - ``digits-cnn`` (the default): a six-conv VGG-style CNN on scikit-learn's bundled digits
   upsampled to 16x16; trained deterministically on first use (a few seconds on 2 CPU
@@ -43,7 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from envs.data import (
+from envs.workloads.base import WORKLOADS, Workload
+from envs.workloads.data import (
     BUILTIN_SOURCES,
     DATA_LAYOUTS,
     INSTALLED_SOURCES,
@@ -59,8 +60,8 @@ from envs.data import (
     load_imagefolder_splits,
     make_synthetic_splits,
 )
-from envs.evaluation import DEVICES, accuracy, finetune, resolve_device
-from envs.models import (
+from envs.workloads.evaluation import DEVICES, accuracy, finetune, resolve_device
+from envs.workloads.models import (
     CIFAR_MODELS,
     FASHION_CNN_WIDTHS,
     TORCHVISION_INPUT_SIZE,
@@ -69,8 +70,7 @@ from envs.models import (
     build_torchvision,
     torchvision_models,
 )
-from envs.safe_load import load_torch_file, torch_load_reason
-from envs.workload import WORKLOADS, Workload
+from envs.workloads.safe_load import load_torch_file, torch_load_reason
 from pruning.inspect import inspect_model
 
 #: Bump when the training code changes in a way the recipe dict does not show.
@@ -130,7 +130,7 @@ class _Arch:
     recipes: dict[str, TrainRecipe] = field(default_factory=dict)
     """Training recipe per data kind, where it differs from ``recipe``."""
     shipped: str | None = None
-    """Name of a trained checkpoint committed under ``envs/checkpoints/`` (``NAME.pt`` and
+    """Name of a trained checkpoint committed under ``envs/workloads/checkpoints/`` (``NAME.pt`` and
     its record ``NAME.json``: recipe, sha256, test accuracy), loaded instead of training
     whenever the requested recipe is the recorded one."""
 
@@ -455,7 +455,7 @@ def file_sha256(path: Path) -> str:
 
 
 def shipped_record(name: str) -> dict[str, Any]:
-    """The record of committed checkpoint ``name`` (``envs/checkpoints/NAME.json``)."""
+    """The record of committed checkpoint ``name`` (``envs/workloads/checkpoints/NAME.json``)."""
     return json.loads((CHECKPOINT_DIR / f"{name}.json").read_text())
 
 

@@ -2,7 +2,7 @@
 
 The source is a search run (its ``pruned_model``) or an export directory; either holds
 the masked weights and, in its manifest, the task it was pruned for. Recovery is
-``envs.recovery.recover``: the pruned weights stay zero (``torch.nn.utils.prune``
+``envs.workloads.recovery.recover``: the pruned weights stay zero (``torch.nn.utils.prune``
 reparametrisation: masked weights get no gradient), a cosine schedule, the workload's
 augmentation, optionally distilled from the dense model. Test accuracy is logged before
 and after every epoch, and the result is exported and logged like a search's (every
@@ -20,18 +20,18 @@ from typing import Any
 
 import torch
 
+from agents.app.finalize import log_pruned_model, logged_model_uri, recovery_recipe, test_accuracy
 from agents.checks import (
     MAX_FINETUNE_EPOCHS,
     MAX_FINETUNE_STEPS,
     check_count,
     check_output_dir,
 )
-from agents.finalize import log_pruned_model, logged_model_uri, recovery_recipe, test_accuracy
 from core import defaults
 from envs import TaskSpec, make_task
-from envs.evaluation import bn_calibration_batches, reestimate_batchnorm
-from envs.recovery import RecoveryRecipe, recover
-from envs.safe_load import load_torch_file, torch_load_reason
+from envs.workloads.evaluation import bn_calibration_batches, reestimate_batchnorm
+from envs.workloads.recovery import RecoveryRecipe, recover
+from envs.workloads.safe_load import load_torch_file, torch_load_reason
 from pruning import apply_masks, make_permanent
 from pruning.export import read_manifest
 from tracking import (
@@ -191,7 +191,7 @@ def _finetune(
 ) -> FinetuneResult:
     import copy
 
-    from agents.search import SearchInterrupted, signals_interrupt
+    from agents.app.search import SearchInterrupted, signals_interrupt
 
     model = copy.deepcopy(task.workload.model).cpu()
     try:

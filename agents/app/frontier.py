@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from agents.app.finalize import delivered_models, log_pruned_model, recovery_recipe
+from agents.app.search import ResumeState, SearchConfig, SearchKind, run_kind
 from agents.baselines import uniform_choice
-from agents.finalize import delivered_models, log_pruned_model, recovery_recipe
 from agents.learners import SB3Agent
 from agents.recorder import EpisodeRecord, EpisodeRecorder
-from agents.search import ResumeState, SearchConfig, SearchKind, run_kind
 from envs import LayerPruneEnv, PruningTask
 from hwmodels import within_budget
 from tracking import plots
@@ -148,7 +148,7 @@ def run_frontier(
             ``config.finetune_epochs`` recover every point and its uniform policy.
         command: the command line, logged as ``command.txt``.
         progress: called with the number of episodes finished, as in ``run_search``.
-        resume: continue an interrupted front run (``agents.search.load_resume``).
+        resume: continue an interrupted front run (``agents.app.search.load_resume``).
         export_dir: also write each point's pruned model to ``export_dir/b<budget>/``.
         recovery_progress: as in ``run_search``; labels ``b<budget>`` and
             ``b<budget> uniform``.
