@@ -1,6 +1,6 @@
 """The seeds' headlines on fashion-vgg with the full recipe: compression after recovery.
 
-Every pruned network here is *recovered* the same way (``envs.recovery``: masked training,
+Every pruned network here is *recovered* the same way (``envs.workloads.recovery``: masked training,
 cosine schedule, the workload's flips and shifts, ``--epochs`` passes, default 3) before
 its test accuracy counts; the dense model fine-tuned for the same epochs is the control.
 Each claim is one fixed-budget search run through the product's own API

@@ -12,7 +12,7 @@ Every setting keeps the input convolution dense (``keep_dense: [first]``), as th
 do. Methods: ``uniform`` (the densest uniform policy within budget), ``random``, ``cmaes``
 and the product's default agent, each a product search (``agents.run_search``, the
 scheme's default proxy, ``--episodes`` evaluations) for each of ``--seeds`` seeds. Each
-method's best policy is then recovered the same way (``envs.recovery``: masked training,
+method's best policy is then recovered the same way (``envs.workloads.recovery``: masked training,
 cosine schedule, the workload's flips and shifts, ``--epochs`` passes) and tested on the
 10,000 test images.
 
@@ -81,14 +81,27 @@ def dense_test(task) -> float:
     return test_accuracy(task, masked_model(task, list(task.dense_choice)))
 
 
+def uniform_at_budget(task, name: str) -> list[int]:
+    """The densest uniform policy within setting ``name``'s budget; exits with one error
+    line when even the sparsest uniform policy is over it (a budget for another model)."""
+    from agents.baselines import uniform_choice
+
+    choice = uniform_choice(task, SETTINGS[name]["budget"])
+    if choice is None:
+        raise SystemExit(
+            f"error: {name}: no uniform policy of {task.workload.name} is within budget "
+            f"{SETTINGS[name]['budget']} (least cost ratio {task.min_cost_ratio:.3f})"
+        )
+    return choice
+
+
 def uniform_loss(name: str) -> dict[str, float]:
     """The uniform policy's test accuracy before recovery and its loss to dense, in points."""
     from agents.app.finalize import masked_model, test_accuracy
-    from agents.baselines import uniform_choice
     from envs import make_task
 
     task = make_task(spec(name))
-    choice = uniform_choice(task, SETTINGS[name]["budget"])
+    choice = uniform_at_budget(task, name)
     before = test_accuracy(task, masked_model(task, choice))
     dense = dense_test(task)
     return {"dense_test": dense, "uniform_before": before, "loss_points": 100 * (dense - before)}
@@ -97,13 +110,12 @@ def uniform_loss(name: str) -> dict[str, float]:
 def best_choice(name: str, method: str, seed: int, episodes: int) -> dict[str, Any]:
     """A product search's best policy (uniform: the densest uniform policy in budget)."""
     from agents import SearchConfig, run_search
-    from agents.baselines import uniform_choice
     from envs import make_task
 
     budget = SETTINGS[name]["budget"]
     if method == "uniform":
         task = make_task(spec(name))
-        return {"choice": uniform_choice(task, budget), "holdout": None, "run_id": None}
+        return {"choice": uniform_at_budget(task, name), "holdout": None, "run_id": None}
     config = SearchConfig(
         task=spec(name),
         budget=budget,

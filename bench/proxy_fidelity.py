@@ -332,9 +332,10 @@ def run_top(path: Path, models: list[str], proxies: list[str]) -> list[dict[str,
 
 
 #: Regime 3 (``--recovered``): fashion-vgg, whose results are taken home after recovery,
-#: against the test accuracy after ``epochs`` of the product's recovery (``envs.recovery``:
-#: masked training, cosine schedule from the default lr, the workload's flips and shifts)
-#: at aggressive budgets (kept share of the prunable weights), input convolution dense.
+#: against the test accuracy after ``epochs`` of the product's recovery
+#: (``envs.workloads.recovery``: masked training, cosine schedule from the default lr, the
+#: workload's flips and shifts) at aggressive budgets (kept share of the prunable
+#: weights), input convolution dense.
 RECOVERED: dict[str, Any] = {
     "model": "fashion-vgg",
     "data": "fashion-mnist",
@@ -398,7 +399,7 @@ def run_recovered(
 ) -> dict[str, Any]:
     """Score every policy with every proxy and recover it for the truth; each policy's
     record is written as soon as it is measured (an interrupted run resumes)."""
-    from agents.finalize import recovered_model, recovery_recipe
+    from agents.app.finalize import recovered_model, recovery_recipe
     from envs import TaskSpec, make_task
 
     doc = json.loads(out.read_text()) if out.is_file() else {}

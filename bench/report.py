@@ -206,8 +206,8 @@ only the search proxy differs. Each seed's test accuracy per method, paired:""",
   policies, `holdout` already found the same few.
 - Cost: `ddpg`'s channel search takes 30 s instead of 19 s on fashion-cnn, 70 s instead
   of 60 s on resnet20 (one core).
-- `channel`'s default proxy is `agents.search.SCHEME_PROXIES`; `--proxy` overrides it,
-  and every run's `config.yaml` names the proxy it used.""",
+- `channel`'s default proxy is its `search_proxy` (`pruning/schemes/channel.py`);
+  `--proxy` overrides it, and every run's `config.yaml` names the proxy it used.""",
         ],
     ),
     (
@@ -379,11 +379,11 @@ work against this core's one-thread fp32 matrix-product rate, and episodes per s
             Report("env_speed", ("--report",)),
             """\
 The holdout is scored through a twin of the pruned network with every Conv -> BatchNorm
-pair folded (`envs/folding.py`); the predictions are the same (tested) and the
+pair folded (`envs/proxies/folding.py`); the predictions are the same (tested) and the
 evaluation is 5-10% faster. In fp32 on one of these cores an evaluation cannot get much
 cheaper: one fashion-cnn evaluation is 22.2 GFLOP and already runs at most of a large fp32
 matrix product's rate on the same thread. So the default evaluation (`holdout` with
-`precision=int8`, `envs/quantized.py`) changes the arithmetic and the work instead:
+`precision=int8`, `envs/proxies/quantized.py`) changes the arithmetic and the work instead:
 BatchNorm statistics re-estimated on 16 images, the folded trunk run in int8 (per-channel
 7-bit weights, uint8 activations over the measured ranges), the head re-fitted on the int8
 features, and racing (a policy clearly below the best full score so far stops after at
