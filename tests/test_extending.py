@@ -43,6 +43,39 @@ HARDWARE.register(
 '''
 
 
+TOY_PROXY = '''"""A toy accuracy proxy: the share of the prunable weights a policy keeps."""
+
+import torch
+
+from envs.proxies.base import PROXIES, AccuracyProxy
+
+
+@PROXIES.register("toy-proxy")
+class ToyProxy(AccuracyProxy):
+    """Data-free: kept weights over all weights of the masked tensors."""
+
+    name = "toy-proxy"
+
+    def evaluate(self, masks: dict[str, torch.Tensor]) -> float:
+        """Kept share in [0, 1] (1 for no masks)."""
+        total = sum(m.numel() for m in masks.values())
+        return 1.0 if not total else float(sum(m.sum() for m in masks.values())) / total
+'''
+
+TOY_AGENT = '''"""A toy agent: the random baseline under another name."""
+
+from agents.base import AGENTS
+from agents.baselines import RandomAgent
+
+
+@AGENTS.register("toy-agent", help="random actions, registered as toy-agent")
+class ToyAgent(RandomAgent):
+    """Random feasible policies, best kept."""
+
+    name = "toy-agent"
+'''
+
+
 def _copy_with_toys(dest: Path) -> Path:
     """A copy of the project's packages with pruning/schemes/toy.py, hwmodels/toy.py and
     their one import line each: the issue's recipe, nothing else touched."""
@@ -56,6 +89,18 @@ def _copy_with_toys(dest: Path) -> Path:
     (dest / "hwmodels" / "toy.py").write_text(TOY_HARDWARE)
     presets = dest / "hwmodels" / "presets.py"
     presets.write_text(presets.read_text() + "from hwmodels import toy  # noqa: E402,F401\n")
+    # The proxy's recipe: one module and its import line where the built-in ones register.
+    (dest / "envs" / "proxies" / "toy.py").write_text(TOY_PROXY)
+    builtin = dest / "envs" / "proxies" / "builtin.py"
+    builtin.write_text(builtin.read_text() + "from envs.proxies import toy  # noqa: E402,F401\n")
+    # The agent's recipe: one module and its name among the registry's providers.
+    (dest / "agents" / "toy_agent.py").write_text(TOY_AGENT)
+    base = dest / "agents" / "base.py"
+    text = base.read_text()
+    assert '"agents.optuna_search")' in text
+    base.write_text(
+        text.replace('"agents.optuna_search")', '"agents.optuna_search", "agents.toy_agent")')
+    )
     return dest
 
 
@@ -87,6 +132,19 @@ def test_a_scheme_and_a_hardware_preset_are_one_file_each(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     listed = json.loads(_cli(copy, "list", "--json").stdout)
     assert "toy" in listed["schemes"] and "toy-accel" in listed["hardware"]
+
+
+@pytest.mark.slow
+def test_a_proxy_and_an_agent_are_one_file_each(tmp_path):
+    copy = _copy_with_toys(tmp_path / "project")
+    res = _cli(
+        copy, "search", "--agent", "toy-agent", "--proxy", "toy-proxy", "--episodes", "3",
+        "--budget", "0.6", "--no-progress",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "toy-agent (best)" in res.stdout
+    listed = json.loads(_cli(copy, "list", "--json").stdout)
+    assert "toy-proxy" in listed["proxies"] and "toy-agent" in listed["agents"]
 
 
 def test_scheme_declarations_have_defaults():
