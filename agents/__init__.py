@@ -1,7 +1,8 @@
 """The search methods (SB3 learners, baselines, Optuna samplers) and, in ``agents.app``,
 the application on top of them: the tracked search loop, sweeps and the CLI.
 
-``run_search(SearchConfig(...))`` runs one tracked search; ``get_agent(name)`` builds an
+``run_search(SearchConfig(...))`` runs one tracked search; ``search_policy(task, ...)``
+runs the same search untracked and returns its best policy; ``get_agent(name)`` builds an
 agent with its YAML hyperparameters. Names are imported on first use, so that the CLI
 starts without loading torch, Stable-Baselines3 and MLflow.
 """
@@ -19,6 +20,8 @@ _EXPORTS = {
     "load_hyperparams": "agents.base",
     "EpisodeRecord": "agents.recorder",
     "EpisodeRecorder": "agents.recorder",
+    "FoundPolicy": "agents.policy_search",
+    "search_policy": "agents.policy_search",
     "SearchConfig": "agents.app.search",
     "SearchResult": "agents.app.search",
     "run_search": "agents.app.search",

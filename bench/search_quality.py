@@ -301,19 +301,6 @@ def _task_and_proxy(
     return task, _proxy(model, task, proxy)
 
 
-def _search(task, proxy, method: str, *, budget: float, episodes: int, seed: int):
-    from agents.base import get_agent
-    from agents.recorder import EpisodeRecorder
-    from envs import make_env
-
-    # A bound proxy: one per workload and worker, its cached data shared by every search.
-    env = make_env(task, proxy=proxy, budget=budget)
-    rec = EpisodeRecorder()
-    t0 = time.perf_counter()
-    get_agent(method).search([lambda: env], episodes=episodes, recorder=rec, seed=seed)
-    return rec, time.perf_counter() - t0
-
-
 def feasible_policies(
     task, budget: float, *, exact_limit: int = 200_000, samples: int = 20_000
 ) -> tuple[int, str]:
@@ -390,6 +377,7 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """One (model, pair, budget, seed): every method, then the same fine-tune for each."""
     import torch
 
+    from agents import search_policy
     from agents.app.finalize import pruned_model, test_accuracy
     from agents.app.shortlist import shortlist
 
@@ -414,10 +402,15 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     for method in cell["methods"]:
         if hasattr(proxy, "new_search"):  # racing (int8 holdout): each search its own best
             proxy.new_search()
-        rec, secs = _search(
-            task, proxy, method, budget=cell["budget"], episodes=cell["episodes"], seed=cell["seed"]
+        # A bound proxy: one per workload and worker, its cached data shared by every search.
+        best = search_policy(
+            task,
+            proxy=proxy,
+            agent=method,
+            budget=cell["budget"],
+            episodes=cell["episodes"],
+            seed=cell["seed"],
         )
-        best = rec.best
         tests = [
             truth(task, cell, best.choice, k, pruned_model, test_accuracy)
             for k in range(cell["finetune_seeds"])
@@ -427,23 +420,23 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
             "test": statistics.fmean(tests),
             "tests": tests,
             "cost_ratio": best.cost_ratio,
-            "episodes": rec.episodes,
+            "episodes": len(best.records),
             "best_episode": best.episode,
-            "seconds": secs,
-            "choice": best.choice,
+            "seconds": best.seconds,
+            "choice": list(best.choice),
             # The search's best distinct feasible policies, best first: what any rule that
             # picks among them (agents.app.shortlist) needs, without running the search again.
             "top": [
                 {"choice": r.choice, "holdout": r.accuracy, "cost_ratio": r.cost_ratio}
-                for r in shortlist(rec.history, TOP_KEPT)
+                for r in shortlist(list(best.records), TOP_KEPT)
             ],
         }
         if cell.get("shortlist"):
-            out["methods"][method]["shortlisted"] = _shortlisted(task, cell, rec)
+            out["methods"][method]["shortlisted"] = _shortlisted(task, cell, best)
     return out
 
 
-def _shortlisted(task, cell: dict[str, Any], rec) -> dict[str, Any]:
+def _shortlisted(task, cell: dict[str, Any], found) -> dict[str, Any]:
     """The search's shortlist re-scored as ``SearchConfig.shortlist`` does (``agents.
     shortlist``), and the same truth for its pick: the figures of a search that ends so."""
     from agents.app.finalize import pruned_model, test_accuracy
@@ -453,7 +446,7 @@ def _shortlisted(task, cell: dict[str, Any], rec) -> dict[str, Any]:
     proxy = _proxy(cell["model"], task, (name, params))
     t0 = time.perf_counter()
     ranked = rescore(
-        shortlist(rec.history, k), lambda choice: proxy.evaluate(task.masks(tuple(choice)))
+        shortlist(list(found.records), k), lambda choice: proxy.evaluate(task.masks(tuple(choice)))
     )
     secs = time.perf_counter() - t0
     pick = ranked[0].record
@@ -503,6 +496,8 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
     """The hardware-awareness check for one pair, budget and seed (see module docstring)."""
     import torch
 
+    from agents import search_policy
+
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     names = (cell["model"], cell["scheme"], cell["hardware"])
@@ -518,9 +513,9 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
     agent, budget, eps, seed = cell["agent"], cell["budget"], cell["episodes"], cell["seed"]
     budget = max(budget, flops.min_cost_ratio + 1e-6)
     t0 = time.perf_counter()
-    rec_f, _ = _search(flops, fproxy, agent, budget=budget, episodes=eps, seed=seed)
-    c_f = target.cost_ratio(rec_f.best.choice)
-    a_f = rec_f.best.accuracy
+    found = search_policy(flops, proxy=fproxy, agent=agent, budget=budget, episodes=eps, seed=seed)
+    c_f = target.cost_ratio(found.choice)
+    a_f = found.accuracy
     floor = target.min_cost_ratio + 1e-6
     # Target searches at the flops policy's target cost and below it: the equal-cost
     # comparison is the first; the least target cost whose search still reaches the flops
@@ -528,8 +523,8 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
     budgets = sorted({min(c_f - f * max(c_f - floor, 0.0), 1.0) for f in AWARE_STEPS}, reverse=True)
     runs = []
     for b in budgets:
-        rec, _ = _search(target, proxy, agent, budget=b, episodes=eps, seed=seed)
-        runs.append({"budget": b, "cost": rec.best.cost_ratio, "holdout": rec.best.accuracy})
+        got = search_policy(target, proxy=proxy, agent=agent, budget=b, episodes=eps, seed=seed)
+        runs.append({"budget": b, "cost": got.cost_ratio, "holdout": got.accuracy})
     rec_t = runs[0]
     reached = [r["cost"] for r in runs if r["holdout"] >= a_f - 1e-12]
     c_t = min(reached) if reached else c_f
@@ -537,7 +532,7 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
         **cell,
         "proxy": spec,
         "flops_budget": budget,
-        "flops_policy_flops_cost": rec_f.best.cost_ratio,
+        "flops_policy_flops_cost": found.cost_ratio,
         "flops_policy_target_cost": c_f,
         "flops_policy_holdout": a_f,
         "target_budget": rec_t["budget"],
@@ -548,7 +543,7 @@ def run_aware(cell: dict[str, Any]) -> dict[str, Any]:
         "target_cost_at_flops_accuracy": c_t,
         "cost_saving": c_f - c_t,
         "reached_flops_accuracy": bool(reached),
-        "episodes_flops": rec_f.episodes,
+        "episodes_flops": len(found.records),
         "target_dense_floor": target.min_cost_ratio,
         "seconds": time.perf_counter() - t0,
     }
