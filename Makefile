@@ -59,11 +59,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP) data
-	$(BIN)/python bench/hwmodels.py
-	$(BIN)/python bench/schemes.py
-	$(BIN)/python bench/env_speed.py
-	$(BIN)/python bench/proxy_fidelity.py
-	$(BIN)/python bench/search_quality.py
+	$(BIN)/python -m bench.hwmodels
+	$(BIN)/python -m bench.schemes
+	$(BIN)/python -m bench.env_speed
+	$(BIN)/python -m bench.proxy_fidelity
+	$(BIN)/python -m bench.search_quality
 
 # A shared tracking server: PostgreSQL + mlflow server under .hwprune-server/ (git-ignored),
 # on 127.0.0.1:$(MLFLOW_PORT). Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT)
@@ -84,6 +84,6 @@ clean:
 
 # The cost models against their references (the stored ones; see bench/validate_*.py).
 validate: $(STAMP) data
-	$(BIN)/python bench/validate_scalesim.py
-	$(BIN)/python bench/validate_mnsim.py
-	$(BIN)/python bench/validate_cpu.py
+	$(BIN)/python -m bench.validate_scalesim
+	$(BIN)/python -m bench.validate_mnsim
+	$(BIN)/python -m bench.validate_cpu

@@ -25,14 +25,13 @@ default before ``int8``); the episodes/s are of the default evaluation. No GPU i
 
 Prints a table and writes JSON to bench/results/env_speed.json (merged into what is there:
 sections this run does not produce are kept).
-Usage: python bench/env_speed.py [--quick]; ``--report`` prints that file's table, running nothing.
+Usage: python -m bench.env_speed [--quick]; ``--report`` prints that file's table, running nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import platform
 import sys
@@ -40,14 +39,10 @@ import time
 import warnings
 from pathlib import Path
 
-# This folder holds bench/hwmodels.py, which would shadow the hwmodels package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from envs import TaskSpec, make_env, make_task  # noqa: E402
+from envs import TaskSpec, make_env, make_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -174,11 +169,10 @@ FAST_EVAL_SCHEMES = ("balanced", "unstructured")
 
 
 def _proxy_fidelity() -> object:
-    """``bench/proxy_fidelity.py`` as a module (this folder is off ``sys.path``)."""
-    spec = importlib.util.spec_from_file_location("proxy_fidelity", _HERE / "proxy_fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``bench/proxy_fidelity.py`` as a module (imported when needed: it imports scipy)."""
+    from bench import proxy_fidelity
+
+    return proxy_fidelity
 
 
 def _budgets(model: str) -> list[float]:

@@ -24,8 +24,8 @@ fixed; its dense reference gets the same fine-tune). Rows:
 Prints a table and writes ``bench/results/headlines.json`` (resnet20:
 ``headlines_resnet20.json``).
 
-    python bench/headlines.py
-    python bench/headlines.py --model resnet20-fashion
+    python -m bench.headlines
+    python -m bench.headlines --model resnet20-fashion
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -22,9 +22,9 @@ Rows go to ``bench/results/headlines_fashion_vgg.json`` as ``{"rows": [...]}``, 
 as soon as it is measured: an interrupted run resumes where it stopped (rows already there
 are kept; ``--redo`` measures them again). ``--report`` prints the table of the file.
 
-    python bench/headlines_vgg.py                     # every claim (hours on 2 cores)
-    python bench/headlines_vgg.py --claims pcnn kang  # some claims
-    python bench/headlines_vgg.py --report
+    python -m bench.headlines_vgg                     # every claim (hours on 2 cores)
+    python -m bench.headlines_vgg --claims pcnn kang  # some claims
+    python -m bench.headlines_vgg --report
 """
 
 from __future__ import annotations
@@ -472,5 +472,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

@@ -20,10 +20,10 @@ Rows go to ``bench/results/high_compression_fashion_vgg.json`` as ``{"rows": [..
 one per (setting, method, seed), each written as soon as it is measured: an interrupted
 run resumes where it stopped. ``--report`` prints the table of the file.
 
-    python bench/high_compression.py                   # everything (about 45 minutes)
-    python bench/high_compression.py --settings pattern --seeds 0
-    python bench/high_compression.py --check           # uniform's loss before recovery
-    python bench/high_compression.py --report
+    python -m bench.high_compression                   # everything (about 45 minutes)
+    python -m bench.high_compression --settings pattern --seeds 0
+    python -m bench.high_compression --check           # uniform's loss before recovery
+    python -m bench.high_compression --report
 """
 
 from __future__ import annotations
@@ -280,5 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

@@ -13,19 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-# Run as `python bench/hwmodels.py`, this file's folder comes first on sys.path and its
-# name would shadow the hwmodels package: drop the folder.
+import numpy as np
+import torch
+import torchvision
+
+from hwmodels import get_hardware, list_hardware
+from hwmodels.zoo import random_mask
+from pruning import inspect_model
+
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
-from hwmodels import get_hardware, list_hardware  # noqa: E402
-from hwmodels.zoo import random_mask  # noqa: E402
-from pruning import inspect_model  # noqa: E402
-
 RESULTS = _HERE / "results" / "hwmodels.json"
 
 

@@ -19,9 +19,9 @@ Two regimes:
 Reports Kendall's tau and the median time per proxy evaluation; prints a table and writes
 ``bench/results/proxy_fidelity.json`` (``--top-from`` writes ``proxy_fidelity_top.json``).
 
-    python bench/proxy_fidelity.py --networks fashion-cnn resnet20-fashion
-    python bench/proxy_fidelity.py --top-from bench/results/search_quality.json
-    python bench/proxy_fidelity.py --quick    # 8 policies per budget
+    python -m bench.proxy_fidelity --networks fashion-cnn resnet20-fashion
+    python -m bench.proxy_fidelity --top-from bench/results/search_quality.json
+    python -m bench.proxy_fidelity --quick    # 8 policies per budget
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import argparse
 import copy
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ import torch
 from scipy.stats import kendalltau
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from envs.proxies.builtin import get_proxy  # noqa: E402
 from envs.workloads.base import Workload  # noqa: E402
@@ -263,7 +261,7 @@ def run_network(
 
 def run_top(path: Path, models: list[str], proxies: list[str]) -> list[dict[str, Any]]:
     """Regime 2: every proxy on the best policies the search-quality benchmark found."""
-    import search_quality as sq
+    from bench import search_quality as sq
 
     doc = json.loads(path.read_text())
     cells = [c for c in doc.get("cells", []) if c["model"] in models]
@@ -418,7 +416,7 @@ def run_recovered(
     main_task = task_of({"scheme": RECOVERED["scheme"], "hardware": RECOVERED["hardware"]})
     todo += [(main_task, p) for p in recovered_policies(main_task, budgets, n, seed)]
     if top_from is not None:  # the best policies of bench/high_compression.py's searches
-        import high_compression as hc
+        from bench import high_compression as hc
 
         hc.WORKLOAD.update(model=RECOVERED["model"], data=RECOVERED["data"])
         rows = json.loads(top_from.read_text())["rows"]

@@ -7,7 +7,7 @@ over the layers the scheme prunes. Weights are torchvision's random initialisati
 (``weights=None``: nothing is downloaded), so energies show what each structure costs on
 unstructured Gaussian-like weights, not on a trained network.
 
-Prints a table and writes ``bench/results/schemes.json``. Run: ``python bench/schemes.py``;
+Prints a table and writes ``bench/results/schemes.json``. Run: ``python -m bench.schemes``;
 ``--report`` prints the stored file's table and runs nothing.
 """
 
@@ -16,19 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-# `python bench/schemes.py` puts bench/ first on sys.path, where bench/hwmodels.py would
-# shadow the hwmodels package: look in the repository root instead.
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [str(_BENCH.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+import torch
+import torchvision
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-
-from pruning import get_scheme, inspect_model  # noqa: E402
+from pruning import get_scheme, inspect_model
 
 VARIANTS: dict[str, dict[str, object]] = {
     "unstructured": {},

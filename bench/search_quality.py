@@ -68,7 +68,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 PAIRS: list[tuple[str, str]] = [
     ("balanced", "accel-kang-16"),

@@ -15,7 +15,7 @@ Measures, on this machine:
 
 Without PostgreSQL the sweeps log to a local SQLite file and the server part is skipped.
 Prints a table and writes JSON to bench/results/sweep.json.
-Usage: python bench/sweep.py [--quick]; ``--report`` prints that file's tables, running nothing.
+Usage: python -m bench.sweep [--quick]; ``--report`` prints that file's tables, running nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 RESULTS = _HERE / "results"
 

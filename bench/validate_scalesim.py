@@ -41,9 +41,6 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 REFERENCE = _HERE / "results" / "scalesim_reference.json"
 RESULTS = _HERE / "results" / "validate_scalesim.json"

@@ -3,14 +3,10 @@ resumed without re-measuring, and reported from the file (smoke-tested on digits
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "headlines_vgg.py"
 KEYS = {
     "claim", "scheme", "hardware", "policy", "weight_compression", "mac_compression",
     "cost_ratio", "speedup", "test", "reference", "reference_test", "loss_points", "epochs",
@@ -19,11 +15,9 @@ KEYS = {
 
 @pytest.fixture(scope="module")
 def hl():
-    spec = importlib.util.spec_from_file_location("headlines_vgg", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["headlines_vgg"] = module
-    spec.loader.exec_module(module)
-    return module
+    from bench import headlines_vgg
+
+    return headlines_vgg
 
 
 @pytest.mark.slow

@@ -3,23 +3,16 @@ measured, resumed without re-measuring, reported from the file (smoke-tested on 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "high_compression.py"
 
 
 @pytest.fixture(scope="module")
 def hc():
-    spec = importlib.util.spec_from_file_location("high_compression", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["high_compression"] = module
-    spec.loader.exec_module(module)
-    return module
+    from bench import high_compression
+
+    return high_compression
 
 
 @pytest.mark.slow

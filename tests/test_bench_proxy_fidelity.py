@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "proxy_fidelity.py"
 
 
 @pytest.fixture(scope="module")
 def pf():
-    spec = importlib.util.spec_from_file_location("proxy_fidelity", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["proxy_fidelity"] = module
-    spec.loader.exec_module(module)
-    return module
+    from bench import proxy_fidelity
+
+    return proxy_fidelity
 
 
 def test_truth_self_tau_agrees_and_disagrees(pf):

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.test_agents import tiny_task
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "search_quality.py"
-
 
 @pytest.fixture(scope="module")
 def sq():
-    spec = importlib.util.spec_from_file_location("search_quality", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["search_quality"] = module
-    spec.loader.exec_module(module)
-    return module
+    from bench import search_quality
+
+    return search_quality
 
 
 def _cell(seed: int, tests: dict[str, float], budget: float = 0.5) -> dict:
