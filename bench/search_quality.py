@@ -17,8 +17,8 @@ that policy after the same short fine-tune (``finalize.pruned_model(...,
 finetune_steps=N)`` + ``test_accuracy``, averaged over ``--finetune-seeds`` fine-tunes)
 and the cost ratio reached (mean +- std over seeds).
 
-Hardware awareness (on unless ``--no-aware``; pairs ``AWARE_PAIRS``, digits-cnn, flops
-budgets ``AWARE_SETTINGS``): on a pair, the RL agent searches with the same scheme (same
+Hardware awareness (on unless ``--no-aware``; pairs and flops budgets per workload
+``AWARE_SETTINGS``): on a pair, the RL agent searches with the same scheme (same
 levels and masks) but the budget on the ``flops`` cost model; its best policy is then
 costed on the target (cost ratio ``c_f``, holdout accuracy ``a_f``). The same agent, with
 the same number of episodes per search, then searches on the target with budgets ``c_f``
@@ -50,6 +50,12 @@ method's ``TOP_KEPT`` best distinct feasible policies (``"top"``).
 
 Writes ``bench/results/search_quality.json``; ``--quick`` is a CI-sized run. Pairs whose
 scheme or hardware preset is not registered are skipped with a note.
+
+The grid (the upper-case constants above: pairs, workloads, tracks, budgets, episodes,
+proxies) is data, ``bench/grids/search_quality.yaml``, read at import; the reasons for
+each value are written there.
+
+    python -m bench.search_quality --quick --no-aware --workers 1 --out /tmp/sq.json
 """
 
 from __future__ import annotations
@@ -69,167 +75,88 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PAIRS: list[tuple[str, str]] = [
-    ("balanced", "accel-kang-16"),
-    ("pattern", "accel-kang-16"),
-    ("ikr", "accel-kang-16"),
-    ("crossbar", "reram-128"),
-    ("channel", "gpu-jetson-tx2"),
-    ("unstructured", "accel-kang-16"),
+GRID = ROOT / "bench" / "grids" / "search_quality.yaml"
+
+
+def _pair(key: str) -> tuple[str, str]:
+    """``"SCHEME HARDWARE"`` (a key of the grid file) as ``(scheme, hardware)``."""
+    scheme, hardware = key.split()
+    return scheme, hardware
+
+
+def _settings(raw: dict[str, dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """A grid file's settings per pair, budgets as tuples."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, setting in raw.items():
+        out[_pair(key)] = {k: tuple(v) if k == "budgets" else v for k, v in setting.items()}
+    return out
+
+
+def _load_grid(path: Path = GRID) -> dict[str, Any]:
+    """The benchmark's grid (``bench/grids/search_quality.yaml``, where its reasons are
+    written) as the module's constants: pairs and budgets as tuples, in the file's order."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    lists = ("fashion_resnet_pairs", "aug_pairs", "resnet_pairs")
+    named = {k: [tuple(pair) for pair in raw[k]] for k in lists}
+    # model_pairs names those lists (YAML aliases): the same list objects here.
+    by_id = {id(raw[k]): v for k, v in named.items()}
+    return {
+        "PAIRS": [tuple(pair) for pair in raw["pairs"]],
+        "WORKLOADS": {k: tuple(v) for k, v in raw["workloads"].items()},
+        "TRACKS": {k: tuple(v) for k, v in raw["tracks"].items()},
+        "FASHION_RESNET_PAIRS": named["fashion_resnet_pairs"],
+        "AUG_PAIRS": named["aug_pairs"],
+        "RESNET_PAIRS": named["resnet_pairs"],
+        "MODEL_PAIRS": {k: by_id[id(v)] for k, v in raw["model_pairs"].items()},
+        "EPISODES": dict(raw["episodes"]),
+        "FINETUNE": dict(raw["finetune"]),
+        "DEFAULT_BUDGETS": tuple(raw["default_budgets"]),
+        "PAIR_SETTINGS": _settings(raw["pair_settings"]),
+        "FASHION_CNN_SETTINGS": _settings(raw["fashion_cnn_settings"]),
+        "RESNET20_FASHION_SETTINGS": _settings(raw["resnet20_fashion_settings"]),
+        "MODEL_PAIR_OVERRIDES": {
+            (model, *pair): setting
+            for model, settings in raw["model_pair_settings"].items()
+            for pair, setting in _settings(settings).items()
+        },
+        "RESNET_PROXY_PARAMS": raw["resnet_proxy_params"],
+        "SEARCH_PROXY": {k: tuple(v) for k, v in raw["search_proxy"].items()},
+        "DEFAULT_SEARCH_PROXY": tuple(raw["default_search_proxy"]),
+        "AWARE_SETTINGS": {k: _settings(v) for k, v in raw["aware_settings"].items()},
+        "AWARE_STEPS": tuple(raw["aware_steps"]),
+        "BASELINES": tuple(raw["baselines"]),
+    }
+
+
+_GRID = _load_grid()
+PAIRS: list[tuple[str, str]] = _GRID["PAIRS"]
+WORKLOADS: dict[str, tuple[str, str | None]] = _GRID["WORKLOADS"]
+TRACKS: dict[str, tuple[str, ...]] = _GRID["TRACKS"]
+FASHION_RESNET_PAIRS: list[tuple[str, str]] = _GRID["FASHION_RESNET_PAIRS"]
+AUG_PAIRS: list[tuple[str, str]] = _GRID["AUG_PAIRS"]
+RESNET_PAIRS: list[tuple[str, str]] = _GRID["RESNET_PAIRS"]
+MODEL_PAIRS: dict[str, list[tuple[str, str]]] = _GRID["MODEL_PAIRS"]
+EPISODES: dict[str, int] = _GRID["EPISODES"]
+FINETUNE: dict[str, int] = _GRID["FINETUNE"]
+DEFAULT_BUDGETS: tuple[float, ...] = _GRID["DEFAULT_BUDGETS"]
+PAIR_SETTINGS: dict[tuple[str, str], dict[str, Any]] = _GRID["PAIR_SETTINGS"]
+FASHION_CNN_SETTINGS: dict[tuple[str, str], dict[str, Any]] = _GRID["FASHION_CNN_SETTINGS"]
+RESNET20_FASHION_SETTINGS: dict[tuple[str, str], dict[str, Any]] = _GRID[
+    "RESNET20_FASHION_SETTINGS"
 ]
-# Benchmark workloads: label -> (registered model, data source). "digits-aug" is the
-# digits CNN on distorted views of the same digits (envs.workloads.data.load_digits_aug_splits): on
-# plain digits the fine-tuned accuracy of good policies saturates near the dense 99.4% and
-# one test image is 0.28 points, so close policies cannot be told apart; digits-aug's
-# dense accuracy is 97.9%, the benchmark's pruned and fine-tuned networks land between 72%
-# and 97%, and its 3,600 test images resolve 0.03 points.
-WORKLOADS: dict[str, tuple[str, str | None]] = {
-    "fashion-cnn": ("fashion-cnn", "fashion-mnist"),
-    "resnet20-fashion": ("resnet20", "fashion-mnist"),
-    "digits-cnn": ("digits-cnn", None),
-    "digits-aug": ("digits-cnn", "digits-aug"),
-    "resnet20": ("resnet20", None),
-}
-# Tracks: the main one on real data (Fashion-MNIST, 10,000 test images), and the digits
-# smoke tracks of earlier rounds (their 360 test images cannot rank close policies).
-TRACKS: dict[str, tuple[str, ...]] = {
-    "fashion": ("fashion-cnn", "resnet20-fashion"),
-    "digits": ("digits-cnn", "resnet20"),
-    "digits-aug": ("digits-aug",),
-}
-# Pairs on resnet20 / Fashion-MNIST (the residual network costs ~3x fashion-cnn per image).
-FASHION_RESNET_PAIRS: list[tuple[str, str]] = [
-    ("balanced", "accel-kang-16"),
-    ("crossbar", "reram-128"),
-    ("channel", "gpu-jetson-tx2"),
-]
-# Pairs also run on digits-aug: those whose decision space is not tiny on this network
-# (crossbar x reram-128 has 12 policies in all, channel x gpu-jetson-tx2 64, whatever the data).
-AUG_PAIRS: list[tuple[str, str]] = [
-    ("balanced", "accel-kang-16"),
-    ("pattern", "accel-kang-16"),
-    ("ikr", "accel-kang-16"),
-    ("unstructured", "accel-kang-16"),
-]
-# Pairs also run on resnet20 (digits upsampled to 32x32).
-RESNET_PAIRS: list[tuple[str, str]] = [("balanced", "accel-kang-16"), ("crossbar", "reram-128")]
-# Pairs per workload (default: every pair of PAIRS).
-MODEL_PAIRS: dict[str, list[tuple[str, str]]] = {
-    "resnet20-fashion": FASHION_RESNET_PAIRS,
-    "digits-aug": AUG_PAIRS,
-    "resnet20": RESNET_PAIRS,
-}
-# Evaluated episodes per search and method (AMC used hundreds).
-EPISODES: dict[str, int] = {
-    "fashion-cnn": 200,
-    "resnet20-fashion": 120,
-    "digits-cnn": 100,
-    "digits-aug": 100,
-    "resnet20": 36,
-}
-# Fine-tune steps (batch 64, lr 0.01, masks fixed) of the test truth, per workload. On
-# Fashion-MNIST, 300 steps (19,200 images, a third of an epoch; 10 s for fashion-cnn on one
-# core) recovered uniform unstructured at 0.6 from 82.85% to 91.09 / 91.04% (two seeds),
-# one epoch (28 s) to 91.45 / 91.39%: the ranking signal is there at a third of the cost.
-FINETUNE: dict[str, int] = {"default": 30, "fashion-cnn": 300, "resnet20-fashion": 300}
-DEFAULT_BUDGETS: tuple[float, ...] = (0.35, 0.5)
-# Where the default (latency, --budgets) does not fit a pair: ReRAM latency does not fall
-# with pruning (crossbars run in parallel), so crossbar pairs budget the crossbar count;
-# on the small digits network the GPU's latency floor is ~0.9 of dense, so the channel pair
-# gets budgets just above it. Budgets here are (low, high) cost ratios.
-PAIR_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
-    ("crossbar", "reram-128"): {"metric": "resources", "budgets": (0.7, 0.8)},
-    ("channel", "gpu-jetson-tx2"): {"metric": "latency", "budgets": (0.92, 0.96)},
-}
-# fashion-cnn budgets: each setting has >= 1,000 feasible policies and the uniform policy
-# loses >= 2 points of holdout accuracy (both printed per setting). Measured: balanced 0.35
-# and 0.5 (uniform -9.4 points; ~2.3M and ~28M feasible policies), pattern 0.4 / 0.6
-# (-20.9 / -11.9; ~5.6k / ~135k), ikr 0.5 / 0.6 (-24.0 / -12.7; 3,795 / 11,808), unstructured
-# 0.6 / 0.7 (-10.7 / -4.2). On this small network (<= 64 output channels, <= 576 rows per
-# layer) whole-crossbar pruning leaves 180 policies in all (levels 2, 2, 3, 3, 5), so the
-# crossbar pair prunes at column grain (Liang et al.'s second grain) and budgets the ReRAM
-# energy, which the used columns' ADC conversions dominate. The GPU is costed at batch 32:
-# at batch 1 a network this small is launch-bound (latency floor 0.74 of dense; 0.44 at 32).
-FASHION_CNN_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
-    ("balanced", "accel-kang-16"): {"budgets": (0.35, 0.5)},
-    ("pattern", "accel-kang-16"): {"budgets": (0.4, 0.6)},
-    ("ikr", "accel-kang-16"): {"budgets": (0.5, 0.6)},
-    ("unstructured", "accel-kang-16"): {"budgets": (0.6, 0.7)},
-    ("crossbar", "reram-128"): {
-        "metric": "energy",
-        "budgets": (0.8, 0.9),
-        "scheme_params": {"grain": "column"},
-    },
-    ("channel", "gpu-jetson-tx2"): {
-        "metric": "latency",
-        "budgets": (0.7, 0.8),
-        "hardware_params": {"batch": 32},
-    },
-}
-# resnet20 on Fashion-MNIST (measured the same way; uniform's holdout loss, feasible count):
-# balanced 0.35 / 0.5 (-11.9 / -11.9; both huge), crossbar at crossbar grain on the
-# crossbar count 0.5 / 0.6 (-14.9 / -12.5; ~1M / ~47M; 18 decisions of 2-5 levels), channel
-# on the GPU at batch 32, 0.6 / 0.7 (-26.2 / -16.7; ~26k / ~202k; latency floor 0.49).
-RESNET20_FASHION_SETTINGS: dict[tuple[str, str], dict[str, Any]] = {
-    ("balanced", "accel-kang-16"): {"budgets": (0.35, 0.5)},
-    ("crossbar", "reram-128"): {"metric": "resources", "budgets": (0.5, 0.6)},
-    ("channel", "gpu-jetson-tx2"): {
-        "metric": "latency",
-        "budgets": (0.6, 0.7),
-        "hardware_params": {"batch": 32},
-    },
-}
-# Per-model overrides of the above. resnet20's crossbar floor is ~0.34 of dense (digits-cnn:
-# ~0.64), so 0.7/0.8 would leave every method near dense accuracy; 0.5/0.7 leaves room.
 MODEL_PAIR_SETTINGS: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("resnet20", "crossbar", "reram-128"): {"budgets": (0.5, 0.7)},
+    **_GRID["MODEL_PAIR_OVERRIDES"],
     **{("fashion-cnn", *pair): setting for pair, setting in FASHION_CNN_SETTINGS.items()},
     **{("resnet20-fashion", *p): setting for p, setting in RESNET20_FASHION_SETTINGS.items()},
 }
-# Holdout-proxy settings per workload (envs.proxies.builtin.HoldoutProxy keywords). On resnet20 the
-# default (all 300 holdout images, BN re-estimated on 2 x 128 images) costs ~0.8 s per
-# episode on a 2-core machine (earlier runs did not finish in 10 min); 150 images and
-# one BN batch cost ~0.36 s (measured) at a holdout resolution of 0.67 points. The final
-# test accuracy after fine-tuning is unaffected (full test split, finalize's own BN batches).
-RESNET_PROXY_PARAMS: dict[str, Any] = {"holdout_limit": 150, "bn_batches": 1}
-# Search proxy per workload: (name, keywords); default the holdout proxy as it is. On
-# digits-aug the holdout score without a fine-tune often ranked policies unlike the
-# fine-tuned test (sac at 200 episodes: best holdout on unstructured 0.35, 76.2 against
-# greedy's 71.5, but test 86.9 against 89.6); a 10-step fine-tune per evaluation (~150 ms,
-# against ~58 ms) scores what the test measures. Measured effect (100 episodes, before the
-# agents' refinement phase, mean test over the 8 settings): the agents gain 0.2-0.6
-# points, greedy loses 0.7 (README).
-SEARCH_PROXY: dict[str, tuple[str, dict[str, Any]]] = {
-    "resnet20": ("holdout", RESNET_PROXY_PARAMS),
-    "digits-aug": ("finetune", {"steps": 10}),
-}
-DEFAULT_SEARCH_PROXY: tuple[str, dict[str, Any]] = ("holdout", {})
-# Hardware-awareness check: pairs and flops budgets chosen so that the flops policy's
-# target cost lands inside the target's range, not at its floor (at flops budget 0.35 both
-# searches were pinned to the GPU's latency floor and the check was vacuous). On digits-cnn,
-# channel pruning spans flops ratios 0.42-1.0 and GPU latency ratios ~0.88-1.0; crossbar
-# pruning spans flops 0.82-1.0 and crossbar counts 0.64-1.0 (at flops 0.94 an enumeration
-# of all 12 crossbar choices found the same policy best for both, so budgets stay below
-# that). The GPU runs at batch 32 here:
-# at batch 1 its latency is launch-bound and barely moves with the channel counts.
-# On fashion-cnn (the pairs' own settings: GPU at batch 32, crossbar at column grain on
-# energy): channel pruning spans flops ratios 0.11-1.0 and GPU latency 0.44-1.0, uniform
-# policies at flops 0.4 / 0.6 cost 0.60 / 0.71 of the GPU latency; column pruning spans
-# flops 0.04-1.0 and energy 0.07-1.0, nearly in proportion (uniform at flops 0.8: energy 0.78).
-AWARE_SETTINGS: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
-    "fashion-cnn": {
-        ("channel", "gpu-jetson-tx2"): {"budgets": (0.4, 0.6)},
-        ("crossbar", "reram-128"): {"budgets": (0.8, 0.9)},
-    },
-    "digits-cnn": {
-        ("channel", "gpu-jetson-tx2"): {"budgets": (0.6, 0.75), "hardware_params": {"batch": 32}},
-        ("crossbar", "reram-128"): {"budgets": (0.85, 0.88)},
-    },
-}
-# Target-search budgets of the awareness check: fractions of the way from the flops
-# policy's target cost c_f down to the target's least achievable cost (its floor).
-AWARE_STEPS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.35, 0.5)
-BASELINES = ("uniform", "random", "greedy", "tpe", "cmaes")
+RESNET_PROXY_PARAMS: dict[str, Any] = _GRID["RESNET_PROXY_PARAMS"]
+SEARCH_PROXY: dict[str, tuple[str, dict[str, Any]]] = _GRID["SEARCH_PROXY"]
+DEFAULT_SEARCH_PROXY: tuple[str, dict[str, Any]] = _GRID["DEFAULT_SEARCH_PROXY"]
+AWARE_SETTINGS: dict[str, dict[tuple[str, str], dict[str, Any]]] = _GRID["AWARE_SETTINGS"]
+AWARE_STEPS: tuple[float, ...] = _GRID["AWARE_STEPS"]
+BASELINES: tuple[str, ...] = _GRID["BASELINES"]
 OUT = ROOT / "bench" / "results" / "search_quality.json"
 
 _TASKS: dict[tuple, Any] = {}

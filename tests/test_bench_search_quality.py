@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -325,3 +326,47 @@ def test_an_awareness_row_searches_on_its_schemes_proxy(sq, monkeypatch):
     assert seen == [("finetune", {"steps": 5, "batch_size": 32})] * 2
     assert out["proxy"] == ("finetune", {"steps": 5, "batch_size": 32})
     assert out["flops_policy_target_cost"] >= out["target_dense_floor"]
+
+
+@pytest.mark.parametrize("name", ["search_quality.json", "search_quality_resnet20.json"])
+def test_grid_file_is_what_the_main_track_was_measured_with(sq, name):
+    """bench/grids/search_quality.yaml, as loaded, holds the settings the committed main
+    track was measured with (its config and every cell), with the module's types."""
+    doc = json.loads((sq.ROOT / "bench" / "results" / name).read_text())
+    config = doc["config"]
+    assert config["episodes"] == sq.EPISODES
+    assert config["finetune_steps"] == sq.FINETUNE
+    assert config["aware_steps"] == list(sq.AWARE_STEPS)
+    assert config["workloads"] == {k: list(v) for k, v in sq.WORKLOADS.items()}
+    assert config["search_proxy"] == json.loads(json.dumps(sq.SEARCH_PROXY))
+    assert set(config["tracks"]) <= set(sq.TRACKS)
+    for cell in doc["cells"]:
+        model, pair = cell["model"], (cell["scheme"], cell["hardware"])
+        assert model in sq.TRACKS["fashion"]
+        assert pair in sq.MODEL_PAIRS.get(model, sq.PAIRS)
+        setting = sq._setting(model, *pair)
+        assert cell["budget"] in setting.get("budgets", sq.DEFAULT_BUDGETS)
+        assert cell["metric"] == setting.get("metric", "latency")
+        assert cell["hardware_params"] == setting.get("hardware_params", {})
+        assert cell["scheme_params"] == setting.get("scheme_params", {})
+        assert cell["finetune"] == sq.FINETUNE[model]
+    for row in doc["awareness"]:
+        setting = sq.AWARE_SETTINGS[row["model"]][(row["scheme"], row["hardware"])]
+        assert row["flops_budget"] in setting["budgets"]
+
+
+def test_grid_file_types(sq):
+    pairs = [*sq.PAIRS, *sq.FASHION_RESNET_PAIRS, *sq.AUG_PAIRS, *sq.RESNET_PAIRS]
+    pairs += [p for settings in sq.AWARE_SETTINGS.values() for p in settings]
+    pairs += [*sq.PAIR_SETTINGS, *sq.FASHION_CNN_SETTINGS, *sq.RESNET20_FASHION_SETTINGS]
+    assert all(isinstance(p, tuple) and len(p) == 2 for p in pairs)
+    assert all(p in sq.PAIRS for p in pairs)
+    settings = [*sq.PAIR_SETTINGS.values(), *sq.MODEL_PAIR_SETTINGS.values()]
+    settings += [s for by_pair in sq.AWARE_SETTINGS.values() for s in by_pair.values()]
+    for s in settings:
+        assert isinstance(s["budgets"], tuple) and all(type(b) is float for b in s["budgets"])
+    assert all(isinstance(v, tuple) for v in (*sq.WORKLOADS.values(), *sq.TRACKS.values()))
+    assert all(m in sq.WORKLOADS for models in sq.TRACKS.values() for m in models)
+    assert all(type(n) is int for n in (*sq.EPISODES.values(), *sq.FINETUNE.values()))
+    assert sq.MODEL_PAIRS["digits-aug"] is sq.AUG_PAIRS
+    assert sq.BASELINES == ("uniform", "random", "greedy", "tpe", "cmaes")
