@@ -33,13 +33,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.stats import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -273,11 +274,7 @@ class Results:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.doc, fh, indent=1, default=float)
-        os.replace(tmp, self.path)
+        write_json(self.path, self.doc, default=float)
 
 
 def checkpoint_sha256() -> str | None:

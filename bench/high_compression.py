@@ -33,11 +33,12 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from bench.stats import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "high_compression_fashion_vgg.json"
@@ -182,11 +183,7 @@ class Results:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.doc, fh, indent=1, default=float)
-        os.replace(tmp, self.path)
+        write_json(self.path, self.doc, default=float)
 
 
 def table(doc: dict[str, Any]) -> str:

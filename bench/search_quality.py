@@ -73,6 +73,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from bench.stats import mean_se, write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 GRID = ROOT / "bench" / "grids" / "search_quality.yaml"
@@ -554,8 +556,8 @@ def paired_difference(group: list[dict[str, Any]], agent: str) -> tuple[str, flo
     baselines = [m for m in BASELINES if m in group[0]["methods"]]
     best = max(baselines, key=lambda m: statistics.fmean(g["methods"][m]["test"] for g in group))
     diffs = [100 * (g["methods"][agent]["test"] - g["methods"][best]["test"]) for g in group]
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-    return best, statistics.fmean(diffs), se
+    mean, se = mean_se(diffs)
+    return best, mean, se
 
 
 def _verdicts(cells: list[dict[str, Any]], agent: str) -> list[tuple[str, bool]]:
@@ -630,9 +632,9 @@ def league(
     for b in (m for m in BASELINES if m in present):
         d = 100 * (means[:, a] - means[:, present.index(b)])
         won, lost = int(np.sum(d > 1e-9)), int(np.sum(d < -1e-9))
-        se = d.std(ddof=1) / math.sqrt(n)
+        mean, se = mean_se(d)
         lines.append(
-            f"{agent} - {b:8s} {d.mean():+.2f} +- {se:.2f} (se over settings); settings won "
+            f"{agent} - {b:8s} {mean:+.2f} +- {se:.2f} (se over settings); settings won "
             f"{won}, tied {n - won - lost}, lost {lost}"
         )
     searches = [j for j, m in enumerate(present) if m != "uniform"]
@@ -733,10 +735,7 @@ def against(
         lines.append(f"paired difference {names[0]} - {names[1]} (points, mean +- s.e.):")
         lines.append(
             "  "
-            + ", ".join(
-                f"{m} {statistics.fmean(d):+.2f} +- {statistics.stdev(d) / len(d) ** 0.5:.2f}"
-                for m, d in diffs.items()
-            )
+            + ", ".join("{} {:+.2f} +- {:.2f}".format(m, *mean_se(d)) for m, d in diffs.items())
         )
         spread = []
         for key in {k[:4] for k in shared}:
@@ -1126,7 +1125,7 @@ def main(argv: list[str] | None = None) -> int:
         "scheme_proxies": scheme_proxies(),
         "quick": args.quick,
         "cpu_count": os.cpu_count(),
-        "command": " ".join(sys.argv),
+        "command": " ".join(("python -m bench.search_quality", *sys.argv[1:])),
     }
     t0 = time.perf_counter()
     # Train and cache each workload once here, not concurrently in every worker.
@@ -1156,10 +1155,7 @@ def main(argv: list[str] | None = None) -> int:
                 {k: old.get(k) for k in ("config", "wall_seconds")},
             ]
         doc.update({"cells": all_cells, "awareness": all_aware, "notes": notes})
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, args.out)
+        write_json(args.out, doc)
         return doc
 
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

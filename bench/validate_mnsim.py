@@ -215,6 +215,6 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--report"]:  # print the stored table, run nothing
         print_table(json.loads(RESULTS.read_text(encoding="utf-8")))
     elif sys.argv[1:]:
-        sys.exit(f"usage: python {sys.argv[0]} [--report]")
+        sys.exit("usage: python -m bench.validate_mnsim [--report]")
     else:
         main()

@@ -1,0 +1,33 @@
+"""Statistics and results-file helpers shared by the bench scripts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``values`` and its standard error (sample standard deviation over the square
+    root of the count; NaN for fewer than two values)."""
+    values = [float(v) for v in values]
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return statistics.fmean(values), se
+
+
+def write_json(
+    path: Path, doc: Any, *, indent: int = 1, default: Callable[[Any], Any] | None = None
+) -> None:
+    """Write ``doc`` as JSON to ``path`` atomically (a temporary file in the same folder,
+    then renamed over it), creating the folder: a run killed mid-write leaves the previous
+    file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh, indent=indent, default=default)
+    os.replace(tmp, path)
