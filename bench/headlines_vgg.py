@@ -384,17 +384,19 @@ def table(doc: dict[str, Any]) -> str:
     lines = [
         f"{doc.get('model', '?')} from {source} (checkpoint "
         f"{100 * dense.get('checkpoint_test', float('nan')):.2f}%), every network recovered "
-        "`ep` epochs; dense controls fine-tuned as long: "
+        "`ep` epochs at peak lr `lr`; dense controls fine-tuned as long: "
         + ", ".join(
             f"{100 * c['test']:.2f}% ({e} ep)" for e, c in sorted(controls.items(), key=_epochs)
         ),
-        f"{'claim':6s} {'policy':9s} {'scheme':12s} {'ep':>3s} {'weights':>8s} {'MACs':>6s} "
+        f"{'claim':6s} {'policy':9s} {'scheme':12s} {'ep':>3s} {'lr':>6s} {'weights':>8s} "
+        f"{'MACs':>6s} "
         f"{'cost':>6s} {'speedup':>8s} {'test':>7s} {'pruned':>7s} {'ref':>7s} {'loss':>6s}  "
         "target",
     ]
     for r in doc.get("rows", []):
         lines.append(
             f"{r['claim']:6s} {r['policy']:9s} {r['scheme']:12s} {r['epochs']:3d} "
+            f"{r.get('recovery_lr', float('nan')):6.3f} "
             f"{r['weight_compression']:7.2f}x {r['mac_compression']:5.2f}x "
             f"{r['cost_ratio']:6.3f} {r['speedup']:7.2f}x {100 * r['test']:7.2f} "
             f"{100 * r['test_before_recovery']:7.2f} {100 * r['reference_test']:7.2f} "
