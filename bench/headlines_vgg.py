@@ -30,7 +30,6 @@ are kept; ``--redo`` measures them again). ``--report`` prints the table of the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.stats import write_json
+from bench.stats import RowsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -254,29 +253,6 @@ def _row(
     return row
 
 
-class Results:
-    """``{"rows": [...], "dense": {...}}`` on disk, rewritten atomically after every row."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.doc: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-        self.doc.setdefault("rows", [])
-
-    def has(self, claim: str) -> bool:
-        return any(r["claim"] == claim for r in self.doc["rows"])
-
-    def drop(self, claim: str) -> None:
-        self.doc["rows"] = [r for r in self.doc["rows"] if r["claim"] != claim]
-
-    def add(self, rows: list[dict[str, Any]], **meta: Any) -> None:
-        self.doc["rows"].extend(rows)
-        self.doc.update(meta)
-        self.save()
-
-    def save(self) -> None:
-        write_json(self.path, self.doc, default=float)
-
-
 def checkpoint_sha256() -> str | None:
     """sha256 of the committed checkpoint the rows start from (None: a smoke workload
     trained here)."""
@@ -287,7 +263,7 @@ def checkpoint_sha256() -> str | None:
     return shipped_record(WORKLOAD["model"])["sha256"]
 
 
-def dense_control(res: Results, epochs: int) -> dict[str, Any]:
+def dense_control(res: RowsFile, epochs: int) -> dict[str, Any]:
     """The dense model fine-tuned for ``epochs`` (computed once per checkpoint and length;
     ``dense`` holds the control of ``--epochs``, ``controls`` every length's)."""
     from agents.app.finalize import recovered_model, recovery_recipe
@@ -421,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="print the table of --out, run nothing")
     args = p.parse_args(argv)
     WORKLOAD.update(model=args.model, data=args.data)
-    res = Results(args.out)
+    res = RowsFile(args.out)
     if args.report:
         if not res.doc["rows"]:
             p.error(f"--report: no rows in {args.out}")
@@ -444,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HWPRUNE_NO_PROGRESS", "1")
     res.doc["dense"] = dense_control(res, args.epochs)
     for name in args.claims:
-        if res.has(name) and not args.redo:
+        if res.has(claim=name) and not args.redo:
             print(f"{name}: kept from {args.out}", file=sys.stderr)
             continue
         t0 = time.perf_counter()
@@ -456,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = searched_claim(
                 CLAIMS[name], dense, epochs=epochs, episodes=args.episodes, agent=args.agent
             )
-        res.drop(name)
+        res.drop(claim=name)
         res.add(
             rows,
             epochs=args.epochs,

@@ -29,7 +29,6 @@ run resumes where it stopped. ``--report`` prints the table of the file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -38,7 +37,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench.stats import write_json
+from bench.stats import RowsFile
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "high_compression_fashion_vgg.json"
@@ -164,28 +163,6 @@ def measure(name: str, method: str, seed: int, *, episodes: int, epochs: int) ->
     }
 
 
-class Results:
-    """``{"rows": [...], ...}`` on disk, rewritten atomically after every row."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.doc: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-        self.doc.setdefault("rows", [])
-
-    def has(self, name: str, method: str, seed: int) -> bool:
-        return any(
-            (r["setting"], r["method"], r["seed"]) == (name, method, seed) for r in self.doc["rows"]
-        )
-
-    def add(self, row: dict[str, Any], **meta: Any) -> None:
-        self.doc["rows"].append(row)
-        self.doc.update(meta)
-        self.save()
-
-    def save(self) -> None:
-        write_json(self.path, self.doc, default=float)
-
-
 def table(doc: dict[str, Any]) -> str:
     """Per setting and method: recovered test accuracy per seed, mean, and the mean's
     difference to uniform (points), at the cost reached."""
@@ -235,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="print the table of --out, run nothing")
     args = p.parse_args(argv)
     WORKLOAD.update(model=args.model, data=args.data)
-    res = Results(args.out)
+    res = RowsFile(args.out)
     if args.report:
         if not res.doc["rows"]:
             p.error(f"--report: no rows in {args.out}")
@@ -264,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.settings:
         for method in args.methods:
             for seed in [0] if method == "uniform" else args.seeds:
-                if res.has(name, method, seed):
+                if res.has(setting=name, method=method, seed=seed):
                     continue
                 row = measure(name, method, seed, episodes=args.episodes, epochs=args.epochs)
-                res.add(row, **meta)
+                res.add([row], **meta)
                 print(f"{name} {method} seed {seed}: {100 * row['test']:.2f}% "
                       f"({row['search_seconds'] + row['recovery_seconds']:.0f} s)",
                       file=sys.stderr, flush=True)  # fmt: skip

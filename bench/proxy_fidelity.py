@@ -40,6 +40,7 @@ from scipy.stats import kendalltau
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from bench.stats import write_json  # noqa: E402
 from envs.proxies.builtin import get_proxy  # noqa: E402
 from envs.workloads.base import Workload  # noqa: E402
 from envs.workloads.builtin import get_workload  # noqa: E402
@@ -456,9 +457,7 @@ def run_recovered(
             "scores": scores,
             "ms": ms,
         })  # fmt: skip
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(out)
+        write_json(out, doc)
         print(f"[recovered] {policy['regime']} {policy['setting']} {policy['budget']} "
               f"#{policy['index']}: truth {rec.after:.4f} ({time.perf_counter() - t:.0f} s)",
               flush=True)  # fmt: skip

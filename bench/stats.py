@@ -31,3 +31,34 @@ def write_json(
     with os.fdopen(fd, "w") as fh:
         json.dump(doc, fh, indent=indent, default=default)
     os.replace(tmp, path)
+
+
+class RowsFile:
+    """A results file ``{"rows": [...], ...}``, rewritten atomically whenever it changes,
+    so that an interrupted benchmark resumes where it stopped (rows already measured are
+    kept) and nothing finished is lost."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.doc: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.doc.setdefault("rows", [])
+
+    def has(self, **match: Any) -> bool:
+        """Whether a row has every ``key=value`` of ``match``."""
+        return any(all(r.get(k) == v for k, v in match.items()) for r in self.doc["rows"])
+
+    def drop(self, **match: Any) -> None:
+        """Forget the rows that have every ``key=value`` of ``match`` (not saved yet)."""
+        self.doc["rows"] = [
+            r for r in self.doc["rows"] if not all(r.get(k) == v for k, v in match.items())
+        ]
+
+    def add(self, rows: list[dict[str, Any]], **meta: Any) -> None:
+        """Append ``rows``, update the file's top-level ``meta`` and save."""
+        self.doc["rows"].extend(rows)
+        self.doc.update(meta)
+        self.save()
+
+    def save(self) -> None:
+        """Write the document atomically."""
+        write_json(self.path, self.doc, default=float)
