@@ -73,7 +73,7 @@ def _complete(client, run_id: str, episodes: int) -> None:
 
 
 def _search_process(settings: dict, queue) -> None:
-    """One search in a forked process: its run id, or its error, into ``queue``."""
+    """One search in a child process: its run id, or its error, into ``queue``."""
     try:
         queue.put(run_search(SearchConfig.from_dict(settings)).run_id)
     except BaseException as exc:  # noqa: BLE001 - reported by the test
@@ -84,8 +84,9 @@ def _search_process(settings: dict, queue) -> None:
 def test_concurrent_searches_keep_every_episode(server, digits):
     """N searches as N processes (as Ray workers run them), all writing at once.
 
-    Forked from this process, which has torch and the workload loaded already: the
-    searches start at once instead of importing for seconds each.
+    Spawned, not forked: a child forked after torch's intra-op thread pool has run
+    deadlocks in its first parallel kernel (it did in CI, where earlier tests in this
+    worker had used torch), so each child imports for a few seconds instead.
     """
     from agents.app.sweep import prepare_experiment
 
@@ -93,7 +94,7 @@ def test_concurrent_searches_keep_every_episode(server, digits):
     # As a sweep's driver does: searches starting together on a new experiment race to
     # tag it (tracking.search_run), which PostgreSQL refuses for all but one.
     prepare_experiment("server-concurrent")
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [
         ctx.Process(
@@ -115,7 +116,7 @@ def test_concurrent_searches_keep_every_episode(server, digits):
     for p in procs:
         p.start()
     # Generous: three searches on two cores share them with the rest of the suite.
-    run_ids = [queue.get(timeout=900) for _ in procs]
+    run_ids = [queue.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(timeout=60)
     assert not [r for r in run_ids if r.startswith("error:")], run_ids
