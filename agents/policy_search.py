@@ -67,12 +67,10 @@ def search_policy(
     ``ValueError`` for a budget below what the task can reach or a bad name or value;
     ``RuntimeError`` if no episode was feasible (the budget wall makes every one so).
     """
-    task = task if isinstance(task, PruningTask) else make_task(task, seed=seed)
+    task = task if isinstance(task, PruningTask) else make_task(task)
     if proxy is None:
         proxy, proxy_params = task.scheme.search_proxy, dict(task.scheme.search_proxy_params)
-    env = make_env(
-        task, proxy=proxy, budget=budget, seed=seed, proxy_params=dict(proxy_params or {})
-    )
+    env = make_env(task, proxy=proxy, budget=budget, proxy_params=dict(proxy_params or {}))
     recorder = EpisodeRecorder()
     t0 = time.perf_counter()
     get_agent(agent, dict(agent_params or {})).search(

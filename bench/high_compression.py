@@ -111,8 +111,8 @@ def best_choice(name: str, method: str, seed: int, episodes: int) -> dict[str, A
     """A product search's best policy (uniform: the densest uniform policy in budget).
 
     The search runs through ``agents.search_policy`` on the task built once from the
-    committed checkpoint, the agent seeded by ``seed``: a ``SearchConfig`` seed also seeds
-    the workload, and a workload seed other than the recipe's trains fashion-vgg anew.
+    committed checkpoint, the agent seeded by ``seed`` (the workload is the same for
+    every seed).
     """
     from agents import search_policy
     from envs import make_task

@@ -109,9 +109,10 @@ def make_task(spec: TaskSpec | None = None, *, seed: int = 0, device: str = "cpu
     """The ``PruningTask`` of a ``TaskSpec`` (default: ``TaskSpec()``), memoised per process.
 
     The hardware charges the scheme's index format unless ``hardware_params`` sets one;
-    ``metric=None`` budgets the hardware's ``default_metric``. ``seed`` seeds the
-    workload (training, holdout split); ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``)
-    is where the accuracy proxies evaluate.
+    ``metric=None`` budgets the hardware's ``default_metric``. ``seed`` is the
+    workload's training seed (0: the recipe's, whose weights are committed or cached;
+    another trains a model of its own), not a search's; ``device`` (``"auto"``,
+    ``"cpu"``, ``"cuda"``) is where the accuracy proxies evaluate.
     """
     spec = TaskSpec() if spec is None else spec
     return _cached_task(
@@ -143,7 +144,7 @@ def make_env(
     budget: float = defaults.BUDGET,
     budget_range: tuple[float, float] | None = None,
     reward: str = "accuracy",
-    seed: int = 0,
+    workload_seed: int = 0,
     device: str = "cpu",
     proxy_params: dict[str, Any] | None = None,
     **kwargs: Any,
@@ -153,8 +154,10 @@ def make_env(
     ``task``: a built ``PruningTask`` (to share one across the environments of a
     process), a ``TaskSpec``, or None to take the ``TaskSpec`` fields from ``kwargs``
     (``gym.make(ENV_ID, model="digits-cnn", scheme="balanced", budget=0.5)``). ``proxy``:
-    a name, or a bound ``AccuracyProxy`` to reuse one. Other ``kwargs`` go to
-    ``LayerPruneEnv``.
+    a name, or a bound ``AccuracyProxy`` to reuse one. ``workload_seed`` picks the
+    workload's training seed when ``task`` is not built yet (0: the recipe's, whose
+    weights are committed or cached); the environment itself is seeded by
+    ``reset(seed=...)``. Other ``kwargs`` go to ``LayerPruneEnv``.
     """
     task_fields = {k: kwargs.pop(k) for k in TASK_FIELDS if k in kwargs}
     if task is None:
@@ -165,7 +168,7 @@ def make_env(
     if proxy_name is not None:
         validate_names(proxy=proxy_name)
     if isinstance(task, TaskSpec):
-        task = make_task(task, seed=seed, device=device)
+        task = make_task(task, seed=workload_seed, device=device)
     bound = proxy if proxy_name is None else make_proxy(task, proxy_name, **(proxy_params or {}))
     return LayerPruneEnv(
         task, bound, budget=budget, budget_range=budget_range, reward=reward, **kwargs

@@ -359,6 +359,45 @@ def test_a_journal_line_that_is_no_record_of_this_run_is_refused_before_resuming
     )
 
 
+# --- issue 24: the journal's scores are of one model; a resume on other weights is refused ----
+
+
+def test_a_search_seed_prunes_the_workloads_own_weights():
+    """Every seed searches the same trained model (a seed once retrained fashion-vgg)."""
+    from envs.workloads.base import weights_digest
+
+    tasks = [SearchConfig(agent="random", seed=s).build_task() for s in (0, 3)]
+    assert tasks[0] is tasks[1]
+    assert weights_digest(tasks[0].workload.model) == weights_digest(tasks[1].workload.model)
+
+
+def test_a_resume_on_other_weights_is_refused_leaving_the_run(monkeypatch):
+    run_id = _killed_run("resume-other-weights")
+    recorded = load_resume(run_id)[1].workload_digest
+    assert recorded is not None and len(recorded) == 64
+    monkeypatch.setattr("agents.app.search.weights_digest", lambda model: "f" * 64)
+    _resume_is_refused_leaving_the_run(
+        run_id, f"weights with sha256 {recorded[:16]}", "are ffffffffffffffff", "new search"
+    )
+
+
+def test_a_seeded_run_from_before_the_digest_is_refused(tmp_path):
+    """Such a run searched a model trained with its seed, which no search rebuilds now."""
+    import yaml
+
+    run_id = _killed_run("resume-before-digest")
+    client = mlflow.tracking.MlflowClient()
+    config = yaml.safe_load(
+        Path(client.download_artifacts(run_id, "config.yaml", tmp_path)).read_text()
+    )
+    del config["workload_digest"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(config))
+    client.log_artifact(run_id, str(tmp_path / "old" / "config.yaml"))
+    assert load_resume(run_id)[1].workload_digest is None
+    _resume_is_refused_leaving_the_run(run_id, "trained with seed 3", "start a new search")
+
+
 # --- issue 26: a full disk under the journal or the store ---------------------------------------
 
 

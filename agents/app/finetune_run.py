@@ -159,7 +159,7 @@ def run_finetune(
             experiment = _source_experiment(source_run) or "hwprune"
         check_store()
         check_experiment(experiment)
-        task = make_task(spec, seed=seed)
+        task = make_task(spec)
         recipe = recovery_recipe(task, **settings)
         if on_total is not None:
             on_total(recipe.total_steps(len(task.workload.train)))

@@ -39,6 +39,7 @@ from envs import (
     validate_names,
 )
 from envs.factory import least_cost_ratio_before_training
+from envs.workloads.base import weights_digest
 from envs.workloads.evaluation import DEVICES, resolve_device
 from tracking import (
     EpisodeJournal,
@@ -87,7 +88,8 @@ class SearchConfig:
         budgets: ``(low, high)``: train one budget-conditioned agent over that range and
             log the accuracy-cost front at ``points`` budgets instead (``agents.app.frontier``).
         agent: agent or baseline name; agent_params: its hyperparameter overrides.
-        episodes: evaluated episodes. seed: seeds the workload and the search.
+        episodes: evaluated episodes. seed: seeds the search (agent and environment), not
+            the workload, whose trained weights are the same for every seed.
         proxy: accuracy proxy of the reward; proxy_params: its parameters. ``None`` (the
             default) takes the scheme's (``default_proxy``: ``finetune`` of 5 steps for
             ``channel``, ``holdout`` otherwise), merged under any ``proxy_params`` given;
@@ -257,14 +259,15 @@ class SearchConfig:
             budget=self.budget,
             budget_range=self.budgets,
             reward=self.reward,
-            seed=self.seed,
             device=self.device,
             known_scores=known_scores,
         )
 
     def build_task(self) -> PruningTask:
-        """This search's ``PruningTask``."""
-        return make_task(self.task, seed=self.seed, device=self.device)
+        """This search's ``PruningTask``: the workload's own trained weights, whatever the
+        search's seed (a search seed that picked the model would retrain fashion-vgg for an
+        hour and prune another network than the one the user trained)."""
+        return make_task(self.task, device=self.device)
 
 
 #: Top-level field names of ``SearchConfig`` (the task's are in ``envs.TASK_FIELDS``).
@@ -327,6 +330,7 @@ def run_params(config: SearchConfig, task: PruningTask, **extra: Any) -> dict[st
         "metric_resolved": task.metric,
         "decisions": len(task.decisions),
         "min_cost_ratio": task.min_cost_ratio,
+        "workload_digest": weights_digest(task.workload.model),
     }
 
 
@@ -400,6 +404,30 @@ class ResumeState:
     run_id: str
     records: list[dict[str, Any]]
     logged: int
+    workload_digest: str | None = None
+    """sha256 of the weights the run searched (None: a run recorded before it was kept)."""
+
+    def check_workload(self, config: SearchConfig, task: PruningTask) -> None:
+        """``ValueError`` unless ``task``'s weights are those the run searched: the journal's
+        scores are of that model, and mixing them with another's is a silent wrong result."""
+        if self.workload_digest is None:
+            # Before the digest, a search's seed also seeded the workload's training.
+            if config.seed != 0 and config.task.checkpoint is None:
+                raise ValueError(
+                    f"run {self.run_id!r} (seed {config.seed}) searched a "
+                    f"{config.task.model} trained with seed {config.seed}: searches no longer "
+                    "retrain the workload per seed, so its journal cannot be replayed on "
+                    "the recipe's weights; start a new search (the run keeps its results)"
+                )
+            return
+        actual = weights_digest(task.workload.model)
+        if actual != self.workload_digest:
+            raise ValueError(
+                f"run {self.run_id!r} searched {config.task.model} weights with sha256 "
+                f"{self.workload_digest[:16]}, but this machine's are {actual[:16]} "
+                "(retrained, another checkpoint or another torch): its journal's scores "
+                "are of the other model; start a new search"
+            )
 
     @property
     def known_scores(self) -> dict[tuple[int, ...], float]:
@@ -443,7 +471,13 @@ def load_resume(run_id: str) -> tuple[SearchConfig, ResumeState]:
             f"run {run_id!r}: its journal holds {len(records)} episodes, "
             f"its config {config.episodes}"
         )
-    return config, ResumeState(run_id=run_id, records=records, logged=min(logged, len(records)))
+    digest = stored.get("workload_digest")
+    return config, ResumeState(
+        run_id=run_id,
+        records=records,
+        logged=min(logged, len(records)),
+        workload_digest=str(digest) if digest else None,
+    )
 
 
 def run_search(
@@ -615,6 +649,8 @@ def _run(
 ) -> Any:
     agent = get_agent(config.agent, config.agent_params)
     task = config.build_task()
+    if resume is not None:
+        resume.check_workload(config, task)
     known = resume.known_scores if resume is not None else {}
     env = config.build_env(task, known_scores=known)  # checks the budget(s) against the task
     kind.prepare(config, task, env)

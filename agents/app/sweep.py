@@ -424,13 +424,11 @@ def preflight(trials: Sequence[Trial]) -> None:
 
     Builds each distinct task once (the workload is trained and cached on first use).
     """
-    from envs import make_task
-
     tasks: dict[str, Any] = {}
     for name, config, _ in trials:
         key = json.dumps(config.task.as_dict(), sort_keys=True, default=str)
         if key not in tasks:
-            tasks[key] = make_task(config.task, seed=config.seed)
+            tasks[key] = config.build_task()
         try:
             tasks[key].check_budget(config.budget)
         except ValueError as exc:

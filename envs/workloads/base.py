@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,3 +42,14 @@ class Workload:
 
 
 WORKLOADS: Registry[Workload] = Registry("model")
+
+
+def weights_digest(model: nn.Module) -> str:
+    """Hex sha256 of ``model``'s state_dict (names, shapes, dtypes and values, in order):
+    the identity of the weights a search pruned, recorded so a resume can check them."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
