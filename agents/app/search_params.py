@@ -66,7 +66,15 @@ SEARCH_PARAMS = Schema(
             ceiling=True,
             help="Evaluated episodes.",
         ),
-        Param("seed", "int", 0, low=0, high=MAX_SEED, help="Random seed (same seed, same search)."),
+        Param(
+            "seed",
+            "int",
+            0,
+            low=0,
+            high=MAX_SEED,
+            help="Random seed of the search (same seed, same search); every seed prunes "
+            "the same trained workload.",
+        ),
         Param(
             "proxy",
             "str",
