@@ -395,9 +395,12 @@ def run_recovered(
     seed: int,
     proxies: list[str],
     top_from: Path | None,
+    top_settings: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score every policy with every proxy and recover it for the truth; each policy's
-    record is written as soon as it is measured (an interrupted run resumes)."""
+    record is written as soon as it is measured (an interrupted run resumes). Random
+    policies go budget by budget in turn (a partial run covers every budget alike);
+    ``top_settings`` keeps the searched policies of those settings only."""
     from agents.app.finalize import recovered_model, recovery_recipe
     from envs import TaskSpec, make_task
 
@@ -415,13 +418,16 @@ def run_recovered(
 
     todo: list[tuple[Any, dict[str, Any]]] = []
     main_task = task_of({"scheme": RECOVERED["scheme"], "hardware": RECOVERED["hardware"]})
-    todo += [(main_task, p) for p in recovered_policies(main_task, budgets, n, seed)]
+    drawn = recovered_policies(main_task, budgets, n, seed)
+    todo += [(main_task, p) for p in sorted(drawn, key=lambda p: (p["index"], p["budget"]))]
     if top_from is not None:  # the best policies of bench/high_compression.py's searches
         from bench import high_compression as hc
 
         hc.WORKLOAD.update(model=RECOVERED["model"], data=RECOVERED["data"])
         rows = json.loads(top_from.read_text())["rows"]
         for i, r in enumerate(rows):
+            if top_settings and r["setting"] not in top_settings:
+                continue
             task = make_task(hc.spec(r["setting"]))
             policy = {"regime": "top", "setting": r["setting"], "budget": r["budget"],
                       "index": i, "choice": r["choice"], "method": r["method"]}  # fmt: skip
@@ -612,6 +618,12 @@ def main(argv: list[str] | None = None) -> None:
         help="regime 3: fashion-vgg against its recovered truth (resumable; --policies per "
         "budget, --top-from high_compression results for searched policies)",
     )
+    ap.add_argument(
+        "--top-settings",
+        nargs="+",
+        metavar="SETTING",
+        help="--recovered --top-from: the searched policies of these settings only",
+    )
     args = ap.parse_args(argv)
     results = ROOT / "bench" / "results"
     if args.report is not None:
@@ -630,6 +642,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.top_from is not None and not args.top_from.is_file():
         ap.error(f"--top-from: no such file {str(args.top_from)!r}")
     if args.recovered:
+        from bench.high_compression import SETTINGS
+
+        bad = [x for x in args.top_settings or [] if x not in SETTINGS]
+        if bad:
+            ap.error(f"--top-settings {' '.join(bad)}: valid: {', '.join(SETTINGS)}")
         torch.set_num_threads(args.threads)
         args.proxies = args.proxies or list(RECOVERED_PROXIES)
         unknown = [x for x in args.proxies if x not in RECOVERED_PROXIES]
@@ -644,6 +661,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             proxies=args.proxies,
             top_from=args.top_from,
+            top_settings=args.top_settings,
         )
         print(recovered_table(doc))
         return

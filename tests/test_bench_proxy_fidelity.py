@@ -73,3 +73,10 @@ def test_recovered_regime_records_resume_and_report(pf, tmp_path, monkeypatch, c
     assert "after 1 epochs of recovery" in report and "weight-energy" in report
     with pytest.raises(SystemExit):  # records of another truth length are not mixed
         pf.main([*args[:6], "2", *args[7:]])
+
+
+def test_recovered_top_settings_are_checked_before_any_work(pf, capsys):
+    with pytest.raises(SystemExit):
+        pf.main(["--recovered", "--top-settings", "pattern", "bogus"])
+    err = capsys.readouterr().err
+    assert "--top-settings bogus: valid: pattern, crossbar, channel" in err
