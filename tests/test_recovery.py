@@ -165,3 +165,30 @@ def test_a_front_recovers_every_point_and_its_uniform_policy(tmp_path):
 def test_search_config_refuses_bad_recovery_settings(settings, message):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**settings)
+
+
+def test_recovery_trains_with_every_usable_core_and_restores_the_search_threads(monkeypatch):
+    """A search evaluates on 1 thread; its recovery, one batched training job, on all."""
+    from agents.app import finalize
+    from envs import make_task
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("agents.checks.usable_cpus", lambda: 3)
+    assert finalize.recovery_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # a Ray worker's share wins
+    assert finalize.recovery_threads() == 2
+
+    seen = []
+
+    def fake_recovered(task, choice, recipe, *, on_step=None):
+        seen.append(torch.get_num_threads())
+        return finalize.Recovered(torch.nn.Identity(), 0.5, 0.6)
+
+    monkeypatch.setattr(finalize, "recovered_model", fake_recovered)
+    task = make_task(TaskSpec())
+    with finalize.torch_threads(1):
+        finalize.delivered_models(
+            task, {"best": task.dense_choice}, recipe=RecoveryRecipe(epochs=1)
+        )
+        assert torch.get_num_threads() == 1
+    assert seen == [2]

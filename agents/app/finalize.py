@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,29 @@ def recovered_model(
     return Recovered(model=model, before=before, after=test_accuracy(task, model))
 
 
+def recovery_threads() -> int:
+    """Torch threads of a recovery: ``OMP_NUM_THREADS`` when set (a Ray worker's share),
+    else every usable CPU. Recovery is one batched training job, which scales with cores,
+    unlike a search's evaluations of small networks (``threads``, 1 by default)."""
+    from agents.checks import usable_cpus
+
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return usable_cpus()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def delivered_models(
     task: PruningTask,
     choices: Mapping[str, Sequence[int]],
@@ -117,7 +142,8 @@ def delivered_models(
         if recipe is not None:
             total = recipe.total_steps(len(task.workload.train))
             step = None if progress is None else progress(label, total)
-            result = recovered_model(task, choice, recipe, on_step=step)
+            with torch_threads(max(torch.get_num_threads(), recovery_threads())):
+                result = recovered_model(task, choice, recipe, on_step=step)
         else:
             model = pruned_model(task, choice, finetune_steps=finetune_steps, seed=seed)
             result = Recovered(model, float("nan"), test_accuracy(task, model))

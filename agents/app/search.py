@@ -21,6 +21,7 @@ from agents.app.finalize import (
     logged_model_uri,
     pruned_model,
     recovery_recipe,
+    torch_threads,
 )
 from agents.app.search_params import SEARCH_PARAMS
 from agents.app.shortlist import rescore, shortlist
@@ -104,8 +105,9 @@ class SearchConfig:
             epochs of masked training (``envs.workloads.recovery``: cosine schedule, the workload's
             augmentation) before they are tested, exported and registered (0: none).
         distill: distil the recovery from the dense model (knowledge distillation).
-        threads: torch intra-op threads. 1 by default: the networks are small, and a
-            contended thread pool made evaluations 40x slower on a busy 2-core machine.
+        threads: torch intra-op threads of the search. 1 by default: the networks are
+            small, and a contended thread pool made evaluations 40x slower on a busy 2-core
+            machine. Recovery trains with every usable core (``recovery_threads``).
         device: where accuracy proxies evaluate: "cpu", "cuda" or "auto" (CUDA if present).
     """
 
@@ -626,17 +628,6 @@ def signals_interrupt() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads, then restore the previous setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(
