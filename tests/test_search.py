@@ -194,6 +194,30 @@ def test_an_unnamed_proxy_is_the_schemes_and_the_config_holds_it(scheme):
     assert (again.proxy, again.proxy_params) == (name, params)
 
 
+@pytest.mark.parametrize("scheme", ["balanced", "channel", "pattern"])
+def test_a_search_that_recovers_a_large_network_scores_by_a_short_finetune(scheme, monkeypatch):
+    """Over the threshold and recovering: ``RECOVERY_PROXY``, whatever the scheme; under
+    it, or not recovering, or with a proxy named: as before."""
+    from agents.app import search
+    from envs import TaskSpec
+    from envs.workloads.builtin import parameter_count
+
+    assert parameter_count("fashion-vgg") >= search.RECOVERY_PROXY_MIN_PARAMS
+    assert parameter_count("digits-cnn") < search.RECOVERY_PROXY_MIN_PARAMS
+    assert parameter_count("no-such-workload") is None
+    hardware = {"channel": "gpu-jetson-tx2"}.get(scheme, "accel-kang-16")
+    task = TaskSpec(scheme=scheme, hardware=hardware)  # digits-cnn: no data to load
+    assert SearchConfig(task=task, finetune_epochs=1).proxy == search.default_proxy(scheme)[0]
+    monkeypatch.setattr(search, "RECOVERY_PROXY_MIN_PARAMS", parameter_count("digits-cnn"))
+    config = SearchConfig(task=task, finetune_epochs=1)
+    assert (config.proxy, config.proxy_params) == search.RECOVERY_PROXY
+    again = SearchConfig.from_dict(config.as_dict())  # stored resolved: a resume scores alike
+    assert (again.proxy, again.proxy_params) == search.RECOVERY_PROXY
+    assert SearchConfig(task=task).proxy == search.default_proxy(scheme)[0]  # no recovery
+    named = SearchConfig(task=task, finetune_epochs=1, proxy="weight-energy")
+    assert named.proxy == "weight-energy"
+
+
 def test_a_named_proxy_or_parameter_wins_over_the_schemes():
     from envs import TaskSpec
 

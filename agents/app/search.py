@@ -28,6 +28,7 @@ from agents.app.shortlist import rescore, shortlist
 from agents.base import get_agent, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.recorder import EpisodeRecord, EpisodeRecorder, check_journal
+from core import defaults
 from envs import (
     REWARD_FORMS,
     TASK_FIELDS,
@@ -53,13 +54,37 @@ from tracking import (
 )
 from tracking.journal import JOURNAL_ARTIFACT
 
+#: Searches that recover their result (``finetune_epochs``) on a network of at least this
+#: many parameters score policies by ``RECOVERY_PROXY``: what such a user takes home is
+#: the recovered accuracy, which the pruned network's holdout score ranks poorly there.
+RECOVERY_PROXY_MIN_PARAMS = 1_000_000
+#: A short masked fine-tune at the recovery's learning rate (measured against 3-epoch
+#: recovered truths on fashion-vgg: ``bench/results/proxy_fidelity_recovered.json``).
+RECOVERY_PROXY: tuple[str, dict[str, Any]] = (
+    "finetune",
+    {"steps": 50, "lr": defaults.RECOVERY_LR},
+)
 
-def default_proxy(scheme: str) -> tuple[str, dict[str, Any]]:
-    """The search proxy a search under ``scheme`` uses when none is named: the scheme
-    class's ``search_proxy`` and ``search_proxy_params`` (``holdout`` unless it says
-    otherwise). An unknown scheme gets ``holdout``; its name is refused elsewhere."""
+
+def default_proxy(
+    scheme: str, *, model: str | None = None, recovering: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The search proxy a search uses when none is named.
+
+    A search that recovers its result (``recovering``) on a registered ``model`` of at
+    least ``RECOVERY_PROXY_MIN_PARAMS`` parameters gets ``RECOVERY_PROXY``; otherwise the
+    scheme class's ``search_proxy`` and ``search_proxy_params`` (``holdout`` unless it
+    says otherwise). An unknown scheme gets ``holdout``; its name is refused elsewhere.
+    """
     from pruning import SCHEMES, get_scheme
 
+    if recovering and model is not None:
+        from envs.workloads.builtin import parameter_count
+
+        count = parameter_count(model)
+        if count is not None and count >= RECOVERY_PROXY_MIN_PARAMS:
+            name, params = RECOVERY_PROXY
+            return name, dict(params)
     if scheme not in SCHEMES.names():
         return "holdout", {}
     built = get_scheme(scheme)  # cheap: level tables are built lazily
@@ -92,9 +117,10 @@ class SearchConfig:
         episodes: evaluated episodes. seed: seeds the search (agent and environment), not
             the workload, whose trained weights are the same for every seed.
         proxy: accuracy proxy of the reward; proxy_params: its parameters. ``None`` (the
-            default) takes the scheme's (``default_proxy``: ``finetune`` of 5 steps for
-            ``channel``, ``holdout`` otherwise), merged under any ``proxy_params`` given;
-            a built config holds the resolved name and parameters.
+            default) takes ``default_proxy``'s (``RECOVERY_PROXY`` when ``finetune_epochs``
+            recovers a network of >= 1M parameters; else the scheme's: ``finetune`` of 5
+            steps for ``channel``, ``holdout`` otherwise), merged under any
+            ``proxy_params`` given; a built config holds the resolved name and parameters.
         shortlist: after the search, re-score its best ``shortlist`` distinct feasible
             policies with ``shortlist_proxy`` (``shortlist_params``) and keep the best by
             it (``agents.app.shortlist``); 0 keeps the search proxy's best. Fixed budgets only.
@@ -137,7 +163,11 @@ class SearchConfig:
         if self.budgets is not None:  # YAML and JSON carry a list
             object.__setattr__(self, "budgets", tuple(self.budgets))
         if self.proxy is None and isinstance(self.task, TaskSpec):
-            name, params = default_proxy(self.task.scheme)
+            name, params = default_proxy(
+                self.task.scheme,
+                model=self.task.model,
+                recovering=bool(self.finetune_epochs),
+            )
             object.__setattr__(self, "proxy", name)
             if isinstance(self.proxy_params, Mapping):
                 object.__setattr__(self, "proxy_params", {**params, **self.proxy_params})

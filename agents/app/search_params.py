@@ -80,8 +80,9 @@ SEARCH_PARAMS = Schema(
             "str",
             None,
             nullable=True,
-            help="Accuracy proxy of the reward (default: the scheme's: a 5-step finetune for "
-            "channel, holdout otherwise).",
+            help="Accuracy proxy of the reward (default: a 50-step finetune when the search "
+            "recovers a network of >= 1M parameters, else the scheme's: a 5-step finetune "
+            "for channel, holdout otherwise).",
         ),
         Param(
             "shortlist",

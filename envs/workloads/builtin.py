@@ -27,6 +27,7 @@ version, so changing either retrains.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -595,11 +596,28 @@ def list_workloads() -> list[str]:
     return WORKLOADS.names()
 
 
+#: The architectures registered here, by workload name.
+_ARCHS: dict[str, _Arch] = {}
+
+
 def _register(arch: _Arch, help: str) -> None:
     def factory(**kwargs: Any) -> Workload:
         return _build_workload(arch, **kwargs)
 
     WORKLOADS.register(arch.name, factory, help=help)
+    _ARCHS[arch.name] = arch
+
+
+@functools.cache
+def parameter_count(name: str) -> int | None:
+    """Parameters of registered workload ``name``'s network (ten classes, its own input
+    channels), counted on an untrained instance: no data, no checkpoint. None for a
+    workload registered elsewhere (``WORKLOADS.register``), whose network is unknown here."""
+    arch = _ARCHS.get(name)
+    if arch is None:
+        return None
+    model = arch.build(arch.channels or 1, 10)
+    return sum(p.numel() for p in model.parameters())
 
 
 #: Native side length of the (Fashion-)MNIST idx sources: their nets run at 28x28.
