@@ -426,7 +426,8 @@ def run_recovered(
         hc.WORKLOAD.update(model=RECOVERED["model"], data=RECOVERED["data"])
         rows = json.loads(top_from.read_text())["rows"]
         for i, r in enumerate(rows):
-            if top_settings and r["setting"] not in top_settings:
+            # The uniform policy is no search's find (and far below them: an easy rank).
+            if r["method"] == "uniform" or (top_settings and r["setting"] not in top_settings):
                 continue
             task = make_task(hc.spec(r["setting"]))
             policy = {"regime": "top", "setting": r["setting"], "budget": r["budget"],
