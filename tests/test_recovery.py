@@ -186,7 +186,9 @@ def test_recovery_trains_with_every_usable_core_and_restores_the_search_threads(
 
     monkeypatch.setattr(finalize, "recovered_model", fake_recovered)
     task = make_task(TaskSpec())
-    with finalize.torch_threads(1):
+    from envs.proxies.builtin import torch_threads
+
+    with torch_threads(1):
         finalize.delivered_models(
             task, {"best": task.dense_choice}, recipe=RecoveryRecipe(epochs=1)
         )

@@ -21,7 +21,6 @@ from agents.app.finalize import (
     logged_model_uri,
     pruned_model,
     recovery_recipe,
-    torch_threads,
 )
 from agents.app.search_params import SEARCH_PARAMS
 from agents.app.shortlist import rescore, shortlist
@@ -41,6 +40,7 @@ from envs import (
     validate_names,
 )
 from envs.factory import least_cost_ratio_before_training
+from envs.proxies.builtin import torch_threads
 from envs.workloads.base import weights_digest
 from envs.workloads.evaluation import DEVICES, resolve_device
 from tracking import (

@@ -74,7 +74,7 @@ SCORE_BATCH = 128
 
 
 @contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
     """Run with ``n`` intra-op threads (None: leave the setting alone)."""
     if n is None:
         yield
@@ -281,7 +281,7 @@ class HoldoutProxy(_WorkingCopyProxy):
         #: The int8 trunk the holdout is scored through (None: fp32, as asked, or where
         #: the device, the network or the settings give int8 no path).
         self._int8: Int8Trunk | None = None
-        with _threads(threads):
+        with torch_threads(threads):
             if refit_head:
                 self._head = HeadRefit.from_model(self.model, self._bn)
             if precision == "int8":
@@ -393,7 +393,7 @@ class HoldoutProxy(_WorkingCopyProxy):
 
     def evaluate(self, masks: dict[str, torch.Tensor]) -> float:
         """Holdout accuracy in [0, 1] of the network with ``masks``."""
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             self.switcher.set(masks)
             if self._int8 is None:
                 return self._score()
@@ -464,7 +464,7 @@ class FinetuneProxy(_WorkingCopyProxy):
 
     def evaluate(self, masks: dict[str, torch.Tensor]) -> float:
         """Holdout accuracy in [0, 1] after fine-tuning the masked network."""
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             self._restore()
             self.switcher.set(masks)
             finetune(
@@ -542,7 +542,7 @@ class WeightEnergyProxy(AccuracyProxy):
             self.sens = {k: w.numel() / total for k, w in self._weights.items()}
             self.ref = dict.fromkeys(keys, 0.0)
             return
-        with _threads(threads):
+        with torch_threads(threads):
             self.base, self.sens, self.ref = self._estimate(
                 workload,
                 device=device,
