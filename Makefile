@@ -50,7 +50,8 @@ test: $(STAMP) data browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The fast tier: tests/unit (pure functions, tiny generated networks; no training, store,
-# server, Ray, PostgreSQL or browser), under a minute on 2 cores. `make test` runs all.
+# server, Ray, PostgreSQL or browser), under a minute on 2 cores; tests/integration holds
+# the end-to-end rest. `make test` runs both.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests/unit
 

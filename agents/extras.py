@@ -12,7 +12,8 @@ import importlib.util
 from collections.abc import Mapping
 
 #: Extra -> (distribution, module it provides) of each package it installs; the
-#: distributions are those of ``[project.optional-dependencies]`` (tests/test_extras.py).
+#: distributions are those of ``[project.optional-dependencies]``
+#: (tests/integration/test_extras.py).
 EXTRAS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "sweep": (("ray", "ray"),),
     "server": (("psycopg2-binary", "psycopg2"),),

@@ -70,7 +70,7 @@ bench/report.py and the figures by re-running a benchmark, never this file. -->
 Scripts under `bench/` measure, print a table and write JSON to `bench/results/`, which is
 committed. Every table below is a script's `--report` output on the committed file (the
 command is above each table), so it can be printed again without measuring anything;
-`python -m bench.report --check` (run by `tests/test_docs.py`) fails when this page and
+`python -m bench.report --check` (run by `tests/integration/test_docs.py`) fails when this page and
 the committed results disagree. Unless a section says otherwise, everything was measured
 on the 2-core development machine (one core per search or evaluation); timings taken
 while other jobs shared it are marked so.

@@ -22,7 +22,7 @@ puts them beside ``reram-128`` / ``reram-256`` for the same layers:
 
 Writes ``bench/results/validate_mnsim.json`` and prints the table (``--report``: the stored
 file's table, nothing recomputed); the crossbar-count agreement is tested by
-``tests/test_validate_mnsim.py``.
+``tests/integration/test_validate_mnsim.py``.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def preprocess(images: Any, spec: dict[str, Any]) -> torch.Tensor:
     """Raw images -> the network's input tensor, as the training data was prepared.
 
     It restates ``envs.workloads.data.ImageSplit.batch`` on purpose: this file must load without
-    hwprune installed. ``tests/test_search.py`` checks both give the same accuracy.
+    hwprune installed. ``tests/integration/test_search.py`` checks both give the same accuracy.
     """
     x = torch.as_tensor(np.asarray(images))
     if x.dim() == 3:

@@ -9,7 +9,7 @@ and runs, newest first; latest metric values; NaN metrics as NaN).
 
 Anything this module is not sure of (another kind of store, no database file yet, a
 schema without the columns it reads, MLflow workspaces) makes ``open_store`` return
-None, and the caller uses MLflow itself. ``tests/test_runs.py`` checks that both give
+None, and the caller uses MLflow itself. ``tests/integration/test_runs.py`` checks that both give
 the same runs.
 """
 

@@ -7,12 +7,12 @@ import json
 import mlflow
 import pytest
 import torch
-from test_agents import MagnitudeProxy, fast_agent, tiny_task
 
 from agents.app.frontier import frontier_points, run_frontier
 from agents.app.search import SearchConfig
 from agents.recorder import EpisodeRecorder
 from envs import LayerPruneEnv
+from tests.conftest import MagnitudeProxy, fast_agent, tiny_task
 
 RANGE = (0.4, 0.8)
 

@@ -108,7 +108,7 @@ def test_sqlite_uris_the_fast_reader_takes(tmp_path):
         assert sqlite_path(uri) is None
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fresh(code: str, cwd: Path, **env: str) -> str:

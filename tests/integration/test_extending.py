@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agents", "core", "envs", "hwmodels", "pruning", "tracking")
 
 TOY_SCHEME = '''"""A toy scheme: unstructured pruning under another name."""

@@ -9,7 +9,7 @@ import pytest
 
 from hwmodels import LayerSpec, get_hardware
 
-RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "validate_mnsim.json"
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "validate_mnsim.json"
 DATA = json.loads(RESULTS.read_text(encoding="utf-8"))
 SHAPES = {
     "vgg-conv1": ("conv", 3, 64, 3),

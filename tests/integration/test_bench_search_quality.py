@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.test_agents import tiny_task
+from tests.conftest import tiny_task
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "validate_cpu.json"
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "validate_cpu.json"
 
 
 def test_predicted_latency_ranks_measured_latency() -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from agents.app import catalog
 from agents.app.cli import _register_optional_commands, app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "torchvision", "stable_baselines3", "mlflow", "ray", "optuna")
 runner = CliRunner()
 _register_optional_commands()

@@ -14,7 +14,7 @@ from agents.app import catalog
 from agents.app.cli import _register_optional_commands, app
 from agents.extras import EXTRAS, MissingExtra, require_extra
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 _register_optional_commands()
 

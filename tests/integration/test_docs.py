@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import typer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 #: Commands the README's CLI table must name (issue 25).
 REQUIRED_COMMANDS = (

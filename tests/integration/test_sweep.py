@@ -151,7 +151,7 @@ def test_a_sweep_file_gives_the_grid_and_flags_override_it(tmp_path):
 
 # --- issue 26: a killed sweep driver, resumed ----------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli_env(**extra: str) -> dict[str, str]:

@@ -527,7 +527,7 @@ def test_mlflows_store_traceback_is_kept_off_the_terminal(capsys):
         configure_logging(debug=False)
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

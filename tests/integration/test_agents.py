@@ -4,62 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from agents.base import AGENTS, get_agent, list_agents, load_hyperparams
 from agents.baselines import uniform_choice
 from agents.learners import SB3Agent, wrap_env
 from agents.recorder import EpisodeRecorder
 from agents.refine import neighbours, refine, refine_episodes
-from envs import LayerPruneEnv, PruningTask, build_task
-from envs.proxies.base import AccuracyProxy
-from envs.workloads.base import Workload
-from hwmodels import get_hardware
-from pruning import get_scheme
+from envs import LayerPruneEnv, PruningTask
+from tests.conftest import MagnitudeProxy, fast_agent, tiny_task
 
 EPISODES = 40
 BUDGET = 0.55
-
-
-class MagnitudeProxy(AccuracyProxy):
-    """Cheap deterministic score: the share of absolute weight each layer keeps, averaged
-    with a convex penalty so that pruning one layer hard is worse than spreading it."""
-
-    name = "magnitude-test"
-
-    def evaluate(self, masks: dict[str, torch.Tensor]) -> float:
-        scores = []
-        for name, param in self.workload.model.named_parameters():
-            if not name.endswith("weight") or param.dim() < 2:
-                continue
-            w = param.detach().abs()
-            kept = w[masks[name]].sum() / w.sum() if name in masks else torch.tensor(1.0)
-            scores.append(float(kept) ** 2)
-        return sum(scores) / len(scores)
-
-
-def tiny_task() -> PruningTask:
-    """Four prunable layers, balanced pruning on the Kang accelerator."""
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(32, 10),
-    ).eval()
-    x = torch.randn(32, 1, 8, 8, generator=gen)
-    y = torch.randint(0, 10, (32,), generator=gen)
-    workload = Workload(
-        "tiny", model, x[:1], train=(x, y), holdout=(x, y), test=(x, y), num_classes=10
-    )
-    hw = get_hardware("accel-kang-16")
-    return build_task(workload, get_scheme("balanced", hardware=hw), hw)
 
 
 @pytest.fixture(autouse=True)
@@ -80,15 +35,6 @@ def env_fn(task: PruningTask, **kwargs: object):
     proxy = MagnitudeProxy(task.workload)
     kwargs.setdefault("budget", BUDGET)
     return lambda: LayerPruneEnv(task, proxy, **kwargs)
-
-
-def fast_agent(name: str):
-    """The agent with its YAML defaults, warm-up shortened to fit the tiny runs."""
-    hp = load_hyperparams(name)
-    overrides = {"warmup_episodes": 5} if "warmup_episodes" in hp else {}
-    if "rollout_episodes" in hp:
-        overrides["rollout_episodes"] = 4
-    return get_agent(name, overrides)
 
 
 def test_registry_has_rl_agents_and_baselines() -> None:

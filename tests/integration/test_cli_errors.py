@@ -377,7 +377,7 @@ def test_export_of_a_local_store_copies_the_artifacts_in_place(exported_run, tmp
         "assert res.exit_code == 0, res.output\n"
         "print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code, exported_run, str(tmp_path / "third")],
         env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
@@ -883,7 +883,7 @@ def test_export_out_on_proc_or_read_only_is_refused_for_root_too(exported_run, r
 
 # --- issue 26: a store half-created by a kill ---------------------------------------------------
 
-HALF_CREATED = Path(__file__).resolve().parents[1].parent / "shared/faults/half_created_store.db"
+HALF_CREATED = Path(__file__).resolve().parents[2].parent / "shared/faults/half_created_store.db"
 
 
 @pytest.fixture
