@@ -246,11 +246,13 @@ def feasible_policies(
 
     import numpy as np
 
+    from hwmodels import within_budget
+
     sizes = [len(d.levels) for d in task.decisions]
     total = math.prod(sizes)
     if total <= exact_limit:
         count = sum(
-            task.cost_ratio(choice) <= budget + 1e-9
+            within_budget(task.cost_ratio(choice), budget)
             for choice in itertools.product(*(range(n) for n in sizes))
         )
         return int(count), "exact"
@@ -271,7 +273,7 @@ def feasible_policies(
         return int(counts.sum()), "at least"
     rng = np.random.default_rng(0)
     draws = np.stack([rng.integers(0, n, samples) for n in sizes], axis=1)
-    hits = sum(task.cost_ratio(tuple(int(j) for j in row)) <= budget + 1e-9 for row in draws)
+    hits = sum(within_budget(task.cost_ratio(tuple(int(j) for j in row)), budget) for row in draws)
     return int(round(total * hits / samples)), "about"
 
 
