@@ -90,9 +90,36 @@ def recovered_model(
     model if it says so), test again; masks made permanent."""
     model = masked_model(task, choice)
     before = test_accuracy(task, model)
-    recover(model, task.workload.train, recipe, teacher=task.workload.model, on_step=on_step)
+    recover(
+        model, task.workload.train, recipe, teacher=task.workload.model, on_step=on_step,
+        masks_at=gradual_masks(task, choice) if recipe.gradual else None,
+    )  # fmt: skip
     make_permanent(model).eval()
     return Recovered(model=model, before=before, after=test_accuracy(task, model))
+
+
+def gradual_masks(
+    task: PruningTask, choice: Sequence[int]
+) -> Callable[[float], dict[str, torch.Tensor]]:
+    """The masks of a gradual recovery towards ``choice``: at ramp progress ``t`` each
+    layer keeps density ``d + (1 - d)(1 - t)^3`` (Zhu and Gupta's cubic schedule, ``d``
+    its density under ``choice``), snapped to the scheme's level at or below and never below
+    ``choice``'s own level, so ``t = 1`` gives ``choice``'s masks exactly: the searched
+    policy, its cost and its export are those of the one-shot recovery."""
+    final = [int(j) for j in choice]
+    target = {d.name: float(d.levels[j]) for d, j in zip(task.decisions, final, strict=True)}
+    cache: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
+
+    def at(t: float) -> dict[str, torch.Tensor]:
+        keep = (1.0 - min(max(t, 0.0), 1.0)) ** 3
+        want = {name: d + (1.0 - d) * keep for name, d in target.items()}
+        snapped = task.choice_for_densities(want)
+        step = tuple(max(j, f) for j, f in zip(snapped, final, strict=True))
+        if step not in cache:
+            cache[step] = task.masks(step)
+        return cache[step]
+
+    return at
 
 
 def recovery_threads() -> int:

@@ -11,10 +11,11 @@ BatchNorm statistics re-estimated. ``hwprune finetune`` and ``hwprune search
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from core import defaults
@@ -50,6 +51,10 @@ class RecoveryRecipe:
         distill: distil from the dense model (Hinton's KD), weight ``distill_alpha`` at
             ``temperature``, besides the labels' cross-entropy.
         hflip, crop: augmentation (mirror-symmetric classes; pad-and-crop shifts in pixels).
+        gradual: share of the steps over which the masks go from the dense network to the
+            policy's, through the scheme's levels on Zhu and Gupta's cubic schedule
+            (density ``d + (1 - d)(1 - t)^3`` at ramp progress ``t``); the rest trains under
+            the policy's masks. 0: the policy's masks from the first step (one shot).
         seed: batch order and augmentation.
     """
 
@@ -63,6 +68,7 @@ class RecoveryRecipe:
     temperature: float = 4.0
     hflip: bool = False
     crop: int = 0
+    gradual: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,11 +83,15 @@ class RecoveryRecipe:
             ("weight_decay", self.weight_decay, 0.0, 1.0),
             ("distill_alpha", self.distill_alpha, 0.0, 1.0),
             ("temperature", self.temperature, 0.0, 100.0),
+            ("gradual", self.gradual, 0.0, 1.0),
         ):
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             if not low <= value <= high or (name in ("lr", "temperature") and value == 0):
-                raise ValueError(f"{name} must be in ({low:g}, {high:g}], got {value!r}")
+                bracket = "(" if name in ("lr", "temperature") else "["
+                raise ValueError(f"{name} must be in {bracket}{low:g}, {high:g}], got {value!r}")
+        if self.gradual == 1.0:
+            raise ValueError("gradual must be below 1: the policy's own masks need steps too")
 
     def total_steps(self, n_train: int) -> int:
         """Optimiser steps on a training split of ``n_train`` images."""
@@ -112,6 +122,7 @@ def recover(
     teacher: nn.Module | None = None,
     on_step: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    masks_at: Callable[[float], Mapping[str, torch.Tensor]] | None = None,
 ) -> nn.Module:
     """Recover the masked ``model`` in place by ``recipe``; returns it in eval mode.
 
@@ -120,14 +131,23 @@ def recover(
     required when ``recipe.distill`` (the dense model). BatchNorm statistics are
     re-estimated on the fixed calibration batches afterwards. ``on_step(step)`` after
     every step; ``on_epoch(epoch, step)`` after every pass, the model in eval mode.
+
+    ``masks_at(t)`` is required when ``recipe.gradual``: the masks at ramp progress ``t``
+    in [0, 1] (parameter name -> keep mask; a masked parameter missing is dense), with
+    ``masks_at(1)`` the model's own. They replace the model's masks in place
+    :data:`GRADUAL_UPDATES` times over the ramp.
     """
     if recipe.distill and teacher is None:
         raise ValueError("recipe.distill needs the dense model as teacher")
+    if recipe.gradual and masks_at is None:
+        raise ValueError("recipe.gradual needs masks_at, the masks along the ramp")
     steps = recipe.total_steps(len(train) if isinstance(train, ImageSplit) else _n(train))
     if steps == 0:
         return model.eval()
     if teacher is not None and recipe.distill:
         teacher.eval()
+    if recipe.gradual and masks_at is not None:
+        on_step = _gradual(model, masks_at, int(recipe.gradual * steps), on_step)
     finetune(
         model,
         train,
@@ -147,6 +167,47 @@ def recover(
     )
     reestimate_batchnorm(model, bn_calibration_batches(train))
     return model.eval()
+
+
+#: How many times a gradual recovery moves its masks along the ramp (Zhu and Gupta prune
+#: every few hundred steps; 16 moves put the policy's levels 1/16 of the ramp apart).
+GRADUAL_UPDATES = 16
+
+
+def _set_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Copy ``masks`` into the model's ``weight_mask`` buffers (ones where one is missing)."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            buf = getattr(module, "weight_mask", None)
+            if buf is None:
+                continue
+            new = masks.get(f"{name}.weight" if name else "weight")
+            if new is None:
+                buf.fill_(1)
+            else:
+                buf.copy_(new.to(buf.device, buf.dtype))
+
+
+def _gradual(
+    model: nn.Module,
+    masks_at: Callable[[float], Mapping[str, torch.Tensor]],
+    ramp: int,
+    on_step: Callable[[int], None] | None,
+) -> Callable[[int], None]:
+    """Put the ramp's first masks on ``model``; returns the step hook that moves them."""
+    every = max(1, math.ceil(ramp / GRADUAL_UPDATES))
+    _set_masks(model, masks_at(0.0))
+
+    def step(done: int) -> None:
+        if done % every == 0 or done == ramp:
+            if done <= ramp:
+                _set_masks(model, masks_at(min(1.0, done / ramp) if ramp else 1.0))
+        if on_step is not None:
+            on_step(done)
+
+    if ramp == 0:
+        _set_masks(model, masks_at(1.0))
+    return step
 
 
 def _n(train: DataLike) -> int:

@@ -41,6 +41,8 @@ def _masked_digits(density: float = 0.3):
         ("lr", float("nan"), "lr must be a finite number"),
         ("distill_alpha", 1.5, "distill_alpha must be in"),
         ("crop", -2, "crop must be an integer in"),
+        ("gradual", -0.1, r"gradual must be in \[0, 1\]"),
+        ("gradual", 1.0, "gradual must be below 1"),
     ],
 )
 def test_recipe_refuses_bad_values(field, value, message):
@@ -79,6 +81,57 @@ def test_distillation_loss_is_zero_against_itself_and_positive_otherwise():
     with torch.no_grad():
         assert float(distillation_loss(teacher(x), teacher, x, 4.0)) == pytest.approx(0, abs=1e-6)
         assert float(distillation_loss(torch.zeros(8, 3), teacher, x, 4.0)) > 0
+
+
+def _digits_task(scheme: str = "pattern"):
+    from envs import make_task
+
+    return make_task(TaskSpec(model="digits-cnn", data="digits", scheme=scheme))
+
+
+@pytest.mark.parametrize("scheme", ["pattern", "balanced", "unstructured"])
+def test_gradual_masks_ramp_from_dense_down_to_the_policy_exactly(scheme):
+    from agents.app.finalize import gradual_masks
+
+    task = _digits_task(scheme)
+    choice = [0] * len(task.decisions)  # every layer at its least level
+    at = gradual_masks(task, choice)
+    assert at(0.0) == {}  # dense: no layer masked
+    final, want = at(1.0), task.masks(choice)
+    assert final.keys() == want.keys()
+    assert all(torch.equal(final[k], want[k]) for k in want)
+    kept = []
+    for t in [i / 16 for i in range(17)]:
+        masks = at(t)
+        kept.append(sum(int(masks[k].sum()) if k in masks else want[k].numel() for k in want))
+    assert kept == sorted(kept, reverse=True) and kept[0] > kept[8] > kept[-1]
+
+
+def test_gradual_recovery_ends_under_the_policys_masks_and_records_its_path():
+    from agents.app.finalize import gradual_masks, masked_model
+
+    task = _digits_task()
+    choice = [0] * len(task.decisions)
+    model = masked_model(task, choice)
+    recipe = RecoveryRecipe(steps=32, lr=0.01, gradual=0.5, seed=0)
+    at = gradual_masks(task, choice)
+    seen = []
+    name = max(task.masks(choice), key=lambda k: task.masks(choice)[k].numel())
+    module = model.get_submodule(name.rsplit(".", 1)[0])
+    recover(model, task.workload.train, recipe, masks_at=at,
+            on_step=lambda _s: seen.append(int(module.weight_mask.sum())))  # fmt: skip
+    # 16 ramp steps, one mask move after each: the policy's masks from step 16 on.
+    assert seen[:16] == sorted(seen[:16], reverse=True) and seen[0] > seen[15]
+    assert seen[15:] == [int(task.masks(choice)[name].sum())] * (len(seen) - 15)
+    make_permanent(model)
+    for key, keep in task.masks(choice).items():
+        assert not bool(model.get_parameter(key)[~keep].any()), key
+
+
+def test_gradual_recovery_needs_the_mask_path():
+    workload, model, _ = _masked_digits()
+    with pytest.raises(ValueError, match="masks_at"):
+        recover(model, workload.train, RecoveryRecipe(gradual=0.5))
 
 
 @pytest.mark.slow
