@@ -120,6 +120,7 @@ def search(
     finetune_steps: int = _setting("finetune_steps"),
     finetune_epochs: int = _setting("finetune_epochs"),
     distill: bool = _setting("distill"),
+    gradual: float = _setting("gradual"),
     threads: int = _setting("threads"),
     device: str = _setting("device"),
     hp: list[str] = typer.Option(None, "--hp", help="Agent hyperparameter KEY=VALUE."),

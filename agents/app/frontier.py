@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.app.finalize import delivered_models, log_pruned_model, recovery_recipe
+from agents.app.finalize import delivered_models, log_pruned_model
 from agents.app.search import ResumeState, SearchConfig, SearchKind, run_kind
 from agents.baselines import uniform_choice
 from agents.learners import SB3Agent
@@ -192,11 +192,8 @@ class Front(SearchKind):
         front = frontier_points(agent, env, recorder, grid)
         dense_test = float(task.workload.meta.get("test_accuracy", float("nan")))
         dense_holdout = env.score(task.dense_choice)
-        recipe = None
-        if config.finetune_epochs:  # every point, and its uniform policy, recovered
-            recipe = recovery_recipe(
-                task, epochs=config.finetune_epochs, distill=config.distill, seed=config.seed
-            )
+        recipe = config.recovery_recipe(task)  # every point, and its uniform policy
+        if recipe is not None:
             run.log_json(recipe.as_dict(), "recovery.json")
         for i, p in enumerate(front):
             uni = uniform_choice(task, p.budget)

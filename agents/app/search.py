@@ -43,6 +43,7 @@ from envs.factory import least_cost_ratio_before_training
 from envs.proxies.builtin import torch_threads
 from envs.workloads.base import weights_digest
 from envs.workloads.evaluation import DEVICES, resolve_device
+from envs.workloads.recovery import RecoveryRecipe
 from tracking import (
     EpisodeJournal,
     check_experiment,
@@ -131,6 +132,8 @@ class SearchConfig:
             epochs of masked training (``envs.workloads.recovery``: cosine schedule, the workload's
             augmentation) before they are tested, exported and registered (0: none).
         distill: distil the recovery from the dense model (knowledge distillation).
+        gradual: share of the recovery over which the masks go from dense to the policy's
+            (``RecoveryRecipe.gradual``); 0: the policy's masks from the first step.
         threads: torch intra-op threads of the search. 1 by default: the networks are
             small, and a contended thread pool made evaluations 40x slower on a busy 2-core
             machine. Recovery trains with every usable core (``recovery_threads``).
@@ -156,6 +159,7 @@ class SearchConfig:
     finetune_steps: int = SEARCH_PARAMS.default("finetune_steps")
     finetune_epochs: int = SEARCH_PARAMS.default("finetune_epochs")
     distill: bool = SEARCH_PARAMS.default("distill")
+    gradual: float = SEARCH_PARAMS.default("gradual")
     threads: int = SEARCH_PARAMS.default("threads")
     device: str = SEARCH_PARAMS.default("device")
 
@@ -264,11 +268,25 @@ class SearchConfig:
                 f"finetune_epochs {self.finetune_epochs} and finetune_steps "
                 f"{self.finetune_steps} both fine-tune the result: pass one of them"
             )
-        if self.distill and not self.finetune_epochs:
-            raise ValueError("distill applies to recovery: pass finetune_epochs N (N >= 1)")
+        for name in ("distill", "gradual"):
+            if getattr(self, name) and not self.finetune_epochs:
+                raise ValueError(f"{name} applies to recovery: pass finetune_epochs N (N >= 1)")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; valid choices: {', '.join(DEVICES)}")
         resolve_device(self.device)  # raises if CUDA is asked for but absent
+
+    def recovery_recipe(self, task: PruningTask) -> RecoveryRecipe | None:
+        """How the search's results are recovered (None: not at all): ``finetune_epochs``
+        of the workload's own augmentation, distilled and ramped as configured."""
+        if not self.finetune_epochs:
+            return None
+        return recovery_recipe(
+            task,
+            epochs=self.finetune_epochs,
+            distill=self.distill,
+            gradual=self.gradual,
+            seed=self.seed,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain nested dict (``config.yaml``, MLflow params); ``from_dict`` reads it back."""
@@ -798,11 +816,8 @@ def _finish(
     if config.shortlist:
         best = _shortlist_pick(run, task, recorder, config)
 
-    recipe = None
-    if config.finetune_epochs:
-        recipe = recovery_recipe(
-            task, epochs=config.finetune_epochs, distill=config.distill, seed=config.seed
-        )
+    recipe = config.recovery_recipe(task)
+    if recipe is not None:
         run.log_json(recipe.as_dict(), "recovery.json")
     # A best that is the uniform policy (a budget only it meets) is recovered once.
     delivered = delivered_models(
@@ -1047,7 +1062,8 @@ def fine_tune_label(config: SearchConfig) -> str:
     """How the result was trained after pruning, in words (model tags, descriptions)."""
     if config.finetune_epochs:
         kd = ", distilled from dense" if config.distill else ""
-        return f"recovered: {config.finetune_epochs} epochs, masks fixed, cosine{kd}"
+        ramp = f", masks reached over the first {config.gradual:.0%}" if config.gradual else ""
+        return f"recovered: {config.finetune_epochs} epochs, masks fixed, cosine{kd}{ramp}"
     if config.finetune_steps:
         return f"fine-tuned: {config.finetune_steps} steps, masks fixed"
     return "no: BatchNorm re-estimated only"

@@ -135,6 +135,16 @@ SEARCH_PARAMS = Schema(
             help="Distil the recovery from the dense model (with --finetune-epochs).",
         ),
         Param(
+            "gradual",
+            "float",
+            0.0,
+            low=0.0,
+            high=1.0,
+            high_open=True,
+            help="Reach the policy's masks from dense over this share of the recovery, "
+            "through the scheme's levels (cubic schedule; with --finetune-epochs; 0: at once).",
+        ),
+        Param(
             "threads",
             "int",
             1,

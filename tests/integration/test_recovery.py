@@ -143,6 +143,7 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
         episodes=3,
         finetune_epochs=2,
         distill=True,
+        gradual=0.25,
         experiment="test-recovery",
     )
     calls = []
@@ -162,6 +163,7 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
     )
     manifest = read_manifest(tmp_path / "out")
     assert manifest["recovery"]["epochs"] == 2 and manifest["recovery"]["distill"] is True
+    assert manifest["recovery"]["gradual"] == 0.25
     assert manifest["policy"]["test_accuracy"] == pytest.approx(s["best_test_accuracy"])
     assert manifest["policy"]["test_accuracy_before_recovery"] == pytest.approx(
         s["best_test_accuracy_before_recovery"]
@@ -169,6 +171,7 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
     assert "(recovered)" in run.data.tags["mlflow.note.content"].splitlines()[0]
     summary = mlflow.artifacts.load_text(f"runs:/{result.run_id}/summary.md")
     assert "recovered: 2 epochs" in summary and "test acc, recovered (2 ep)" in summary
+    assert "masks reached over the first 25%" in summary
 
 
 @pytest.mark.slow
@@ -212,6 +215,9 @@ def test_a_front_recovers_every_point_and_its_uniform_policy(tmp_path):
         ({"finetune_epochs": -1}, "finetune_epochs must be an integer"),
         ({"finetune_epochs": 10**9}, "finetune_epochs must be an integer"),
         ({"distill": True}, "distill applies to recovery"),
+        ({"gradual": 0.5}, "gradual applies to recovery"),
+        ({"finetune_epochs": 1, "gradual": 1.0}, "gradual must be"),
+        ({"finetune_epochs": 1, "gradual": -0.5}, "gradual must be"),
         ({"finetune_epochs": 1, "finetune_steps": 5}, "pass one of them"),
     ],
 )
