@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core import defaults
+from core.params import Param, Schema
 from envs.workloads.data import ImageSplit
 from envs.workloads.evaluation import (
     DataLike,
@@ -33,6 +34,26 @@ MAX_EPOCHS = 1000
 #: The most optimiser steps a recovery takes (a bound against typos such as 1e15); the
 #: CLI's is ``agents.checks.MAX_FINETUNE_STEPS``, the same.
 MAX_STEPS = 1_000_000
+
+
+#: The recipe's settings, each stated once (``core.params``): type, default and range.
+RECOVERY_PARAMS = Schema(
+    (
+        Param("epochs", "int", 1, low=0, high=MAX_EPOCHS),
+        Param("steps", "int", None, low=0, high=MAX_STEPS, nullable=True),
+        Param("lr", "float", defaults.RECOVERY_LR, low=0.0, high=10.0, low_open=True),
+        Param("batch_size", "int", 64, low=1, high=65_536),
+        Param("weight_decay", "float", 5e-4, low=0.0, high=1.0),
+        Param("distill", "bool", False),
+        Param("distill_alpha", "float", 0.9, low=0.0, high=1.0),
+        Param("temperature", "float", 4.0, low=0.0, high=100.0, low_open=True),
+        Param("hflip", "bool", False),
+        Param("crop", "int", 0, low=0, high=64),
+        # Below 1: the policy's own masks need steps too.
+        Param("gradual", "float", 0.0, low=0.0, high=1.0, high_open=True),
+        Param("seed", "int", 0, low=0, high=2**32 - 1),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -58,40 +79,23 @@ class RecoveryRecipe:
         seed: batch order and augmentation.
     """
 
-    epochs: int = 1
-    steps: int | None = None
-    lr: float = defaults.RECOVERY_LR
-    batch_size: int = 64
-    weight_decay: float = 5e-4
-    distill: bool = False
-    distill_alpha: float = 0.9
-    temperature: float = 4.0
-    hflip: bool = False
-    crop: int = 0
-    gradual: float = 0.0
-    seed: int = 0
+    epochs: int = RECOVERY_PARAMS.default("epochs")
+    steps: int | None = RECOVERY_PARAMS.default("steps")
+    lr: float = RECOVERY_PARAMS.default("lr")
+    batch_size: int = RECOVERY_PARAMS.default("batch_size")
+    weight_decay: float = RECOVERY_PARAMS.default("weight_decay")
+    distill: bool = RECOVERY_PARAMS.default("distill")
+    distill_alpha: float = RECOVERY_PARAMS.default("distill_alpha")
+    temperature: float = RECOVERY_PARAMS.default("temperature")
+    hflip: bool = RECOVERY_PARAMS.default("hflip")
+    crop: int = RECOVERY_PARAMS.default("crop")
+    gradual: float = RECOVERY_PARAMS.default("gradual")
+    seed: int = RECOVERY_PARAMS.default("seed")
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 0, MAX_EPOCHS)
-        if self.steps is not None:
-            _check_int("steps", self.steps, 0, MAX_STEPS)
-        _check_int("batch_size", self.batch_size, 1, 65_536)
-        _check_int("crop", self.crop, 0, 64)
-        _check_int("seed", self.seed, 0, 2**32 - 1)
-        for name, value, low, high in (
-            ("lr", self.lr, 0.0, 10.0),
-            ("weight_decay", self.weight_decay, 0.0, 1.0),
-            ("distill_alpha", self.distill_alpha, 0.0, 1.0),
-            ("temperature", self.temperature, 0.0, 100.0),
-            ("gradual", self.gradual, 0.0, 1.0),
-        ):
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if not low <= value <= high or (name in ("lr", "temperature") and value == 0):
-                bracket = "(" if name in ("lr", "temperature") else "["
-                raise ValueError(f"{name} must be in {bracket}{low:g}, {high:g}], got {value!r}")
-        if self.gradual == 1.0:
-            raise ValueError("gradual must be below 1: the policy's own masks need steps too")
+        checked = RECOVERY_PARAMS.check({k: getattr(self, k) for k in RECOVERY_PARAMS.names()})
+        for name, value in checked.items():  # normalised: 1 -> 1.0 where a float is meant
+            object.__setattr__(self, name, value)
 
     def total_steps(self, n_train: int) -> int:
         """Optimiser steps on a training split of ``n_train`` images."""
@@ -107,11 +111,6 @@ class RecoveryRecipe:
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Steps of one pass (the ragged last batch is dropped: BatchNorm needs > 1 image)."""
     return max(1, n_train // batch_size)
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 def recover(
