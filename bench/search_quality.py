@@ -846,8 +846,8 @@ def _episodes_arg(text: str) -> tuple[str, int]:
     return label, int(n)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; returns the process exit status."""
+def _parser() -> argparse.ArgumentParser:
+    """The benchmark's command line."""
     from agents.app.search import SearchConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -955,7 +955,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the cells already in --out and keep them (continue an interrupted run)",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def _checked_overrides(
+    p: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The search and shortlist proxies' parameters, checked as a search checks them
+    (``p.error`` names the first bad one, before any cell runs)."""
+    from agents.app.search import SearchConfig
     from agents.checks import parse_overrides
 
     try:  # values read as the CLI's --hw-param / --hp: 5 -> int, 1e-3 -> float
@@ -986,34 +994,47 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--aware-only runs only the awareness check, which --no-aware and --quick skip")
     if args.finetune_seeds < 1:
         p.error(f"--finetune-seeds must be >= 1, got {args.finetune_seeds}")
-    if args.report is not None:
-        parts = []
-        for path in args.report:
-            if not path.is_file():
-                p.error(f"--report: no such file {str(path)!r}")
-            parts.append((str(path), json.loads(path.read_text())))
-        doc, replaced = combine(parts)
-        for line in replaced:
-            print(line)
-        methods = list(dict.fromkeys(m for c in doc["cells"] for m in c["methods"]))
-        try:
-            cells = picked(doc["cells"], args.pick)
-        except ValueError as exc:
-            p.error(f"--pick {args.pick}: {exc}")
-        if args.against is not None:
-            if not args.against.is_file():
-                p.error(f"--against: no such file {str(args.against)!r}")
-            other = json.loads(args.against.read_text()).get("cells", [])
-            names = None
-            if args.pick != "search":
-                proxies = "/".join(sorted({str(c.get("proxy", ["?"])[0]) for c in cells}))
-                names = (f"{proxies}+{args.pick}", f"{proxies}")
-            print(against(cells, other, methods, methods[-1], names=names))
-            return 0
-        print(report(cells, doc.get("awareness", []), methods))
+    return proxy_params, shortlist_params
+
+
+def _print_report(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--report``: the tables of results files (cells of several files together), run
+    nothing."""
+    parts = []
+    for path in args.report:
+        if not path.is_file():
+            p.error(f"--report: no such file {str(path)!r}")
+        parts.append((str(path), json.loads(path.read_text())))
+    doc, replaced = combine(parts)
+    for line in replaced:
+        print(line)
+    methods = list(dict.fromkeys(m for c in doc["cells"] for m in c["methods"]))
+    try:
+        cells = picked(doc["cells"], args.pick)
+    except ValueError as exc:
+        p.error(f"--pick {args.pick}: {exc}")
+    if args.against is not None:
+        if not args.against.is_file():
+            p.error(f"--against: no such file {str(args.against)!r}")
+        other = json.loads(args.against.read_text()).get("cells", [])
+        names = None
+        if args.pick != "search":
+            proxies = "/".join(sorted({str(c.get("proxy", ["?"])[0]) for c in cells}))
+            names = (f"{proxies}+{args.pick}", f"{proxies}")
+        print(against(cells, other, methods, methods[-1], names=names))
         return 0
-    warnings.filterwarnings("ignore")
-    from agents.app.search import scheme_proxies
+    print(report(cells, doc.get("awareness", []), methods))
+    return 0
+
+
+def grid(
+    args: argparse.Namespace,
+    proxy_params: dict[str, Any],
+    shortlist_params: dict[str, Any],
+    notes: list[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], dict[str, int], list[int]]:
+    """The search-quality cells and the awareness cells ``args`` ask for, with the methods,
+    episodes per workload and seeds they use; pairs that cannot run go to ``notes``."""
     from agents.base import AGENTS
 
     for name in args.agents:
@@ -1031,7 +1052,6 @@ def main(argv: list[str] | None = None) -> int:
         pairs, seeds = [("digits-cnn", *PAIRS[0])], [0]
         episodes["digits-cnn"] = min(episodes["digits-cnn"], 30)
         args.no_aware = True
-    notes = []
     cells = []
     for model, scheme, hw in pairs:
         why = _available(scheme, hw)
@@ -1103,32 +1123,22 @@ def main(argv: list[str] | None = None) -> int:
                                 ),
                             }
                         )
-    keep_old = (args.merge or args.resume) and args.out.exists()
-    old = json.loads(args.out.read_text()) if keep_old else {}
-    if args.resume:  # cells already in --out are not run again
-        done = {_cell_key(c) for c in old.get("cells", [])}
-        done_aware = {_cell_key(c) for c in old.get("awareness", [])}
-        skipped = len(cells) + len(aware)
-        cells = [c for c in cells if _cell_key(c) not in done]
-        aware = [c for c in aware if _cell_key(c) not in done_aware]
-        notes.append(f"resumed: {skipped - len(cells) - len(aware)} cells already in {args.out}")
-    config = {
-        "tracks": args.tracks,
-        "episodes": episodes,
-        "aware_episodes": args.aware_episodes,
-        "workloads": WORKLOADS,
-        "aware_steps": list(AWARE_STEPS),
-        "budgets": args.budgets,
-        "seeds": seeds,
-        "finetune_steps": args.finetune or FINETUNE,
-        "finetune_seeds": args.finetune_seeds,
-        "methods": methods,
-        "search_proxy": SEARCH_PROXY,
-        "scheme_proxies": scheme_proxies(),
-        "quick": args.quick,
-        "cpu_count": os.cpu_count(),
-        "command": " ".join(("python -m bench.search_quality", *sys.argv[1:])),
-    }
+    return cells, aware, methods, episodes, seeds
+
+
+def run_grid(
+    cells: list[dict[str, Any]],
+    aware: list[dict[str, Any]],
+    *,
+    out: Path,
+    old: dict[str, Any],
+    config: dict[str, Any],
+    workers: int,
+    notes: list[str],
+) -> tuple[dict[str, Any], int, float]:
+    """Run ``cells`` and ``aware`` in ``workers`` processes, writing ``out`` after each
+    (merged with ``old``'s other cells); returns the document, the finished count and the
+    wall time."""
     t0 = time.perf_counter()
     # Train and cache each workload once here, not concurrently in every worker.
     from envs import get_workload
@@ -1157,10 +1167,10 @@ def main(argv: list[str] | None = None) -> int:
                 {k: old.get(k) for k in ("config", "wall_seconds")},
             ]
         doc.update({"cells": all_cells, "awareness": all_aware, "notes": notes})
-        write_json(args.out, doc)
+        write_json(out, doc)
         return doc
 
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
         # Slowest first (resnet20 cells), so the workers finish together; seed by seed, so
         # an interrupted run has covered every setting before it repeats any.
         order = sorted(cells, key=lambda c: (not c["model"].startswith("resnet20"), c["seed"]))
@@ -1179,7 +1189,50 @@ def main(argv: list[str] | None = None) -> int:
             write(time.perf_counter() - t0)
             print(f"[{time.perf_counter() - t0:6.0f}s] done {kind} {tag}", flush=True)
     wall = time.perf_counter() - t0
-    doc = write(wall)
+    return write(wall), len(results) + len(aware_results), wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the process exit status."""
+    p = _parser()
+    args = p.parse_args(argv)
+    proxy_params, shortlist_params = _checked_overrides(p, args)
+    if args.report is not None:
+        return _print_report(p, args)
+    warnings.filterwarnings("ignore")
+    from agents.app.search import scheme_proxies
+
+    notes: list[str] = []
+    cells, aware, methods, episodes, seeds = grid(args, proxy_params, shortlist_params, notes)
+    keep_old = (args.merge or args.resume) and args.out.exists()
+    old = json.loads(args.out.read_text()) if keep_old else {}
+    if args.resume:  # cells already in --out are not run again
+        done = {_cell_key(c) for c in old.get("cells", [])}
+        done_aware = {_cell_key(c) for c in old.get("awareness", [])}
+        skipped = len(cells) + len(aware)
+        cells = [c for c in cells if _cell_key(c) not in done]
+        aware = [c for c in aware if _cell_key(c) not in done_aware]
+        notes.append(f"resumed: {skipped - len(cells) - len(aware)} cells already in {args.out}")
+    config = {
+        "tracks": args.tracks,
+        "episodes": episodes,
+        "aware_episodes": args.aware_episodes,
+        "workloads": WORKLOADS,
+        "aware_steps": list(AWARE_STEPS),
+        "budgets": args.budgets,
+        "seeds": seeds,
+        "finetune_steps": args.finetune or FINETUNE,
+        "finetune_seeds": args.finetune_seeds,
+        "methods": methods,
+        "search_proxy": SEARCH_PROXY,
+        "scheme_proxies": scheme_proxies(),
+        "quick": args.quick,
+        "cpu_count": os.cpu_count(),
+        "command": " ".join(("python -m bench.search_quality", *sys.argv[1:])),
+    }
+    doc, finished, wall = run_grid(
+        cells, aware, out=args.out, old=old, config=config, workers=args.workers, notes=notes
+    )
     print(
         f"\nepisodes per search: {episodes}; seeds {len(seeds)}; fine-tune steps "
         f"{args.finetune or FINETUNE} x {args.finetune_seeds} seeds; search proxies "
@@ -1189,7 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in notes:
         print("note:", n)
     print(f"wrote {args.out}")
-    return 0 if results or aware_results else 1
+    return 0 if finished else 1
 
 
 if __name__ == "__main__":
