@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,29 @@ def version_description(tags: Mapping[str, Any]) -> str:
         + (": " + ", ".join(figures) if figures else "")
         + (f". Fine-tuned: {tuned}." if tuned else ".")
     )
+
+
+#: What a store says when two writers insert the same unique row at once (PostgreSQL,
+#: SQLite, MySQL), as MLflow passes it on.
+_UNIQUE_RACE = ("UniqueViolation", "duplicate key", "UNIQUE constraint failed", "Duplicate entry")
+
+
+def retry_unique_race(write: Callable[[], Any], *, attempts: int = 3) -> Any:
+    """``write()``, tried again when it lost a race to insert a shared row.
+
+    Runs of one experiment logging the same data split at once (a sweep's searches on a
+    shared server) race to create its dataset row: the store checks, both find none, both
+    insert, and the loser's transaction is rolled back with a unique-key error. On the
+    next try the row exists and is reused. Any other error, or the last try's, is raised.
+    """
+    for attempt in range(attempts):
+        try:
+            return write()
+        except mlflow.exceptions.MlflowException as exc:
+            if attempt == attempts - 1 or not any(k in str(exc) for k in _UNIQUE_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
 
 
 class SearchRun:
@@ -330,7 +353,7 @@ class SearchRun:
 
         source = CodeDatasetSource({"hwprune.data": provenance})
         dataset = mlflow.data.from_numpy(features, targets=targets, source=source, name=name)
-        mlflow.log_input(dataset, context=context)
+        retry_unique_race(lambda: mlflow.log_input(dataset, context=context))
 
     def set_description(self, markdown: str) -> None:
         """The run's description (the MLflow UI shows it on the run's overview)."""
