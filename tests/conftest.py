@@ -217,3 +217,13 @@ def fast_agent(name: str):
     if "rollout_episodes" in hp:
         overrides["rollout_episodes"] = 4
     return get_agent(name, overrides)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: small networks train several times faster so on a
+    shared 2-core machine (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

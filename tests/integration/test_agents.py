@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from agents.base import AGENTS, get_agent, list_agents, load_hyperparams
 from agents.baselines import uniform_choice
@@ -17,13 +16,7 @@ EPISODES = 40
 BUDGET = 0.55
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small MLPs train several times faster on one thread on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 
 import mlflow
 import pytest
-import torch
 
 from agents.app.frontier import frontier_points, run_frontier
 from agents.app.search import SearchConfig
@@ -17,12 +16,7 @@ from tests.conftest import MagnitudeProxy, fast_agent, tiny_task
 RANGE = (0.4, 0.8)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", ["td3", "ppo"])
