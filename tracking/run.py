@@ -178,7 +178,7 @@ def retry_unique_race(write: Callable[[], Any], *, attempts: int = 3) -> Any:
     for attempt in range(attempts):
         try:
             return write()
-        except mlflow.exceptions.MlflowException as exc:
+        except STORE_ERRORS as exc:  # a server's REST error, or a local store's SQLAlchemy one
             if attempt == attempts - 1 or not any(k in str(exc) for k in _UNIQUE_RACE):
                 raise
             time.sleep(0.2 * (attempt + 1))

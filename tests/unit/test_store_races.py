@@ -44,3 +44,14 @@ def test_the_last_lost_race_is_raised():
     with pytest.raises(MlflowException, match="UniqueViolation"):
         retry_unique_race(write, attempts=3)
     assert len(calls) == 3
+
+
+def test_a_local_stores_lost_race_is_tried_again_too():
+    import sqlalchemy.exc
+
+    lost = sqlalchemy.exc.IntegrityError(
+        "INSERT INTO datasets", {}, Exception("UNIQUE constraint failed: datasets.name")
+    )
+    write, calls = _writer([lost])
+    assert retry_unique_race(write) == "logged"
+    assert len(calls) == 2
