@@ -2,7 +2,7 @@
 
 Every pruned network here is *recovered* the same way (``envs.workloads.recovery``: masked
 training, cosine schedule, the workload's flips and shifts, ``--epochs`` passes, default
-3; IKR ``LONG``, PCNN twice that) before its test accuracy counts; the dense model fine-tuned for
+3; IKR ``LONG``, PCNN four times that) before its test accuracy counts; the dense model fine-tuned for
 the same epochs is the control. PCNN, IKR and Kang keep the first convolution dense.
 Each claim is one fixed-budget search run through the product's own API
 (``agents.run_search`` with ``finetune_epochs``): it recovers the searched and the uniform
@@ -90,7 +90,7 @@ CLAIMS: dict[str, Claim] = {
     for c in (
         Claim(
             "pcnn", "pattern", "accel-kang-16", "memory", ">= 8x weights at <= 0.5 points",
-            compression=8.0, index_bits=True, keep_dense=FIRST, epochs=2 * LONG, distill=True,
+            compression=8.0, index_bits=True, keep_dense=FIRST, epochs=4 * LONG, distill=True,
             meets=lambda r: r["weight_compression"] >= 8 and r["loss_points"] <= 0.5,
         ),
         Claim(
