@@ -2,15 +2,15 @@
 
 Every pruned network here is *recovered* the same way (``envs.workloads.recovery``: masked
 training, cosine schedule, the workload's flips and shifts, ``--epochs`` passes, default
-3; IKR ``LONG``, PCNN four times that) before its test accuracy counts; the dense model fine-tuned for
-the same epochs is the control. PCNN, IKR and Kang keep the first convolution dense.
+3; IKR ``LONG``, PCNN four times that) before its test accuracy counts; the dense model
+fine-tuned for the same epochs is the control. PCNN, IKR and Kang keep the first convolution dense.
 Each claim is one fixed-budget search run through the product's own API
 (``agents.run_search`` with ``finetune_epochs``): it recovers the searched and the uniform
 policy at the same budget, so both rows come from one run. Kang's claim compares uniform
 balanced and unstructured policies at equal density.
 
 - pcnn: pattern on accel-kang-16, the memory budget at which the weights compress 8x
-  (SPM index bits counted, ``budget_at_compression``), 16 epochs of recovery distilled
+  (SPM index bits counted, ``budget_at_compression``), 32 epochs of recovery distilled
   from the dense model: >= 8x weights at <= 0.5 points. At 8x the budget leaves one
   weight per kernel in nearly every layer, so the recovery decides the claim: on an
   earlier searched policy 8 distilled epochs recovered 92.64%, 16 recovered 93.03%; 8
@@ -28,7 +28,11 @@ balanced and unstructured policies at equal density.
 
 Rows go to ``bench/results/headlines_fashion_vgg.json`` as ``{"rows": [...]}``, each written
 as soon as it is measured: an interrupted run resumes where it stopped (rows already there
-are kept; ``--redo`` measures them again). ``--report`` prints the table of the file.
+are kept; ``--redo`` measures them again). Within a claim nothing finished is lost either: a
+claim stopped by Ctrl-C or SIGTERM leaves its search run under ``pending`` in the file, and
+the next start resumes that run (episodes replayed, each recovery from its last finished
+epoch); the dense control keeps its finished epochs the same way. ``--report`` prints the
+table of the file.
 
     python -m bench.headlines_vgg                     # every claim (hours on 2 cores)
     python -m bench.headlines_vgg --claims pcnn kang  # some claims
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -278,6 +283,7 @@ def dense_control(res: RowsFile, epochs: int) -> dict[str, Any]:
     """The dense model fine-tuned for ``epochs`` (computed once per checkpoint and length;
     ``dense`` holds the control of ``--epochs``, ``controls`` every length's)."""
     from agents.app.finalize import recovered_model, recovery_recipe
+    from tracking import state_dir
 
     controls = res.doc.setdefault("controls", {})
     if res.doc.get("dense") and res.doc["dense"].get("epochs") == epochs:
@@ -287,7 +293,12 @@ def dense_control(res: RowsFile, epochs: int) -> dict[str, Any]:
         return stored
     task = _task(CLAIMS["pcnn"])
     t0 = time.perf_counter()
-    rec = recovered_model(task, list(task.dense_choice), recovery_recipe(task, epochs=epochs))
+    # Its epochs are kept as they finish: an interrupted control goes on from the last one.
+    states = state_dir() / "bench-headlines-vgg"
+    rec = recovered_model(
+        task, list(task.dense_choice), recovery_recipe(task, epochs=epochs), states=states
+    )
+    shutil.rmtree(states, ignore_errors=True)
     controls[str(epochs)] = {
         "epochs": epochs,
         "recovery_lr": _recovery_lr(task),
@@ -299,9 +310,21 @@ def dense_control(res: RowsFile, epochs: int) -> dict[str, Any]:
     return controls[str(epochs)]
 
 
-def searched_claim(claim: Claim, dense: dict[str, Any], *, epochs: int, episodes: int, agent: str):
-    """One product search with recovery: the searched and the uniform row."""
-    from agents import SearchConfig, run_search
+def searched_claim(
+    claim: Claim,
+    dense: dict[str, Any],
+    *,
+    epochs: int,
+    episodes: int,
+    agent: str,
+    pending: dict[str, str] | None = None,
+):
+    """One product search with recovery: the searched and the uniform row.
+
+    ``pending`` maps a claim to its interrupted search run: that run is resumed (its
+    episodes replayed, its recoveries from their last finished epoch) when it is this
+    search; a claim interrupted now (Ctrl-C, SIGTERM) is entered there."""
+    from agents import SearchConfig
     from agents.baselines import uniform_choice
 
     task = _task(claim)
@@ -316,7 +339,7 @@ def searched_claim(claim: Claim, dense: dict[str, Any], *, epochs: int, episodes
         experiment="bench-headlines-fashion-vgg",
     )
     t0 = time.perf_counter()
-    result = run_search(config)
+    result = _search(config, claim.name, {} if pending is None else pending)
     uniform = uniform_choice(task, config.budget)
     ref = {"name": "dense", "test": dense["test"]}
     s = result.summary()
@@ -330,6 +353,35 @@ def searched_claim(claim: Claim, dense: dict[str, Any], *, epochs: int, episodes
         r.update(budget=config.budget, agent=agent, episodes=episodes, run_id=result.run_id)
         r["seconds"] = time.perf_counter() - t0
     return rows
+
+
+#: What an interrupted claim's run must share with the search asked for to be resumed.
+SAME_SEARCH = ("task", "budget", "agent", "episodes", "finetune_epochs", "distill", "seed")
+
+
+def _search(config, name: str, pending: dict[str, str]):
+    """``run_search(config)``, resuming ``pending[name]`` when it is this search."""
+    from agents import run_search
+    from agents.app.search import SearchInterrupted, load_resume
+
+    resume = None
+    if name in pending:
+        try:
+            stored, state = load_resume(pending[name])
+        except (KeyError, ValueError) as exc:  # gone, finished, or another store
+            print(f"{name}: not resuming run {pending[name]}: {exc}", file=sys.stderr)
+        else:
+            if all(getattr(stored, k) == getattr(config, k) for k in SAME_SEARCH):
+                print(f"{name}: resuming run {state.run_id}", file=sys.stderr, flush=True)
+                config, resume = stored, state
+    try:
+        result = run_search(config, resume=resume)
+    except SearchInterrupted as exc:
+        if exc.run_id is not None:
+            pending[name] = exc.run_id
+        raise
+    pending.pop(name, None)
+    return result
 
 
 def kang_claim(epochs: int) -> list[dict[str, Any]]:
@@ -443,9 +495,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = kang_claim(epochs)
         else:
             dense = dense_control(res, epochs)
-            rows = searched_claim(
-                CLAIMS[name], dense, epochs=epochs, episodes=args.episodes, agent=args.agent
-            )
+            pending = res.doc.setdefault("pending", {})
+            try:
+                rows = searched_claim(
+                    CLAIMS[name], dense, epochs=epochs, episodes=args.episodes,
+                    agent=args.agent, pending=pending,
+                )  # fmt: skip
+            finally:
+                if not pending:
+                    res.doc.pop("pending")
+                res.save()  # an interrupted claim's run, for the next start to resume
         res.drop(claim=name)
         res.add(
             rows,

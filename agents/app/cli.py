@@ -292,6 +292,11 @@ def _report_interrupted(exc: Any) -> None:
             f"[bold]{exc.run_id}[/] is KILLED and keeps every finished episode, the best "
             "policy so far and its pruned model."
         )
+        if exc.recovery_kept:
+            console.print(
+                "its recovery's finished epochs are kept on this machine; --resume goes on "
+                "from the last one"
+            )
         console.print(f"resume with: hwprune search --resume {exc.run_id}")
     raise typer.Exit(exc.exit_code)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -19,12 +21,14 @@ from envs import PruningTask, TaskSpec
 from envs.proxies.builtin import torch_threads
 from envs.proxies.headfit import HeadRefit
 from envs.workloads.evaluation import (
+    TrainingState,
     accuracy,
     bn_calibration_batches,
     finetune,
     reestimate_batchnorm,
 )
 from envs.workloads.recovery import RecoveryRecipe, recover
+from envs.workloads.safe_load import load_torch_file
 from pruning import apply_masks, make_permanent
 from pruning.export import export_pruned
 from tracking import SearchRun
@@ -85,17 +89,69 @@ def recovered_model(
     recipe: RecoveryRecipe,
     *,
     on_step: Callable[[int], None] | None = None,
+    states: Path | None = None,
 ) -> Recovered:
     """Prune by ``choice``, test, recover by ``recipe`` (distilled from the workload's dense
-    model if it says so), test again; masks made permanent."""
+    model if it says so), test again; masks made permanent.
+
+    With ``states`` (a folder), the recovery's state is saved there after every epoch
+    (:func:`recovery_state_file`) and a recovery of the same policy and recipe found there
+    continues from its last finished epoch: an interrupted search loses at most one epoch
+    of its recovery, and its result is the uninterrupted one."""
     model = masked_model(task, choice)
     before = test_accuracy(task, model)
+    path = None if states is None else recovery_state_file(states, choice, recipe)
     recover(
         model, task.workload.train, recipe, teacher=task.workload.model, on_step=on_step,
         masks_at=gradual_masks(task, choice) if recipe.gradual else None,
+        start=None if path is None else saved_recovery(path, choice, recipe),
+        save_state=None if path is None else _saver(path, choice, recipe),
     )  # fmt: skip
     make_permanent(model).eval()
     return Recovered(model=model, before=before, after=test_accuracy(task, model))
+
+
+def recovery_states(run: SearchRun) -> Path:
+    """The folder where a search run's recoveries keep their epochs: beside its episode
+    journal, on the machine that runs it, until the run has finished."""
+    return run.journal.path.parent / "recovery"
+
+
+def recovery_state_file(states: Path, choice: Sequence[int], recipe: RecoveryRecipe) -> Path:
+    """Where the recovery of ``choice`` by ``recipe`` keeps its state in ``states``."""
+    key = json.dumps([[int(c) for c in choice], recipe.as_dict()], sort_keys=True)
+    return Path(states) / f"recovery-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+def saved_recovery(
+    path: Path, choice: Sequence[int], recipe: RecoveryRecipe
+) -> TrainingState | None:
+    """The state saved at ``path`` by the recovery of ``choice`` by ``recipe``, or None
+    (no file, another policy or recipe, or a file that cannot be read: it starts anew)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = load_torch_file(path)
+        if saved["choice"] != [int(c) for c in choice] or saved["recipe"] != recipe.as_dict():
+            return None
+        return TrainingState.from_dict(saved["state"])
+    except Exception:  # a damaged state costs the epochs it held, never the recovery
+        return None
+
+
+def _saver(
+    path: Path, choice: Sequence[int], recipe: RecoveryRecipe
+) -> Callable[[TrainingState], None]:
+    """Write each epoch's state to ``path`` whole (a temporary file renamed over it)."""
+    doc = {"choice": [int(c) for c in choice], "recipe": recipe.as_dict()}
+
+    def save(state: TrainingState) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({**doc, "state": state.as_dict()}, tmp)
+        os.replace(tmp, path)
+
+    return save
 
 
 def gradual_masks(
@@ -142,12 +198,14 @@ def delivered_models(
     recipe: RecoveryRecipe | None = None,
     seed: int = 0,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    states: Path | None = None,
 ) -> dict[str, Recovered]:
     """The model a search delivers for each labelled policy (``"best"``, ``"uniform"``,
     a front point...): recovered by ``recipe`` when given (``before`` is its test accuracy
     right after pruning; equal choices are recovered once), else pruned and fine-tuned
     for ``finetune_steps`` (``before`` is NaN). ``after`` is the delivered model's test
-    accuracy. ``progress(label, total_steps)`` gives a per-step callback for recoveries."""
+    accuracy. ``progress(label, total_steps)`` gives a per-step callback for recoveries;
+    ``states`` is the folder where they keep their epochs (:func:`recovered_model`)."""
     out: dict[str, Recovered] = {}
     done: dict[tuple[int, ...], Recovered] = {}
     for label, choice in choices.items():
@@ -159,7 +217,7 @@ def delivered_models(
             total = recipe.total_steps(len(task.workload.train))
             step = None if progress is None else progress(label, total)
             with torch_threads(max(torch.get_num_threads(), recovery_threads())):
-                result = recovered_model(task, choice, recipe, on_step=step)
+                result = recovered_model(task, choice, recipe, on_step=step, states=states)
         else:
             model = pruned_model(task, choice, finetune_steps=finetune_steps, seed=seed)
             result = Recovered(model, float("nan"), test_accuracy(task, model))

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.app.finalize import delivered_models, log_pruned_model
+from agents.app.finalize import delivered_models, log_pruned_model, recovery_states
 from agents.app.search import ResumeState, SearchConfig, SearchKind, run_kind
 from agents.baselines import uniform_choice
 from agents.learners import SB3Agent
@@ -207,6 +207,7 @@ class Front(SearchKind):
                 recipe=recipe,
                 seed=config.seed,
                 progress=self.recovery_progress,
+                states=recovery_states(run),
             )
             point, *uniform = delivered.values()
             model, p.test_accuracy = point.model, point.after

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import shutil
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +22,7 @@ from agents.app.finalize import (
     logged_model_uri,
     pruned_model,
     recovery_recipe,
+    recovery_states,
 )
 from agents.app.search_params import SEARCH_PARAMS
 from agents.app.shortlist import rescore, shortlist
@@ -435,11 +437,20 @@ class SearchInterrupted(KeyboardInterrupt):
     RUN_ID`` continues it.
     """
 
-    def __init__(self, signum: int, run_id: str | None = None, episodes: int = 0) -> None:
+    def __init__(
+        self,
+        signum: int,
+        run_id: str | None = None,
+        episodes: int = 0,
+        *,
+        recovery_kept: bool = False,
+    ) -> None:
         super().__init__(signum)
         self.signum = signum
         self.run_id = run_id
         self.episodes = episodes
+        self.recovery_kept = recovery_kept
+        """It stopped in a recovery, whose finished epochs ``--resume`` continues from."""
 
     @property
     def exit_code(self) -> int:
@@ -725,10 +736,15 @@ def _run(
             run.flush()
             if recorder.replay:
                 run.log_metrics({"search/resumed_at_episode": len(recorder.replay)})
-            return kind.finish(run, config, task, agent, recorder, env)
+            result = kind.finish(run, config, task, agent, recorder, env)
+            shutil.rmtree(recovery_states(run), ignore_errors=True)  # the result is logged
+            return result
         except SearchInterrupted as exc:
             _save_interrupted(run, task, recorder, config)
-            raise SearchInterrupted(exc.signum, run.run_id, recorder.episodes) from None
+            kept = any(recovery_states(run).glob("*.pt"))
+            raise SearchInterrupted(
+                exc.signum, run.run_id, recorder.episodes, recovery_kept=kept
+            ) from None
 
 
 class FixedBudget(SearchKind):
@@ -827,6 +843,7 @@ def _finish(
         recipe=recipe,
         seed=config.seed,
         progress=recovery_progress,
+        states=recovery_states(run),
     )
     before = {who: d.before for who, d in delivered.items()}
     if recipe is not None:

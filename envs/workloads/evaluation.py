@@ -7,8 +7,11 @@ Datasets may be :class:`envs.workloads.data.ImageSplit` (vectorised fast path), 
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -207,6 +210,52 @@ def distillation_loss(
     return kl * temperature**2
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a :func:`finetune` stands after a whole pass: enough to continue it exactly.
+
+    The model's state dict (with ``torch.nn.utils.prune``'s ``*_orig`` and ``*_mask``),
+    the optimiser's momentum, the schedule's position and the batch generator's state, so a
+    run resumed from it draws the same batches and takes the same steps as one that was
+    never stopped. ``as_dict``/``from_dict`` give plain tensors and numbers, which
+    ``torch.load(..., weights_only=True)`` reads back.
+    """
+
+    steps: int
+    """The run's total optimiser steps (its cosine schedule depends on them)."""
+    step: int
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    generator: torch.Tensor
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain containers, tensors and numbers (for ``torch.save``)."""
+        return {
+            "steps": self.steps,
+            "step": self.step,
+            "epoch": self.epoch,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "generator": self.generator,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainingState:
+        """Inverse of :meth:`as_dict`; ``KeyError``/``TypeError`` for another dict."""
+        return cls(
+            steps=int(d["steps"]),
+            step=int(d["step"]),
+            epoch=int(d["epoch"]),
+            model=dict(d["model"]),
+            optimizer=dict(d["optimizer"]),
+            scheduler=None if d["scheduler"] is None else dict(d["scheduler"]),
+            generator=d["generator"],
+        )
+
+
 def finetune(
     model: nn.Module,
     train: DataLike,
@@ -227,6 +276,8 @@ def finetune(
     teacher: nn.Module | None = None,
     distill_alpha: float = 0.9,
     temperature: float = 4.0,
+    start: TrainingState | None = None,
+    save_state: Callable[[TrainingState], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` for ``steps`` SGD steps on ``train``; returns it in eval mode.
 
@@ -245,6 +296,10 @@ def finetune(
     by ``torch.nn.utils.prune`` (``*_orig`` times a ``*_mask`` buffer) receive zero
     gradient where masked, so pruned weights stay pruned: fine-tuning with masks held
     fixed needs nothing special.
+
+    ``save_state(state)`` is given a :class:`TrainingState` after every whole pass;
+    ``start`` continues from one (same ``steps`` and settings, ``model`` built the same
+    way, with the same masks), and the result is the uninterrupted run's.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -269,8 +324,17 @@ def finetune(
     if n == 0:
         raise ValueError("cannot fine-tune on an empty dataset")
     per_epoch = max(1, n // batch_size)  # drop the ragged last batch: BN needs > 1 sample
-    model.train()
     step = epoch = 0
+    if start is not None:
+        if start.steps != steps:
+            raise ValueError(f"the saved state is of a {start.steps}-step run, not {steps}")
+        model.load_state_dict(start.model)
+        opt.load_state_dict(start.optimizer)
+        if sched is not None and start.scheduler is not None:
+            sched.load_state_dict(start.scheduler)
+        gen.set_state(start.generator)
+        step, epoch = start.step, start.epoch
+    model.train()
     while step < steps:
         perm = torch.randperm(n, generator=gen)
         for b in range(per_epoch):
@@ -300,6 +364,19 @@ def finetune(
             if on_step is not None:
                 on_step(step)
         epoch += 1
+        if save_state is not None:
+            save_state(
+                TrainingState(
+                    steps=steps,
+                    step=step,
+                    epoch=epoch,
+                    model={k: v.detach().clone() for k, v in model.state_dict().items()},
+                    # Copies: the live momentum buffers move on with the next step.
+                    optimizer=copy.deepcopy(opt.state_dict()),
+                    scheduler=None if sched is None else copy.deepcopy(sched.state_dict()),
+                    generator=gen.get_state(),
+                )
+            )
         if on_epoch is not None:
             on_epoch(epoch, step)
             model.train()

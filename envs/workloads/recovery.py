@@ -23,6 +23,7 @@ from core.params import Param, Schema
 from envs.workloads.data import ImageSplit
 from envs.workloads.evaluation import (
     DataLike,
+    TrainingState,
     bn_calibration_batches,
     finetune,
     reestimate_batchnorm,
@@ -122,6 +123,8 @@ def recover(
     on_step: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
     masks_at: Callable[[float], Mapping[str, torch.Tensor]] | None = None,
+    start: TrainingState | None = None,
+    save_state: Callable[[TrainingState], None] | None = None,
 ) -> nn.Module:
     """Recover the masked ``model`` in place by ``recipe``; returns it in eval mode.
 
@@ -135,6 +138,10 @@ def recover(
     in [0, 1] (parameter name -> keep mask; a masked parameter missing is dense), with
     ``masks_at(1)`` the model's own. They replace the model's masks in place
     :data:`GRADUAL_UPDATES` times over the ramp.
+
+    ``save_state`` is given the training's state after every epoch and ``start``
+    continues from one (``envs.workloads.evaluation.finetune``): an interrupted recovery
+    resumed so ends exactly where the uninterrupted one would.
     """
     if recipe.distill and teacher is None:
         raise ValueError("recipe.distill needs the dense model as teacher")
@@ -146,7 +153,9 @@ def recover(
     if teacher is not None and recipe.distill:
         teacher.eval()
     if recipe.gradual and masks_at is not None:
-        on_step = _gradual(model, masks_at, int(recipe.gradual * steps), on_step)
+        # A resumed ramp's masks are in the saved model state.
+        ramp = int(recipe.gradual * steps)
+        on_step = _gradual(model, masks_at, ramp, on_step, initial=start is None)
     finetune(
         model,
         train,
@@ -163,6 +172,8 @@ def recover(
         teacher=teacher if recipe.distill else None,
         distill_alpha=recipe.distill_alpha,
         temperature=recipe.temperature,
+        start=start,
+        save_state=save_state,
     )
     reestimate_batchnorm(model, bn_calibration_batches(train))
     return model.eval()
@@ -192,10 +203,14 @@ def _gradual(
     masks_at: Callable[[float], Mapping[str, torch.Tensor]],
     ramp: int,
     on_step: Callable[[int], None] | None,
+    *,
+    initial: bool = True,
 ) -> Callable[[int], None]:
-    """Put the ramp's first masks on ``model``; returns the step hook that moves them."""
+    """Put the ramp's first masks on ``model`` (unless not ``initial``: a resumed
+    recovery's model has its own); returns the step hook that moves them."""
     every = max(1, math.ceil(ramp / GRADUAL_UPDATES))
-    _set_masks(model, masks_at(0.0))
+    if initial:
+        _set_masks(model, masks_at(0.0))
 
     def step(done: int) -> None:
         if done % every == 0 or done == ramp:
@@ -204,7 +219,7 @@ def _gradual(
         if on_step is not None:
             on_step(done)
 
-    if ramp == 0:
+    if ramp == 0 and initial:
         _set_masks(model, masks_at(1.0))
     return step
 

@@ -77,3 +77,47 @@ def test_budget_at_compression_hits_the_anchor_policies(hl, monkeypatch):
     pruned = hl._task(dataclasses.replace(claim, keep_dense=()))
     without = hl.compression(pruned, [0] * len(pruned.decisions))
     assert with_first["parameter_compression"] < without["parameter_compression"]
+
+
+@pytest.mark.slow
+def test_a_claim_stopped_in_its_recovery_is_resumed_by_the_next_start(
+    hl, tmp_path, monkeypatch, capsys
+):
+    """SIGTERM in the searched policy's recovery: the file names the claim's run under
+    ``pending``; the next start resumes that run (no new search) and clears it."""
+    import dataclasses
+    import signal
+
+    import mlflow
+
+    from agents.app import finalize
+    from agents.app.search import SearchInterrupted
+
+    out = tmp_path / "h.json"
+    args = ["--model", "digits-cnn", "--data", "digits", "--epochs", "1", "--threads", "1"]
+    args += ["--episodes", "4", "--claims", "liang", "--out", str(out)]
+    real = finalize.recover
+    calls = []
+
+    def stopped_once(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:  # the dense control's recovery is the first
+            raise SearchInterrupted(signal.SIGTERM)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(finalize, "recover", stopped_once)
+    # digits-cnn's crossbars cannot go down to the fashion-vgg claim's 0.4.
+    monkeypatch.setitem(hl.CLAIMS, "liang", dataclasses.replace(hl.CLAIMS["liang"], budget=0.8))
+    with pytest.raises(SearchInterrupted):
+        hl.main(args)
+    doc = json.loads(out.read_text())
+    run_id = doc["pending"]["liang"]
+    assert doc["rows"] == [] and mlflow.get_run(run_id).info.status == "KILLED"
+    capsys.readouterr()
+
+    assert hl.main(args) == 0
+    assert f"liang: resuming run {run_id}" in capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert "pending" not in doc
+    assert {r["run_id"] for r in doc["rows"]} == {run_id}
+    assert mlflow.get_run(run_id).info.status == "FINISHED"

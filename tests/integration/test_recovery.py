@@ -134,18 +134,23 @@ def test_gradual_recovery_needs_the_mask_path():
         recover(model, workload.train, RecoveryRecipe(gradual=0.5))
 
 
+def _recovering_search(**settings) -> SearchConfig:
+    """A 3-episode search on digits-cnn recovering its result 2 distilled epochs."""
+    base = {
+        "task": TaskSpec(scheme="unstructured", hardware="accel-kang-16"),
+        "budget": 0.3,
+        "agent": "random",
+        "episodes": 3,
+        "finetune_epochs": 2,
+        "distill": True,
+        "experiment": "test-recovery",
+    }
+    return SearchConfig(**{**base, **settings})
+
+
 @pytest.mark.slow
 def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_path):
-    config = SearchConfig(
-        task=TaskSpec(scheme="unstructured", hardware="accel-kang-16"),
-        budget=0.3,
-        agent="random",
-        episodes=3,
-        finetune_epochs=2,
-        distill=True,
-        gradual=0.25,
-        experiment="test-recovery",
-    )
+    config = _recovering_search(gradual=0.25)
     calls = []
 
     def progress_for(who: str, total: int):
@@ -172,6 +177,56 @@ def test_search_with_finetune_epochs_exports_and_logs_the_recovered_model(tmp_pa
     summary = mlflow.artifacts.load_text(f"runs:/{result.run_id}/summary.md")
     assert "recovered: 2 epochs" in summary and "test acc, recovered (2 ep)" in summary
     assert "masks reached over the first 25%" in summary
+
+
+@pytest.mark.slow
+def test_a_search_stopped_in_its_recovery_resumes_it_from_the_last_epoch():
+    """Ctrl-C in the second recovery epoch: --resume replays the episodes and recovers
+    from the first epoch's state, to the uninterrupted search's result."""
+    import signal
+
+    from agents.app.search import SearchInterrupted, load_resume
+    from tracking import state_dir
+
+    config = _recovering_search(experiment="test-recovery-resume")
+    whole = run_search(config).summary()
+
+    seen: dict[str, list[int]] = {}
+
+    def stop_in_second_epoch(who: str, total: int):
+        steps = seen.setdefault(who, [])
+
+        def on_step(done: int) -> None:
+            steps.append(done)
+            if done == total // 2 + 1:
+                raise SearchInterrupted(signal.SIGINT)
+
+        return on_step
+
+    with pytest.raises(SearchInterrupted) as stopped:
+        run_search(config, recovery_progress=stop_in_second_epoch)
+    run_id = stopped.value.run_id
+    assert stopped.value.recovery_kept  # the CLI says the finished epochs are kept
+    assert (state_dir() / run_id / "recovery").is_dir()
+    half = len(seen["best"]) - 1
+
+    seen.clear()
+
+    def record(who: str, total: int):
+        return seen.setdefault(who, []).append
+
+    cfg, state = load_resume(run_id)
+    resumed = run_search(cfg, resume=state, recovery_progress=record)
+    assert seen["best"][0] == half + 1  # the first epoch was not trained again
+    s = resumed.summary()
+    for key in (
+        "best_test_accuracy",
+        "best_test_accuracy_before_recovery",
+        "uniform_test_accuracy",
+    ):
+        assert s[key] == whole[key], key
+    assert not (state_dir() / run_id / "recovery").exists()  # the run finished: states go
+    assert mlflow.get_run(run_id).info.status == "FINISHED"
 
 
 @pytest.mark.slow
@@ -239,7 +294,7 @@ def test_recovery_trains_with_every_usable_core_and_restores_the_search_threads(
 
     seen = []
 
-    def fake_recovered(task, choice, recipe, *, on_step=None):
+    def fake_recovered(task, choice, recipe, *, on_step=None, states=None):
         seen.append(torch.get_num_threads())
         return finalize.Recovered(torch.nn.Identity(), 0.5, 0.6)
 
