@@ -105,7 +105,7 @@ def recovered_model(
         model, task.workload.train, recipe, teacher=task.workload.model, on_step=on_step,
         masks_at=gradual_masks(task, choice) if recipe.gradual else None,
         start=None if path is None else saved_recovery(path, choice, recipe),
-        save_state=None if path is None else _saver(path, choice, recipe),
+        save_state=None if path is None else recovery_saver(path, choice, recipe),
     )  # fmt: skip
     make_permanent(model).eval()
     return Recovered(model=model, before=before, after=test_accuracy(task, model))
@@ -119,31 +119,35 @@ def recovery_states(run: SearchRun) -> Path:
 
 def recovery_state_file(states: Path, choice: Sequence[int], recipe: RecoveryRecipe) -> Path:
     """Where the recovery of ``choice`` by ``recipe`` keeps its state in ``states``."""
-    key = json.dumps([[int(c) for c in choice], recipe.as_dict()], sort_keys=True)
+    key = json.dumps([_plain_key(choice), recipe.as_dict()], sort_keys=True)
     return Path(states) / f"recovery-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
 
-def saved_recovery(
-    path: Path, choice: Sequence[int], recipe: RecoveryRecipe
-) -> TrainingState | None:
-    """The state saved at ``path`` by the recovery of ``choice`` by ``recipe``, or None
-    (no file, another policy or recipe, or a file that cannot be read: it starts anew)."""
+def _plain_key(key: Any) -> Any:
+    """A recovery's identity as stored: a policy's choice as plain ints, else as given."""
+    return [int(c) for c in key] if isinstance(key, (list, tuple)) else key
+
+
+def saved_recovery(path: Path, key: Any, recipe: RecoveryRecipe) -> TrainingState | None:
+    """The state saved at ``path`` by the recovery of ``key`` (a policy's choice, a
+    fine-tune's source) by ``recipe``, or None: no file, another key or recipe, or a file
+    that cannot be read (the recovery then starts anew)."""
     if not path.is_file():
         return None
     try:
         saved = load_torch_file(path)
-        if saved["choice"] != [int(c) for c in choice] or saved["recipe"] != recipe.as_dict():
+        if saved["key"] != _plain_key(key) or saved["recipe"] != recipe.as_dict():
             return None
         return TrainingState.from_dict(saved["state"])
     except Exception:  # a damaged state costs the epochs it held, never the recovery
         return None
 
 
-def _saver(
-    path: Path, choice: Sequence[int], recipe: RecoveryRecipe
-) -> Callable[[TrainingState], None]:
-    """Write each epoch's state to ``path`` whole (a temporary file renamed over it)."""
-    doc = {"choice": [int(c) for c in choice], "recipe": recipe.as_dict()}
+def recovery_saver(path: Path, key: Any, recipe: RecoveryRecipe) -> Callable[[TrainingState], None]:
+    """``save_state`` for :func:`envs.workloads.recovery.recover`: each epoch's state of
+    the recovery of ``key`` by ``recipe``, written to ``path`` whole (a temporary file
+    renamed over it), for :func:`saved_recovery` to read back."""
+    doc = {"key": _plain_key(key), "recipe": recipe.as_dict()}
 
     def save(state: TrainingState) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

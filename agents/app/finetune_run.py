@@ -7,20 +7,31 @@ reparametrisation: masked weights get no gradient), a cosine schedule, the workl
 augmentation, optionally distilled from the dense model. Test accuracy is logged before
 and after every epoch, and the result is exported and logged like a search's (every
 format, the pyfunc model, optionally registered). An interrupted recovery (Ctrl-C,
-SIGTERM) keeps the model of its last finished epoch in the run.
+SIGTERM) keeps the model of its last finished epoch in the run, and the training state of
+that epoch on this machine: ``hwprune finetune --resume RUN_ID`` (:func:`resume_finetune`)
+goes on from it to the result the uninterrupted run gives.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import torch
 
-from agents.app.finalize import log_pruned_model, logged_model_uri, recovery_recipe, test_accuracy
+from agents.app.finalize import (
+    log_pruned_model,
+    logged_model_uri,
+    recovery_recipe,
+    recovery_saver,
+    saved_recovery,
+    test_accuracy,
+)
 from agents.checks import (
     MAX_FINETUNE_EPOCHS,
     MAX_FINETUNE_STEPS,
@@ -29,7 +40,7 @@ from agents.checks import (
 )
 from core import defaults
 from envs import TaskSpec, make_task
-from envs.workloads.evaluation import bn_calibration_batches, reestimate_batchnorm
+from envs.workloads.evaluation import TrainingState, bn_calibration_batches, reestimate_batchnorm
 from envs.workloads.recovery import RecoveryRecipe, recover
 from envs.workloads.safe_load import load_torch_file, torch_load_reason
 from pruning import apply_masks, make_permanent
@@ -40,7 +51,9 @@ from tracking import (
     discard_download,
     download_artifacts,
     experiment_name_of,
+    run_state,
     search_run,
+    state_dir,
 )
 
 BATCH_SIZE = 64
@@ -55,10 +68,13 @@ class FinetuneResult:
     before: float
     after: float
     per_epoch: list[float]
+    """Test accuracy after each epoch this process trained (from ``first_epoch``)."""
     steps: int
     export_dir: Path | None
     model_uri: str | None = None
     """The logged MLflow model of the fine-tuned network (``runs:/RUN_ID/NAME``)."""
+    first_epoch: int = 1
+    """The epoch ``per_epoch`` starts at (a resumed run's epochs before are in the run)."""
 
 
 class FinetuneInterrupted(KeyboardInterrupt):
@@ -146,15 +162,7 @@ def run_finetune(
     if export_dir is not None:  # before the source is read or anything trains
         check_output_dir(export_dir, "export directory", may_exist=False)
     with resolve_source(source) as (src, source_run):
-        manifest = read_manifest(src)
-        spec = _task_spec(manifest)
-        weights = src / "state_dict.pt"
-        try:
-            state = load_torch_file(weights)
-        except Exception as exc:  # a foreign or crafted file: refused, never run
-            raise ValueError(
-                f"cannot load {str(weights)!r} as a state_dict: {torch_load_reason(exc)}"
-            ) from exc
+        manifest, spec, state = _read_source(src)
         if experiment is None:
             experiment = _source_experiment(source_run) or "hwprune"
         check_store()
@@ -168,6 +176,81 @@ def run_finetune(
             recipe=recipe, epochs=None if steps is not None else epochs,
             export_dir=export_dir, register=register, progress=progress,
         )  # fmt: skip
+
+
+def resume_finetune(
+    run_id: str,
+    *,
+    export_dir: str | Path | None = None,
+    register: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> FinetuneResult:
+    """Continue an interrupted fine-tune run in place from its last finished epoch.
+
+    The run's own source and recipe; the model, momentum, schedule and batch order of its
+    last finished epoch (kept on the machine that ran it, :func:`finetune_state_file`),
+    so the result is the uninterrupted run's. ``KeyError`` for an unknown run,
+    ``ValueError`` for one that is no fine-tune, is finished, or kept no epoch here.
+    """
+    from agents.app.search import RESUMABLE
+
+    if export_dir is not None:
+        check_output_dir(export_dir, "export directory", may_exist=False)
+    check_store()
+    try:
+        run = mlflow.tracking.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise KeyError(f"no MLflow run {run_id!r} in the tracking store") from exc
+    if run.data.tags.get("hwprune.kind") != "finetune":
+        raise ValueError(
+            f"run {run_id!r} is not a fine-tune run (a search resumes with "
+            f"`hwprune search --resume {run_id}`)"
+        )
+    if run.info.status not in RESUMABLE:
+        raise ValueError(
+            f"run {run_id!r} is {run.info.status}; only a {', '.join(RESUMABLE)} fine-tune "
+            "can be resumed"
+        )
+    _, stored, _, _ = run_state(run_id)
+    recipe = RecoveryRecipe(**stored["recovery"])
+    path = finetune_state_file(run_id)
+    start = saved_recovery(path, stored["source"], recipe)
+    if start is None:
+        raise ValueError(
+            f"run {run_id!r} kept no finished epoch on this machine ({str(path)!r}); start "
+            f"a new one: hwprune finetune {stored['source']}"
+        )
+    with resolve_source(stored["source"]) as (src, source_run):
+        manifest, spec, state = _read_source(src)
+        task = make_task(spec)
+        if on_total is not None:
+            on_total(recipe.total_steps(len(task.workload.train)) - start.step)
+        return _finetune(
+            task, spec, manifest, state, stored["source"], source_run,
+            experiment_name_of(run_id), recipe=recipe, epochs=stored.get("epochs"),
+            export_dir=export_dir, register=register, progress=progress,
+            resume=(run_id, start),
+        )  # fmt: skip
+
+
+def finetune_state_file(run_id: str) -> Path:
+    """Where fine-tune run ``run_id`` keeps the state of its last finished epoch."""
+    return state_dir() / run_id / "recovery" / "finetune.pt"
+
+
+def _read_source(src: Path) -> tuple[dict[str, Any], TaskSpec, dict[str, torch.Tensor]]:
+    """An export's manifest, the task it was pruned for and its weights (``ValueError``
+    for weights that are not a plain state dict)."""
+    manifest = read_manifest(src)
+    weights = src / "state_dict.pt"
+    try:
+        state = load_torch_file(weights)
+    except Exception as exc:  # a foreign or crafted file: refused, never run
+        raise ValueError(
+            f"cannot load {str(weights)!r} as a state_dict: {torch_load_reason(exc)}"
+        ) from exc
+    return manifest, _task_spec(manifest), state
 
 
 def _source_experiment(run_id: str | None) -> str | None:
@@ -188,6 +271,7 @@ def _finetune(
     export_dir: str | Path | None,
     register: str | None,
     progress: Callable[[int], None] | None,
+    resume: tuple[str, TrainingState] | None = None,
 ) -> FinetuneResult:
     import copy
 
@@ -212,17 +296,20 @@ def _finetune(
     if source_run is not None:
         tags["mlflow.parentRunId"] = source_run  # shown under its search in the UI
     name = f"finetune-{policy.get('scheme', spec.scheme)}-{policy.get('hardware', spec.hardware)}"
-    with search_run(experiment, run_name=name, tags=tags) as run:
-        run.log_config(
-            {"source": source, "source_run": source_run, "task": spec.as_dict(),
-             "steps": total, "epochs": epochs, "recovery": recipe.as_dict(),
-             "lr": recipe.lr, "seed": recipe.seed, "batch_size": recipe.batch_size},
-            command=None,
-        )  # fmt: skip
+    resume_id, start = resume if resume is not None else (None, None)
+    with search_run(experiment, run_name=name, tags=tags, resume_run_id=resume_id) as run:
         before = test_accuracy(task, model)
-        run.log_metrics({"finetune/test_accuracy": before}, step=0)
+        if start is None:
+            run.log_config(
+                {"source": source, "source_run": source_run, "task": spec.as_dict(),
+                 "steps": total, "epochs": epochs, "recovery": recipe.as_dict(),
+                 "lr": recipe.lr, "seed": recipe.seed, "batch_size": recipe.batch_size},
+                command=None,
+            )  # fmt: skip
+            run.log_metrics({"finetune/test_accuracy": before}, step=0)
         per_epoch_acc: list[float] = []
-        kept: dict[str, Any] = {}
+        kept: dict[str, Any] = {} if start is None else {"epoch": start.epoch}
+        state_file = finetune_state_file(run.run_id)
 
         def on_epoch(epoch: int, step: int) -> None:
             acc = test_accuracy(task, model)
@@ -234,9 +321,10 @@ def _finetune(
         try:
             with signals_interrupt():
                 recover(model, train, recipe, teacher=task.workload.model,
-                        on_step=step_done, on_epoch=on_epoch)  # fmt: skip
+                        on_step=step_done, on_epoch=on_epoch, start=start,
+                        save_state=recovery_saver(state_file, source, recipe))  # fmt: skip
         except SearchInterrupted as exc:
-            if kept:  # quick: no test evaluation, one export of the last finished epoch
+            if "state" in kept:  # quick: no test evaluation, one export of the last epoch
                 model.load_state_dict(kept["state"])
                 reestimate_batchnorm(model, bn_calibration_batches(train))
                 make_permanent(model).eval()
@@ -250,6 +338,7 @@ def _finetune(
                 exc.signum, run.run_id, int(kept.get("epoch", 0)), epochs
             ) from None
         make_permanent(model).eval()
+        shutil.rmtree(state_file.parent, ignore_errors=True)  # finished: nothing to resume
         after = test_accuracy(task, model)
         # best/* as a search logs them: fine-tunes sort and compare beside searches.
         run.log_metrics(
@@ -285,6 +374,7 @@ def _finetune(
             before=before,
             after=after,
             per_epoch=per_epoch_acc,
+            first_epoch=1 if start is None else start.epoch + 1,
             steps=total,
             export_dir=final,
             model_uri=logged_model_uri(run.run_id, task),

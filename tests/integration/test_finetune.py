@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from agents import SearchConfig, run_search
 from agents.app.cli import _register_optional_commands, app
-from agents.app.finetune_run import run_finetune
+from agents.app.finetune_run import finetune_state_file, resume_finetune, run_finetune
 from pruning.export import read_manifest
 from tracking import discard_download, download_artifacts
 
@@ -88,6 +88,10 @@ def test_finetune_of_an_export_directory(searched, tmp_path):
         (["0123abcd", "--epochs", "-1"], "epochs must be an integer >= 1"),
         (["0123abcd", "--epochs", "5000"], "epochs must be an integer in [1, 1000]"),
         (["0123abcd", "--steps", "99999999999"], "steps must be an integer in [1, 1000000]"),
+        ([], "missing SOURCE"),
+        (["--resume", "0123abcd", "--epochs", "2"], "drop --epochs"),
+        (["0123abcd", "--resume", "0123abcd"], "drop SOURCE"),
+        (["--resume", "0123abcd"], "no MLflow run '0123abcd'"),
     ],
 )
 def test_finetune_bad_input_is_one_error_line(args, message):
@@ -131,6 +135,29 @@ def test_interrupted_recovery_keeps_the_last_finished_epoch(searched):
     assert manifest["policy"]["interrupted_after_epochs"] == 1
     assert manifest["finetune_steps"] == per_epoch
 
+    # --resume goes on from epoch 1's state to the uninterrupted run's model.
+    totals, steps = [], [0]
+    resumed = resume_finetune(
+        exc.run_id, progress=lambda n: steps.__setitem__(0, steps[0] + n), on_total=totals.append
+    )
+    assert totals == [3 * per_epoch - per_epoch] and steps == [2 * per_epoch]
+    assert resumed.run_id == exc.run_id and resumed.first_epoch == 2
+    assert len(resumed.per_epoch) == 2
+    whole = run_finetune(searched.run_id, epochs=3, experiment="test-ft")
+    assert resumed.after == whole.after and resumed.per_epoch == whole.per_epoch[1:]
+    for name, value in _state(exc.run_id).items():
+        assert torch.equal(value, _state(whole.run_id)[name]), name
+    assert mlflow.get_run(exc.run_id).info.status == "FINISHED"
+    history = mlflow.tracking.MlflowClient().get_metric_history(
+        exc.run_id, "finetune/test_accuracy"
+    )
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    assert not finetune_state_file(exc.run_id).exists()  # finished: the state goes
+    res = runner.invoke(app, ["finetune", "--resume", exc.run_id, "--no-progress"])
+    assert res.exit_code == 2 and "is FINISHED" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["finetune", "--resume", searched.run_id, "--no-progress"])
+    assert res.exit_code == 2 and "is not a fine-tune run" in res.output
+
 
 def test_interrupted_recovery_message_says_how_to_continue(capsys):
     import typer
@@ -143,7 +170,8 @@ def test_interrupted_recovery_message_says_how_to_continue(capsys):
     assert info.value.exit_code == 130
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "keeps the model of epoch 1" in out
-    assert "continue with: hwprune finetune abc123 --epochs 2" in out
+    assert "continue with: hwprune finetune --resume abc123" in out
+    assert "from epoch 2 on the same schedule" in out
 
 
 def test_recovery_bounds_are_the_cli_bounds():

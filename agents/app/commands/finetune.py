@@ -19,7 +19,8 @@ console = Console()
 
 
 def finetune_command(
-    source: str = typer.Argument(..., help="Search run id, or an export directory."),
+    ctx: typer.Context,
+    source: str = typer.Argument(None, help="Search run id, or an export directory."),
     epochs: int = typer.Option(1, help="Passes over the training split (cosine schedule)."),
     steps: int = typer.Option(None, help="SGD steps of batch 64 instead of --epochs."),
     lr: float = typer.Option(
@@ -33,32 +34,45 @@ def finetune_command(
         None, metavar="NAME", help="Register the fine-tuned model in the Model Registry."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    resume: str = typer.Option(
+        None, metavar="RUN_ID", help="Continue an interrupted fine-tune run from its last epoch."
+    ),
 ) -> None:
     """Recover a pruned model: masked training (pruned weights held at zero), cosine
     schedule, optional distillation; log test accuracy before, per epoch and after."""
     from tqdm import tqdm
 
-    from agents.app.finetune_run import FinetuneInterrupted, run_finetune
+    from agents.app.finetune_run import FinetuneInterrupted, resume_finetune, run_finetune
 
+    if resume is not None:
+        _check_resume_flags(ctx)
+    elif source is None:
+        fail(ValueError("missing SOURCE: a search run id or an export directory (or --resume)"))
     bar = tqdm(desc="recovery", unit="step", disable=not progress)
 
     def set_total(total: int) -> None:
         bar.reset(total=total)
 
     try:
-        result = run_finetune(
-            source,
-            epochs=epochs,
-            steps=steps,
-            lr=lr,
-            seed=seed,
-            distill=distill,
-            experiment=experiment,
-            export_dir=out,
-            register=register,
-            progress=bar.update,
-            on_total=set_total,
-        )
+        if resume is not None:
+            result = resume_finetune(
+                resume, export_dir=out, register=register, progress=bar.update,
+                on_total=set_total,
+            )  # fmt: skip
+        else:
+            result = run_finetune(
+                source,
+                epochs=epochs,
+                steps=steps,
+                lr=lr,
+                seed=seed,
+                distill=distill,
+                experiment=experiment,
+                export_dir=out,
+                register=register,
+                progress=bar.update,
+                on_total=set_total,
+            )
     except FinetuneInterrupted as exc:
         bar.close()
         _report_interrupted(exc)
@@ -70,7 +84,7 @@ def finetune_command(
     table.add_column("test accuracy", justify="left")
     table.add_column("", justify="right")
     table.add_row("before", f"{result.before:.4f}")
-    for i, acc in enumerate(result.per_epoch, 1):
+    for i, acc in enumerate(result.per_epoch, result.first_epoch):
         table.add_row(f"after epoch {i}", f"{acc:.4f}")
     table.add_row("after (BatchNorm re-estimated)", f"{result.after:.4f}")
     console.print(table)
@@ -81,6 +95,20 @@ def finetune_command(
         console.print(f"exported fine-tuned model: {result.export_dir}")
 
 
+def _check_resume_flags(ctx: typer.Context) -> None:
+    """``--resume`` continues a run with its own source and recipe: other settings fail."""
+    allowed = {"resume", "out", "register", "progress"}
+    given = sorted(
+        name
+        for name in ctx.params
+        if name not in allowed
+        and ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+    )
+    if given:
+        names = ", ".join("SOURCE" if g == "source" else "--" + g.replace("_", "-") for g in given)
+        fail(ValueError(f"--resume continues a run with its own source and settings; drop {names}"))
+
+
 def _report_interrupted(exc: FinetuneInterrupted) -> None:
     """Where an interrupted recovery stands and how to go on; exit 128 + signal."""
     import signal
@@ -88,13 +116,14 @@ def _report_interrupted(exc: FinetuneInterrupted) -> None:
     name = signal.Signals(exc.signum).name
     run_id, done = exc.run_id, exc.epochs_done
     if done:
-        left = (exc.epochs or done) - done
         console.print(
             f"interrupted by {name} after {done} finished epoch(s); MLflow run "
             f"[bold]{run_id}[/] is KILLED and keeps the model of epoch {done}."
         )
-        more = f" --epochs {left}" if left > 0 else ""
-        console.print(f"continue with: hwprune finetune {run_id}{more}")
+        console.print(
+            f"continue with: hwprune finetune --resume {run_id}   (on this machine; it goes "
+            f"on from epoch {done + 1} on the same schedule)"
+        )
     else:
         console.print(
             f"interrupted by {name} before the first epoch finished; MLflow run "
