@@ -13,7 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.app.commands.errors import OneLineUsageErrors, fail, set_debug
+from agents.app.commands.errors import (
+    OneLineUsageErrors,
+    check_resume_flags,
+    fail,
+    given_options,
+    set_debug,
+)
 from agents.app.search_params import SEARCH_PARAMS
 from core import defaults
 from hwmodels import within_budget
@@ -177,11 +183,7 @@ def search(
 
     try:
         settings = load_config_file(config) if config is not None else {}
-        explicit = {
-            name
-            for name in ctx.params
-            if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
-        }
+        explicit = given_options(ctx)
         # Flags carry the settings' own names: a flag given, or one the file lacks, wins.
         for name in (*SEARCH_FIELDS, *TASK_FIELDS):
             if name in ctx.params and (name in explicit or name not in settings):
@@ -307,21 +309,8 @@ def _resume_search(
     """``search --resume RUN_ID``: the run's own settings, its journal replayed."""
     from agents.app.search import load_resume
 
-    allowed = {"resume", "export", "progress", "register"}
-    given = sorted(
-        name
-        for name in ctx.params
-        if name not in allowed
-        and ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
-    )
-    if given:
-        _fail(
-            ValueError(
-                f"--resume continues a run with its own settings; drop "
-                f"{', '.join('--' + g.replace('_', '-') for g in given)}"
-            )
-        )
     try:
+        check_resume_flags(ctx, {"resume", "export", "progress", "register"}, "a run")
         cfg, state = load_resume(run_id)
     except (KeyError, ValueError) as exc:
         _fail(exc)

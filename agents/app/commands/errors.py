@@ -101,3 +101,27 @@ class OneLineUsageErrors(TyperGroup):
             sub = getattr(exc, "ctx", None)
             where = f" (see `{sub.command_path} --help`)" if sub is not None else ""
             fail(ValueError(f"{exc.format_message()}{where}"))
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """The command's parameters set on the command line (or by environment), not left at
+    their defaults."""
+    return {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
+    }
+
+
+def check_resume_flags(
+    ctx: typer.Context, allowed: set[str], what: str, own: str = "settings"
+) -> None:
+    """``ValueError`` naming every setting given beside ``--resume`` but ``allowed``: a
+    resumed ``what`` (``"a run"``, ``"a sweep"``) keeps its ``own`` settings."""
+    arguments = {p.name for p in ctx.command.params if p.param_type_name == "argument"}
+    given = sorted(given_options(ctx) - allowed)
+    if given:
+        names = ", ".join(
+            g.upper() if g in arguments else "--" + g.replace("_", "-") for g in given
+        )
+        raise ValueError(f"--resume continues {what} with its own {own}; drop {names}")

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.app.commands.errors import fail
+from agents.app.commands.errors import check_resume_flags, fail
 from core import defaults
 
 if TYPE_CHECKING:
@@ -45,7 +45,11 @@ def finetune_command(
     from agents.app.finetune_run import FinetuneInterrupted, resume_finetune, run_finetune
 
     if resume is not None:
-        _check_resume_flags(ctx)
+        try:
+            allowed = {"resume", "out", "register", "progress"}
+            check_resume_flags(ctx, allowed, "a fine-tune", "source and settings")
+        except ValueError as exc:
+            fail(exc)
     elif source is None:
         fail(ValueError("missing SOURCE: a search run id or an export directory (or --resume)"))
     bar = tqdm(desc="recovery", unit="step", disable=not progress)
@@ -93,20 +97,6 @@ def finetune_command(
         console.print(f"MLflow model: {result.model_uri}", markup=False, soft_wrap=True)
     if result.export_dir is not None:
         console.print(f"exported fine-tuned model: {result.export_dir}")
-
-
-def _check_resume_flags(ctx: typer.Context) -> None:
-    """``--resume`` continues a run with its own source and recipe: other settings fail."""
-    allowed = {"resume", "out", "register", "progress"}
-    given = sorted(
-        name
-        for name in ctx.params
-        if name not in allowed
-        and ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
-    )
-    if given:
-        names = ", ".join("SOURCE" if g == "source" else "--" + g.replace("_", "-") for g in given)
-        fail(ValueError(f"--resume continues a run with its own source and settings; drop {names}"))
 
 
 def _report_interrupted(exc: FinetuneInterrupted) -> None:

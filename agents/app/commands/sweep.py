@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.app.commands.errors import fail
+from agents.app.commands.errors import check_resume_flags, fail
 from agents.app.search_params import SEARCH_PARAMS
 from core import defaults
 
@@ -269,18 +269,8 @@ def _resume(
     from tracking import StoreError
 
     allowed = {"resume", "address", "num_cpus", "ship_code", "progress"}
-    given = sorted(
-        name
-        for name in ctx.params
-        if name not in allowed
-        and ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
-    )
     try:
-        if given:
-            raise ValueError(
-                "--resume continues a sweep with its own grid and settings; drop "
-                + ", ".join("--" + g.replace("_", "-") for g in given)
-            )
+        check_resume_flags(ctx, allowed, "a sweep", "grid and settings")
         _check_num_cpus(num_cpus)
     except ValueError as exc:
         fail(exc)
