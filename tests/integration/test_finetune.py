@@ -159,6 +159,27 @@ def test_interrupted_recovery_keeps_the_last_finished_epoch(searched):
     assert res.exit_code == 2 and "is not a fine-tune run" in res.output
 
 
+@pytest.mark.slow
+def test_a_fine_tune_stopped_before_its_first_epoch_cannot_resume(searched):
+    """Nothing finished, nothing kept: --resume says so and how to start anew."""
+    import signal
+
+    from agents.app.finetune_run import FinetuneInterrupted
+    from agents.app.search import SearchInterrupted
+
+    def progress(_n: int) -> None:
+        raise SearchInterrupted(signal.SIGTERM)
+
+    with pytest.raises(FinetuneInterrupted) as info:
+        run_finetune(searched.run_id, epochs=2, progress=progress, experiment="test-ft")
+    assert info.value.epochs_done == 0
+    res = runner.invoke(app, ["finetune", "--resume", info.value.run_id, "--no-progress"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    out = " ".join(res.output.split())
+    assert "kept no finished epoch on this machine" in out
+    assert f"hwprune finetune {searched.run_id}" in out
+
+
 def test_interrupted_recovery_message_says_how_to_continue(capsys):
     import typer
 
