@@ -134,6 +134,7 @@ class EpisodeRecorder:
     replay: Sequence[dict[str, Any]] = ()
     logged: int = 0
     log_budget: bool = True  # False when it never changes (a flat chart tells nothing)
+    _sent: int = field(default=0, init=False, repr=False)  # episodes handed to the sinks
 
     @property
     def episodes(self) -> int:
@@ -166,6 +167,23 @@ class EpisodeRecorder:
                 )
         elif self.journal is not None:
             self.journal.append(dataclasses.asdict(rec))
+        self._keep(rec)
+        self._send(rec)
+        return rec
+
+    def catch_up(self) -> None:
+        """Finish the episode an interruption cut short: one the journal holds that was
+        not kept yet, or one kept but not sent to the sinks (a signal lands between any two
+        lines of :meth:`record`). Called when a search is interrupted, so that its run holds
+        every episode its journal does."""
+        records = getattr(self.journal, "records", None)  # EpisodeJournal's; fakes may lack it
+        if records is not None and len(self.history) >= len(self.replay):
+            for past in records()[len(self.history) :]:
+                self._keep(EpisodeRecord(**past))
+        for rec in self.history[max(self._sent, self.logged) :]:
+            self._send(rec)
+
+    def _keep(self, rec: EpisodeRecord) -> None:
         self.history.append(rec)
         if rec.within_budget:
             if _better(rec, self.best):
@@ -173,6 +191,8 @@ class EpisodeRecorder:
             key = round(rec.budget, 6)
             if _better(rec, self.best_per_budget.get(key)):
                 self.best_per_budget[key] = rec
+
+    def _send(self, rec: EpisodeRecord) -> None:
         metrics = rec.scalars()
         if not self.log_budget:
             del metrics["budget"]
@@ -181,7 +201,7 @@ class EpisodeRecorder:
         if rec.episode >= self.logged:
             for sink in self.sinks:
                 sink.write_episode(rec.episode, metrics)
-        return rec
+        self._sent = rec.episode + 1
 
     @property
     def replaying(self) -> bool:

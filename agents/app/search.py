@@ -1047,6 +1047,7 @@ def _save_interrupted(
     seconds, not minutes. A second signal during it stops the saving, not the run's
     KILLED status.
     """
+    recorder.catch_up()  # the episode the signal cut short, journaled but not yet sent
     run.flush()
     best = recorder.best
     if best is None:

@@ -643,3 +643,34 @@ def test_a_search_whose_sqlite_store_fills_up_is_one_line_and_resumes(tmpfs, tmp
     for key in ("episode/reward", "episode/accuracy"):
         steps = sorted(m.step for m in client.get_metric_history(run_id, key))
         assert steps == list(range(200)), (key, len(steps))
+
+
+@pytest.mark.parametrize("cut", ["_keep", "_send"])
+def test_catch_up_finishes_the_episode_a_signal_cut_short(tmp_path, monkeypatch, cut):
+    """A signal between journaling an episode and sending it: on interruption the
+    recorder catches up, so the run holds every episode its journal does."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.episodes: list[int] = []
+
+        def write_episode(self, episode: int, metrics: dict) -> None:
+            self.episodes.append(episode)
+
+    sink = Sink()
+    recorder = EpisodeRecorder(sinks=[sink], journal=EpisodeJournal(tmp_path / "j.jsonl"))
+    recorder.record(_info([1, 2], acc=0.5))
+
+    def interrupted(_rec) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recorder, cut, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        recorder.record(_info([2, 2], acc=0.8))
+    monkeypatch.undo()
+    assert len(recorder.journal.records()) == 2 and sink.episodes == [0]
+    recorder.catch_up()
+    assert sink.episodes == [0, 1] and recorder.episodes == 2
+    assert recorder.best is not None and recorder.best.choice == [2, 2]
+    recorder.catch_up()  # nothing left to do
+    assert sink.episodes == [0, 1] and recorder.episodes == 2
