@@ -40,6 +40,16 @@ def _info(choice: list[int], acc: float = 0.9) -> dict:
     }
 
 
+class ListSink:
+    """An episode sink that keeps the episode numbers it was sent."""
+
+    def __init__(self) -> None:
+        self.episodes: list[int] = []
+
+    def write_episode(self, episode: int, metrics: dict) -> None:
+        self.episodes.append(episode)
+
+
 def test_journal_keeps_whole_episodes_and_drops_a_torn_tail(tmp_path):
     journal = EpisodeJournal(tmp_path / "j.jsonl")
     journal.append({"episode": 0})
@@ -66,14 +76,7 @@ def test_replay_retraces_the_journal_without_rewriting_it(tmp_path):
         first.record(_info(c))
     past = journal.records()
 
-    class Sink:
-        def __init__(self) -> None:
-            self.episodes: list[int] = []
-
-        def write_episode(self, episode: int, metrics: dict) -> None:
-            self.episodes.append(episode)
-
-    sink = Sink()
+    sink = ListSink()
     again = EpisodeRecorder(sinks=[sink], journal=journal, replay=past, logged=2)
     for c in ([1, 2], [2, 2], [0, 1], [3, 3]):
         again.record(_info(c))
@@ -650,14 +653,7 @@ def test_catch_up_finishes_the_episode_a_signal_cut_short(tmp_path, monkeypatch,
     """A signal between journaling an episode and sending it: on interruption the
     recorder catches up, so the run holds every episode its journal does."""
 
-    class Sink:
-        def __init__(self) -> None:
-            self.episodes: list[int] = []
-
-        def write_episode(self, episode: int, metrics: dict) -> None:
-            self.episodes.append(episode)
-
-    sink = Sink()
+    sink = ListSink()
     recorder = EpisodeRecorder(sinks=[sink], journal=EpisodeJournal(tmp_path / "j.jsonl"))
     recorder.record(_info([1, 2], acc=0.5))
 
