@@ -213,6 +213,8 @@ def resume_finetune(
             "can be resumed"
         )
     _, stored, _, _ = run_state(run_id)
+    if not isinstance(stored.get("recovery"), dict) or "source" not in stored:
+        raise ValueError(f"run {run_id!r} records no recovery recipe and source; it cannot resume")
     recipe = RecoveryRecipe(**stored["recovery"])
     path = finetune_state_file(run_id)
     start = saved_recovery(path, stored["source"], recipe)
